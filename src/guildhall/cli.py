@@ -1,0 +1,348 @@
+"""Operator commands: ``guildhall serve``, ``migrate``, ``demo``, ``users``, ``keys``.
+
+Commands whose output a script reads print the one value it wants (an id, a
+key) alone on the last line of stdout. Every failure an operator can cause
+(bad config, unreachable database, a taken name) ends with one sentence on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from guildhall import __version__
+from guildhall.config import ConfigError, Settings, load_settings
+from guildhall.core.access import service as access
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider, Role
+from guildhall.core.actor import Actor
+from guildhall.core.errors import CoreError
+from guildhall.runtime import Runtime
+
+app = typer.Typer(
+    help="Guildhall: one back office behind the Heliactyl, Rustmail, LD7, SkyPANEL and "
+    "Aurora APIs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+users_app = typer.Typer(help="Accounts and their linked identities.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="GUILDHALL_CONFIG",
+        help="TOML configuration file.",
+        show_default=False,
+    ),
+]
+
+T = TypeVar("T")
+
+
+def _operator() -> Actor:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Actor("operator", f"operator {name} (cli)")
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]Error:[/] {message}", markup=True)
+    return typer.Exit(1)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coroutine)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    except CoreError as exc:
+        raise _fail(exc.message[0].upper() + exc.message[1:] + ".") from None
+
+
+async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    runtime = Runtime(settings)
+    try:
+        await runtime.prepare()
+        return await work(runtime)
+    finally:
+        await runtime.close()
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"{option} {value!r} is not an ISO 8601 date and time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    demo: Annotated[bool, typer.Option(help="Load the demo data and print a demo key.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes.")] = 1,
+    face: Annotated[
+        list[str] | None, typer.Option(help="Serve only this face (repeatable).")
+    ] = None,
+) -> None:
+    """Run every enabled face, each on its own listener, until Ctrl-C or SIGTERM."""
+    from guildhall import demo as demo_data
+    from guildhall import server
+
+    settings = _settings(config)
+
+    async def prepare(runtime: Runtime) -> str | None:
+        if demo:
+            return (await demo_data.load(runtime)).api_key
+        return None
+
+    try:
+        listeners = server.plan_listeners(settings, face or ())
+        sockets = server.bind(listeners)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        demo_key = _run(_with_runtime(settings, prepare))
+        out.print(f"Guildhall {__version__} on {Runtime.describe_url(settings)}")
+        for listener, sock in zip(listeners, sockets, strict=True):
+            out.print(f"  {listener.face:<10} {server.url_of(listener, sock)}")
+        if demo_key:
+            out.print(f"Demo API key (all scopes, valid until the next --demo start): {demo_key}")
+        out.print("Press Ctrl-C to stop.")
+        server.run(settings, listeners, sockets, workers)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Apply the database migrations."""
+    settings = _settings(config)
+
+    async def work() -> None:
+        runtime = Runtime(settings)
+        try:
+            await runtime.migrate()
+        finally:
+            await runtime.close()
+
+    _run(work())
+    out.print(f"Database at {Runtime.describe_url(settings)} is up to date.")
+
+
+@app.command("demo")
+def demo_command(config: ConfigOption = None) -> None:
+    """Load the demo data; prints a fresh demo API key on the last line."""
+    from guildhall import demo as demo_data
+
+    result = _run(_with_runtime(_settings(config), demo_data.load))
+    for username in result.created:
+        out.print(f"created demo account {username}")
+    out.print("Demo API key (all scopes):")
+    out.print(result.api_key)
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option(help="Unique user name.")],
+    config: ConfigOption = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    password: Annotated[str | None, typer.Option(help="Local login password.")] = None,
+    discord: Annotated[str | None, typer.Option(help="Discord user id.")] = None,
+    google: Annotated[str | None, typer.Option(help="Google user id.")] = None,
+    github: Annotated[str | None, typer.Option(help="GitHub user id.")] = None,
+    role: Annotated[Role, typer.Option()] = Role.USER,
+) -> None:
+    """Create an account; prints its id alone on the last line."""
+    linked = {
+        provider: subject
+        for provider, subject in (
+            (Provider.DISCORD, discord),
+            (Provider.GOOGLE, google),
+            (Provider.GITHUB, github),
+        )
+        if subject is not None
+    }
+
+    async def work(runtime: Runtime) -> int:
+        async with runtime.database.unit_of_work() as session:
+            account = await accounts.create(
+                session,
+                username=username,
+                email=email,
+                password=password,
+                role=role,
+                identities=linked,
+                actor=_operator(),
+            )
+            return account.id
+
+    account_id = _run(_with_runtime(_settings(config), work))
+    out.print(account_id)
+
+
+@users_app.command("link")
+def users_link(
+    account: Annotated[str, typer.Argument(help="Account id, username or any linked id.")],
+    config: ConfigOption = None,
+    discord: Annotated[str | None, typer.Option()] = None,
+    google: Annotated[str | None, typer.Option()] = None,
+    github: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Link one or more identities to an existing account."""
+    linked = [
+        (provider, subject)
+        for provider, subject in (
+            (Provider.DISCORD, discord),
+            (Provider.GOOGLE, google),
+            (Provider.GITHUB, github),
+        )
+        if subject is not None
+    ]
+    if not linked:
+        raise _fail("name an identity to link: --discord, --google or --github")
+
+    async def work(runtime: Runtime) -> int:
+        async with runtime.database.unit_of_work() as session:
+            ref = await accounts.resolve(session, account)
+            for provider, subject in linked:
+                await accounts.link(session, ref, provider, subject, _operator())
+            return ref.id
+
+    account_id = _run(_with_runtime(_settings(config), work))
+    for provider, subject in linked:
+        out.print(f"linked {provider} {subject} to account {account_id}")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """List accounts with their linked identities."""
+
+    async def work(runtime: Runtime) -> list[tuple[Any, list[str]]]:
+        async with runtime.database.unit_of_work(write=False) as session:
+            rows = []
+            for account in await accounts.list_accounts(session):
+                identities = await accounts.list_identities(session, account.id)
+                rows.append(
+                    (
+                        account,
+                        [f"{i.provider}:{i.subject}" for i in identities if i.provider != "local"],
+                    )
+                )
+            return rows
+
+    table = Table("id", "username", "email", "role", "identities", "uuid")
+    for account, identities in _run(_with_runtime(_settings(config), work)):
+        table.add_row(
+            str(account.id),
+            account.username,
+            account.email or "",
+            account.role,
+            " ".join(identities),
+            account.uuid,
+        )
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    scope: Annotated[list[str], typer.Option(help="A scope such as heliactyl (repeatable).")],
+    config: ConfigOption = None,
+    expires: Annotated[str | None, typer.Option(help="ISO 8601 expiry; none = never.")] = None,
+) -> None:
+    """Create an API key; prints the key alone on the last line, this once."""
+    expires_at = _parse_time(expires, "--expires")
+
+    async def work(runtime: Runtime) -> tuple[int, str]:
+        async with runtime.database.unit_of_work() as session:
+            key, plaintext = await access.create(
+                session, name=name, scopes=scope, expires_at=expires_at, actor=_operator()
+            )
+            return key.id, plaintext
+
+    key_id, plaintext = _run(_with_runtime(_settings(config), work))
+    err.print(f"API key #{key_id} created; it is shown once, store it now.")
+    out.print(plaintext)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """List API keys (never their secret)."""
+
+    async def work(runtime: Runtime) -> list[Any]:
+        async with runtime.database.unit_of_work(write=False) as session:
+            return await access.list_keys(session)
+
+    def when(moment: datetime | None) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+    table = Table("id", "name", "prefix", "scopes", "created", "expires", "last used", "state")
+    now = datetime.now(UTC)
+    for key in _run(_with_runtime(_settings(config), work)):
+        if key.revoked_at:
+            state = "revoked"
+        elif key.expires_at and key.expires_at <= now:
+            state = "expired"
+        else:
+            state = "active"
+        table.add_row(
+            str(key.id),
+            key.name,
+            key.prefix + "…",
+            " ".join(key.scopes),
+            when(key.created_at),
+            when(key.expires_at),
+            when(key.last_used_at),
+            state,
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an API key; it is refused from the next request on."""
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            return (await access.revoke(session, key_id, _operator())).name
+
+    name = _run(_with_runtime(_settings(config), work))
+    out.print(f"revoked API key #{key_id} ({name})")
+
+
+def main() -> None:
+    app()

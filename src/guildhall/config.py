@@ -1,0 +1,189 @@
+"""Settings: one TOML file plus ``GUILDHALL_*`` environment overrides.
+
+The file comes from ``--config FILE`` or ``GUILDHALL_CONFIG``; without one,
+the built-in defaults run an embedded SQLite database under ``./var/``.
+Environment variables win over the file (``GUILDHALL_DATABASE_URL``,
+``GUILDHALL_FACES__HELIACTYL__PORT``...), so an operator can change one
+value without editing the file.
+
+Unknown keys are refused rather than ignored: a typo such as
+``[faces.heliactly]`` must stop the start, not silently serve defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "GUILDHALL_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem, told to the operator in one sentence."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FaceSettings(_Strict):
+    """Where one face listens, and whether it runs at all."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
+class HeliactylFaceSettings(FaceSettings):
+    """Heliactyl API v3. ``api_code`` is the static key of a Heliactyl config.toml."""
+
+    port: int = Field(default=8081, ge=0, le=65535)
+    api_enabled: bool = True
+    api_code: str = ""
+
+
+class FacesSettings(_Strict):
+    """One section per face; faces not built yet are absent, and unknown ones refused."""
+
+    heliactyl: HeliactylFaceSettings = HeliactylFaceSettings()
+
+
+class PackageSettings(_Strict):
+    """A hosting package: the base resources a plan grants."""
+
+    ram: int = Field(ge=0)
+    disk: int = Field(ge=0)
+    cpu: int = Field(ge=0)
+    servers: int = Field(ge=0)
+
+
+def _builtin_packages() -> dict[str, PackageSettings]:
+    # The names the Heliactyl document uses in its examples ("default",
+    # "premium", "2"), so those examples work on a fresh install.
+    return {
+        "default": PackageSettings(ram=2048, disk=10240, cpu=100, servers=2),
+        "premium": PackageSettings(ram=8192, disk=40960, cpu=400, servers=6),
+        "2": PackageSettings(ram=4096, disk=20480, cpu=200, servers=4),
+    }
+
+
+class PackagesSettings(_Strict):
+    default: str = "default"
+    list: dict[str, PackageSettings] = Field(default_factory=_builtin_packages)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> PackagesSettings:
+        if self.default not in self.list:
+            raise ValueError(f"the default package {self.default!r} is not in [packages.list]")
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. See README.md for the file format."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GUILDHALL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    redis_url: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    faces: FacesSettings = FacesSettings()
+    packages: PackagesSettings = PackagesSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async URL to connect with: the embedded SQLite file unless one is set."""
+        url = self.database_url
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'guildhall.db').resolve()}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+        if url.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit values, then the environment, then the file (passed as init
+        # data by load_settings), then defaults.
+        return (env_settings, init_settings)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        parent, _, name = where.rpartition(".")
+        if parent == "faces":
+            known = ", ".join(FacesSettings.model_fields)
+            return f"{source}: unknown face {name!r} (known faces: {known})."
+        return f"{source}: unknown setting {where!r}."
+    return f"{source}: {where}: {first['msg']}."
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply the environment, and validate.
+
+    Raises ConfigError with one readable sentence on any problem.
+    """
+    path_text = config_file or os.environ.get(CONFIG_ENV) or ""
+    data: dict[str, Any] = {}
+    source = "configuration"
+    if path_text:
+        path = Path(path_text)
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"The configuration file {path} does not exist.") from None
+        except OSError as exc:
+            raise ConfigError(f"The configuration file {path} cannot be read: {exc}.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"The configuration file {path} is not valid TOML: {exc}.") from None
+        if "data_dir" in data and not Path(data["data_dir"]).is_absolute():
+            # A relative data_dir is relative to the file that names it.
+            data["data_dir"] = str(path.parent / data["data_dir"])
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}.") from None

@@ -1,0 +1,1 @@
+"""The core: rules and invariants, knowing nothing of HTTP."""

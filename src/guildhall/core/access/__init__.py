@@ -1,0 +1,1 @@
+"""API keys: hashed, scoped, expiring, revocable."""

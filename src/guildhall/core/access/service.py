@@ -1,0 +1,170 @@
+"""API keys.
+
+A key is 256 random bits; only its SHA-256 is stored. A fast hash is the
+right tool here: a slow one (Argon2) protects guessable passwords, and a
+random key cannot be guessed, while every API request has to verify one.
+Keys are looked up by their hash and the match is confirmed with a
+constant-time comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.access.models import ApiKey
+from guildhall.core.actor import Actor
+from guildhall.core.errors import Invalid, NotFound
+from guildhall.db.base import utcnow
+from guildhall.events import audit
+
+KEY_PREFIX = "gh_"
+SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789:_-.*")
+# last_used_at is a hint for people; writing it more often than this would
+# turn every read request into a write.
+LAST_USED_RESOLUTION_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPrincipal:
+    """A verified key: what the request may do, and who to name in the audit log."""
+
+    id: int
+    name: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> Actor:
+        return Actor("api_key", f"API key {self.name!r} (#{self.id})")
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "*" in self.scopes
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _check_scopes(scopes: Iterable[str]) -> list[str]:
+    cleaned = sorted({scope.strip().lower() for scope in scopes})
+    if not cleaned:
+        raise Invalid("a key needs at least one scope", field="scope")
+    for scope in cleaned:
+        if not scope or not set(scope) <= SCOPE_CHARS:
+            raise Invalid(f"{scope!r} is not a valid scope", field="scope")
+    return cleaned
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    actor: Actor,
+    expires_at: datetime | None = None,
+    prefix: str = KEY_PREFIX,
+    token: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; the plaintext is returned here once and never again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise Invalid("a key name is 1 to 100 characters", field="name")
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid("the expiry must be in the future", field="expires")
+    plaintext = prefix + (token or secrets.token_urlsafe(32))
+    key = ApiKey(
+        name=name,
+        prefix=plaintext[: len(prefix) + 4],
+        key_hash=hash_key(plaintext),
+        scopes=_check_scopes(scopes),
+        expires_at=expires_at,
+        created_at=utcnow(),
+    )
+    session.add(key)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "api_key.created",
+        f"{actor.name} created API key {name!r} (#{key.id}) with scopes {', '.join(key.scopes)}",
+        target=f"api_key:{key.id}",
+    )
+    return key, plaintext
+
+
+async def authenticate(session: AsyncSession, plaintext: str) -> KeyPrincipal | None:
+    """The key's principal if it exists, is not revoked and has not expired."""
+    digest = hash_key(plaintext)
+    row = (
+        await session.execute(
+            select(
+                ApiKey.id,
+                ApiKey.name,
+                ApiKey.key_hash,
+                ApiKey.scopes,
+                ApiKey.expires_at,
+                ApiKey.revoked_at,
+            ).where(ApiKey.key_hash == digest)
+        )
+    ).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    if row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return KeyPrincipal(row.id, row.name, frozenset(row.scopes))
+
+
+class LastUsedTracker:
+    """Remembers when this process last stamped each key, to stamp it rarely."""
+
+    def __init__(self) -> None:
+        self._stamped: dict[int, float] = {}
+
+    def due(self, key_id: int) -> bool:
+        now = time.monotonic()
+        if now - self._stamped.get(key_id, -LAST_USED_RESOLUTION_SECONDS) < (
+            LAST_USED_RESOLUTION_SECONDS
+        ):
+            return False
+        self._stamped[key_id] = now
+        return True
+
+
+async def stamp_last_used(session: AsyncSession, key_id: int) -> None:
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(last_used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def list_keys(session: AsyncSession) -> list[ApiKey]:
+    return list(await session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+async def revoke(session: AsyncSession, key_id: int, actor: Actor) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key has the id {key_id}", code="key_not_found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "api_key.revoked",
+            f"{actor.name} revoked API key {key.name!r} (#{key.id})",
+            target=f"api_key:{key.id}",
+        )
+    return key

@@ -1,0 +1,1 @@
+"""Accounts: one per person, found by any of its linked identities."""

@@ -1,0 +1,184 @@
+"""Accounts and their identities.
+
+Every account gets a ``local`` identity holding its uuid, so the id a
+Heliactyl client knows for a local user ("Generated UUID") finds it like a
+Discord or GitHub id does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from sqlalchemy import case, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.accounts.models import Account, Identity, Provider, Role
+from guildhall.core.actor import Actor
+from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.events import audit
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_password_hasher = PasswordHasher()
+
+# When one subject is linked under several providers, this order decides.
+_PROVIDER_ORDER = case(
+    {p.value: rank for rank, p in enumerate(Provider)}, value=Identity.provider, else_=99
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRef:
+    """Enough of an account to act on it and to name it in a sentence."""
+
+    id: int
+    username: str
+    subject: str
+
+    def describe(self) -> str:
+        return f"user {self.username} ({self.subject})"
+
+
+def hash_password(password: str) -> str:
+    return _password_hasher.hash(password)
+
+
+async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | None:
+    """The account that any identity (discord, google, github, local uuid) names."""
+    row = (
+        await session.execute(
+            select(Account.id, Account.username)
+            .join(Identity, Identity.account_id == Account.id)
+            .where(Identity.subject == subject)
+            .order_by(_PROVIDER_ORDER)
+            .limit(1)
+        )
+    ).first()
+    return AccountRef(row.id, row.username, subject) if row else None
+
+
+async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef:
+    account = await find_by_identity(session, subject)
+    if account is None:
+        raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
+    return account
+
+
+async def get(session: AsyncSession, account_id: int) -> Account:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} does not exist", code="account_not_found")
+    return account
+
+
+async def resolve(session: AsyncSession, reference: str) -> AccountRef:
+    """An operator's way to name an account: numeric id, username, or any identity."""
+    if reference.isdigit():
+        account = await session.get(Account, int(reference))
+        if account is not None:
+            return AccountRef(account.id, account.username, account.uuid)
+    row = (
+        await session.execute(select(Account.id, Account.uuid).where(Account.username == reference))
+    ).first()
+    if row:
+        return AccountRef(row.id, reference, row.uuid)
+    return await require_by_identity(session, reference)
+
+
+async def _check_identity_free(session: AsyncSession, provider: Provider, subject: str) -> None:
+    if not subject or len(subject) > 191:
+        raise Invalid(f"a {provider} id must be 1 to 191 characters", field=provider.value)
+    taken = await session.scalar(
+        select(Identity.account_id).where(
+            Identity.provider == provider.value, Identity.subject == subject
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"the {provider} id {subject} is already linked to account {taken}")
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    username: str,
+    actor: Actor,
+    email: str | None = None,
+    password: str | None = None,
+    role: Role = Role.USER,
+    identities: dict[Provider, str] | None = None,
+    first_name: str = "",
+    last_name: str = "",
+) -> Account:
+    """Create an account with its local identity and any linked ones."""
+    if not USERNAME.match(username):
+        raise Invalid(
+            "a username is 1 to 64 letters, digits, dots, dashes or underscores", field="username"
+        )
+    if await session.scalar(select(Account.id).where(Account.username == username)):
+        raise Conflict(f"the username {username!r} is taken")
+    if email is not None:
+        if "@" not in email or len(email) > 320:
+            raise Invalid(f"{email!r} is not an email address", field="email")
+        if await session.scalar(select(Account.id).where(Account.email == email)):
+            raise Conflict(f"the email {email!r} is taken")
+    linked = identities or {}
+    for provider, subject in linked.items():
+        await _check_identity_free(session, provider, subject)
+
+    account = Account(
+        username=username,
+        email=email,
+        role=role.value,
+        first_name=first_name,
+        last_name=last_name,
+        password_hash=hash_password(password) if password else None,
+    )
+    session.add(account)
+    await session.flush()
+    session.add(
+        Identity(account_id=account.id, provider=Provider.LOCAL.value, subject=account.uuid)
+    )
+    for provider, subject in linked.items():
+        session.add(Identity(account_id=account.id, provider=provider.value, subject=subject))
+    await session.flush()
+    names = ", ".join(f"{p} {s}" for p, s in linked.items())
+    await audit.record(
+        session,
+        actor,
+        "account.created",
+        f"Account {username} (#{account.id}) created" + (f", linked to {names}" if names else ""),
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+    return account
+
+
+async def link(
+    session: AsyncSession, account: AccountRef, provider: Provider, subject: str, actor: Actor
+) -> None:
+    """Add an identity to an account; each identity belongs to one account only."""
+    if provider is Provider.LOCAL:
+        raise Invalid("the local identity is the account's uuid and cannot be linked")
+    await _check_identity_free(session, provider, subject)
+    session.add(Identity(account_id=account.id, provider=provider.value, subject=subject))
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "account.linked",
+        f"Linked {provider} id {subject} to account {account.username} (#{account.id})",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+
+
+async def list_identities(session: AsyncSession, account_id: int) -> list[Identity]:
+    rows = await session.scalars(
+        select(Identity).where(Identity.account_id == account_id).order_by(_PROVIDER_ORDER)
+    )
+    return list(rows)
+
+
+async def list_accounts(session: AsyncSession) -> list[Account]:
+    return list(await session.scalars(select(Account).order_by(Account.id)))

@@ -1,0 +1,204 @@
+"""Balances and their ledger.
+
+A balance changes only through :func:`_apply`: one ``UPDATE ... SET amount =
+amount + :delta WHERE amount + :delta BETWEEN :lo AND :hi`` and, in the same
+transaction, one ledger row carrying the amount and the balance after it.
+No balance is ever read into Python, changed and written back, so two
+concurrent changes can never lose one another.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.accounts.service import AccountRef
+from guildhall.core.actor import Actor
+from guildhall.core.economy.models import Balance, LedgerEntry
+from guildhall.core.errors import Invalid, LimitExceeded
+from guildhall.db.base import utcnow
+from guildhall.db.sql import insert_ignore
+from guildhall.events import audit
+
+COINS = "coins"
+MAX_AMOUNT = 999_999_999_999_999
+
+
+class EntryType(StrEnum):
+    ADMIN_ADJUSTMENT = "ADMIN_ADJUSTMENT"
+    DAILY_REWARD = "DAILY_REWARD"
+    TRANSFER_IN = "TRANSFER_IN"
+    TRANSFER_OUT = "TRANSFER_OUT"
+    LOOTDROP_CLAIM = "LOOTDROP_CLAIM"
+    SHOP_BUY = "SHOP_BUY"
+    QUEST_REWARD = "QUEST_REWARD"
+
+
+async def balance_of(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
+    amount = await session.scalar(
+        select(Balance.amount).where(Balance.account_id == account_id, Balance.currency == currency)
+    )
+    return amount or 0
+
+
+async def ledger_sum(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
+    """The sum of an account's ledger rows: always equal to its balance."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.account_id == account_id, LedgerEntry.currency == currency
+        )
+    )
+    return int(total or 0)
+
+
+async def _apply(
+    session: AsyncSession,
+    account_id: int,
+    currency: str,
+    delta: int,
+    *,
+    expected: int | None = None,
+) -> int | None:
+    """Move a balance by ``delta`` if the result stays in range; the new amount, or None."""
+    statement = (
+        update(Balance)
+        .where(
+            Balance.account_id == account_id,
+            Balance.currency == currency,
+            (Balance.amount + delta).between(0, MAX_AMOUNT),
+        )
+        .values(amount=Balance.amount + delta)
+        .returning(Balance.amount)
+        .execution_options(synchronize_session=False)
+    )
+    if expected is not None:
+        statement = statement.where(Balance.amount == expected)
+    new_amount = (await session.execute(statement)).scalar_one_or_none()
+    if new_amount is None and await _open_balance(session, account_id, currency):
+        new_amount = (await session.execute(statement)).scalar_one_or_none()
+    return new_amount
+
+
+async def _open_balance(session: AsyncSession, account_id: int, currency: str) -> bool:
+    """Create a zero balance row if there is none; True if it was missing."""
+    exists = await session.scalar(
+        select(Balance.amount).where(Balance.account_id == account_id, Balance.currency == currency)
+    )
+    if exists is not None:
+        return False
+    await insert_ignore(
+        session, Balance.__table__, {"account_id": account_id, "currency": currency, "amount": 0}
+    )
+    return True
+
+
+async def _write_entry(
+    session: AsyncSession,
+    account: AccountRef,
+    currency: str,
+    entry_type: EntryType,
+    amount: int,
+    balance_after: int,
+    actor: Actor,
+    reason: str,
+) -> None:
+    await session.execute(
+        insert(LedgerEntry).values(
+            account_id=account.id,
+            currency=currency,
+            type=entry_type.value,
+            amount=amount,
+            balance_after=balance_after,
+            actor=str(actor),
+            reason=reason,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def adjust(
+    session: AsyncSession,
+    account: AccountRef,
+    delta: int,
+    *,
+    actor: Actor,
+    entry_type: EntryType = EntryType.ADMIN_ADJUSTMENT,
+    reason: str = "",
+    currency: str = COINS,
+) -> int:
+    """Add ``delta`` (negative to take) to a balance; returns the new balance."""
+    if delta == 0:
+        raise Invalid("the amount must not be zero", code="zero_amount", field="amount")
+    new_amount = await _apply(session, account.id, currency, delta)
+    if new_amount is None:
+        raise LimitExceeded(
+            f"{currency} must stay between 0 and {MAX_AMOUNT}", code="balance_out_of_range"
+        )
+    await _write_entry(session, account, currency, entry_type, delta, new_amount, actor, reason)
+    verb = f"added {delta} {currency} to" if delta > 0 else f"took {-delta} {currency} from"
+    await audit.record(
+        session,
+        actor,
+        "coins.changed",
+        f"{actor.name} {verb} {account.describe()}; balance now {new_amount}",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+    return new_amount
+
+
+async def set_balance(
+    session: AsyncSession,
+    account: AccountRef,
+    amount: int,
+    *,
+    actor: Actor,
+    reason: str = "",
+    currency: str = COINS,
+) -> int:
+    """Set a balance to an exact amount, written to the ledger as the difference.
+
+    The current amount is read under the row lock (``FOR UPDATE`` on
+    PostgreSQL, the write transaction on SQLite) and the update is guarded by
+    it, so a concurrent change is never overwritten.
+    """
+    if not 0 <= amount <= MAX_AMOUNT:
+        raise LimitExceeded(
+            f"{currency} must stay between 0 and {MAX_AMOUNT}", code="balance_out_of_range"
+        )
+    current_query = (
+        select(Balance.amount)
+        .where(Balance.account_id == account.id, Balance.currency == currency)
+        .with_for_update()
+    )
+    current = await session.scalar(current_query)
+    if current is None:
+        await _open_balance(session, account.id, currency)
+        current = await session.scalar(current_query) or 0
+    delta = amount - current
+    if delta:
+        new_amount = await _apply(session, account.id, currency, delta, expected=current)
+        if new_amount is None:  # pragma: no cover - the row lock makes this unreachable
+            raise LimitExceeded("the balance changed meanwhile; try again", code="conflict")
+        entry_reason = reason or f"set to {amount}"
+        await _write_entry(
+            session,
+            account,
+            currency,
+            EntryType.ADMIN_ADJUSTMENT,
+            delta,
+            amount,
+            actor,
+            entry_reason,
+        )
+    await audit.record(
+        session,
+        actor,
+        "coins.set",
+        f"{actor.name} set the {currency} of {account.describe()} to {amount} (was {current})",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+    return amount

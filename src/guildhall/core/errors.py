@@ -1,0 +1,43 @@
+"""Expected failures of the core.
+
+Each carries a machine-readable ``code`` so every face can map it to its own
+documented error format in one place (``faces/<name>/errors.py``), and a
+sentence a person can read.
+"""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    """Base of every expected failure; never a bug."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.field = field
+
+
+class NotFound(CoreError):
+    code = "not_found"
+
+
+class Conflict(CoreError):
+    code = "conflict"
+
+
+class Invalid(CoreError):
+    code = "invalid"
+
+
+class Forbidden(CoreError):
+    code = "forbidden"
+
+
+class LimitExceeded(CoreError):
+    """A value would leave its allowed range (a balance below zero, say)."""
+
+    code = "limit_exceeded"

@@ -1,0 +1,1 @@
+"""Moderation: bans with reason and expiry."""

@@ -1,0 +1,94 @@
+"""Bans. An expired ban stops counting by itself: "active" is computed from
+``expires_at`` at the moment of asking, never by a job that has to run first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.accounts.service import AccountRef
+from guildhall.core.actor import Actor
+from guildhall.core.errors import Invalid
+from guildhall.core.moderation.models import Ban
+from guildhall.db.base import utcnow
+from guildhall.events import audit
+
+DEFAULT_REASON = "No reason provided"
+
+
+def _active(now: datetime):
+    return (Ban.lifted_at.is_(None)) & (or_(Ban.expires_at.is_(None), Ban.expires_at > now))
+
+
+async def active_ban(session: AsyncSession, account_id: int) -> Ban | None:
+    return await session.scalar(
+        select(Ban)
+        .where(Ban.account_id == account_id, _active(utcnow()))
+        .order_by(Ban.id.desc())
+        .limit(1)
+    )
+
+
+async def _lift(session: AsyncSession, account_id: int, actor: Actor, now: datetime) -> int:
+    result = await session.execute(
+        update(Ban)
+        .where(Ban.account_id == account_id, _active(now))
+        .values(lifted_at=now, lifted_by=str(actor))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+async def ban(
+    session: AsyncSession,
+    account: AccountRef,
+    *,
+    actor: Actor,
+    reason: str | None = None,
+    expires_at: datetime | None = None,
+) -> Ban:
+    """Ban an account, replacing any ban it already has; ``expires_at=None`` is permanent."""
+    now = utcnow()
+    if expires_at is not None and expires_at <= now:
+        raise Invalid("the expiration must be in the future", code="expiry_in_past")
+    reason = (reason or "").strip() or DEFAULT_REASON
+    if len(reason) > 500:
+        raise Invalid("the reason must be at most 500 characters", field="reason")
+    await _lift(session, account.id, actor, now)
+    entry = Ban(
+        account_id=account.id,
+        reason=reason,
+        expires_at=expires_at,
+        created_at=now,
+        actor=str(actor),
+    )
+    session.add(entry)
+    await session.flush()
+    until = f"until {expires_at.isoformat()}" if expires_at else "permanently"
+    await audit.record(
+        session,
+        actor,
+        "user.banned",
+        f"{actor.name} banned {account.describe()} {until}: {reason}",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+    return entry
+
+
+async def unban(session: AsyncSession, account: AccountRef, *, actor: Actor) -> bool:
+    """Lift the account's ban; False (and nothing written) if it had none."""
+    if not await _lift(session, account.id, actor, utcnow()):
+        return False
+    await audit.record(
+        session,
+        actor,
+        "user.unbanned",
+        f"{actor.name} unbanned {account.describe()}",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+    return True

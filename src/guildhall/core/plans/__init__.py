@@ -1,0 +1,1 @@
+"""Hosting plans: assigned package, extra resources, renewal bypass."""

@@ -1,0 +1,148 @@
+"""Plans: which package an account has, its extra resources, its renewal bypass.
+
+Packages are defined by the operator's configuration and handed in as a
+:class:`Catalogue`; an account whose package is unset (or no longer
+configured) gets the default one. Each change updates only the columns it
+names, so two concurrent changes of different resources both survive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.accounts.service import AccountRef
+from guildhall.core.actor import Actor
+from guildhall.core.errors import Invalid, NotFound
+from guildhall.core.plans.models import Plan
+from guildhall.db.base import utcnow
+from guildhall.db.sql import insert_ignore
+from guildhall.events import audit
+
+RESOURCES = ("ram", "disk", "cpu", "servers")
+MAX_RESOURCE = 999_999_999_999_999
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    ram: int = 0
+    disk: int = 0
+    cpu: int = 0
+    servers: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in RESOURCES}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The configured packages, by name, and which one is the default."""
+
+    default: str
+    packages: Mapping[str, Resources] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    package_name: str
+    package: Resources
+    extra: Resources
+    renewal_bypass: bool
+
+
+async def get(session: AsyncSession, account_id: int, catalogue: Catalogue) -> PlanView:
+    plan = (
+        await session.execute(
+            select(
+                Plan.package,
+                Plan.extra_ram,
+                Plan.extra_disk,
+                Plan.extra_cpu,
+                Plan.extra_servers,
+                Plan.renewal_bypass,
+            ).where(Plan.account_id == account_id)
+        )
+    ).first()
+    if plan is None:
+        name, extra, bypass = catalogue.default, Resources(), False
+    else:
+        name = plan.package if plan.package in catalogue.packages else catalogue.default
+        extra = Resources(plan.extra_ram, plan.extra_disk, plan.extra_cpu, plan.extra_servers)
+        bypass = plan.renewal_bypass
+    return PlanView(name, catalogue.packages[name], extra, bypass)
+
+
+async def _update(session: AsyncSession, account_id: int, values: dict[str, Any]) -> None:
+    await insert_ignore(session, Plan.__table__, {"account_id": account_id, "updated_at": utcnow()})
+    await session.execute(
+        update(Plan)
+        .where(Plan.account_id == account_id)
+        .values(**values, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def set_package(
+    session: AsyncSession,
+    account: AccountRef,
+    package: str | None,
+    catalogue: Catalogue,
+    actor: Actor,
+) -> None:
+    """Assign a configured package, or ``None`` to fall back to the default."""
+    if package is not None and package not in catalogue.packages:
+        raise NotFound(f"no package is named {package!r}", code="package_not_found")
+    await _update(session, account.id, {"package": package})
+    what = f"package {package!r}" if package is not None else "no package (the default applies)"
+    await audit.record(
+        session,
+        actor,
+        "plan.package_set",
+        f"{actor.name} gave {account.describe()} {what}",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+
+
+async def set_extra(
+    session: AsyncSession, account: AccountRef, changes: Mapping[str, int], actor: Actor
+) -> None:
+    """Set some extra resources; the ones not named keep their value."""
+    if not changes:
+        raise Invalid("name at least one resource", code="no_resources")
+    for name, value in changes.items():
+        if name not in RESOURCES:
+            raise Invalid(f"unknown resource {name!r}", field=name)
+        if not 0 <= value <= MAX_RESOURCE:
+            raise Invalid(
+                f"{name} must be between 0 and {MAX_RESOURCE}", code="out_of_range", field=name
+            )
+    await _update(session, account.id, {f"extra_{name}": value for name, value in changes.items()})
+    listed = ", ".join(f"{name} {value}" for name, value in changes.items())
+    await audit.record(
+        session,
+        actor,
+        "plan.resources_set",
+        f"{actor.name} set the extra resources of {account.describe()}: {listed}",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )
+
+
+async def set_renewal_bypass(
+    session: AsyncSession, account: AccountRef, enabled: bool, actor: Actor
+) -> None:
+    await _update(session, account.id, {"renewal_bypass": enabled})
+    verb = "granted renewal bypass to" if enabled else "removed renewal bypass from"
+    await audit.record(
+        session,
+        actor,
+        "plan.renewal_bypass_set",
+        f"{actor.name} {verb} {account.describe()}",
+        target_account_id=account.id,
+        target=f"account:{account.id}",
+    )

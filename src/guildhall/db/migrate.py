@@ -1,0 +1,47 @@
+"""Apply the Alembic migrations: the only way the schema changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from guildhall.db.engine import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str = "") -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def _current_and_head(connection: Connection) -> tuple[str | None, str | None]:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return MigrationContext.configure(connection).get_current_revision(), head
+
+
+async def is_current(database: Database) -> bool:
+    """True when the schema is at the newest migration."""
+    async with database.read_engine.connect() as connection:
+        current, head = await connection.run_sync(_current_and_head)
+    return current == head
+
+
+async def upgrade(database: Database, revision: str = "head") -> None:
+    """Bring the database to ``revision`` over one of our own connections."""
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with database.write_engine.begin() as connection:
+        await connection.run_sync(run)

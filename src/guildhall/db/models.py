@@ -1,0 +1,23 @@
+"""Every model, imported once so the metadata is complete (for Alembic and tests)."""
+
+from guildhall.core.access.models import ApiKey
+from guildhall.core.accounts.models import Account, Identity
+from guildhall.core.economy.models import Balance, LedgerEntry
+from guildhall.core.moderation.models import Ban
+from guildhall.core.plans.models import Plan
+from guildhall.db.base import Base
+from guildhall.events.models import AuditEntry
+
+metadata = Base.metadata
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "AuditEntry",
+    "Balance",
+    "Ban",
+    "Identity",
+    "LedgerEntry",
+    "Plan",
+    "metadata",
+]

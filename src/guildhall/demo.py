@@ -1,0 +1,106 @@
+"""Sample data with which every example in the seed documents works as written.
+
+Loading is idempotent: accounts that exist are left alone. The demo API key
+is made fresh on each load (only its hash is stored, so an old one cannot be
+shown again) and earlier demo keys are revoked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.access import service as access
+from guildhall.core.access.models import ApiKey
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Account, Provider
+from guildhall.core.actor import Actor
+from guildhall.core.economy import service as economy
+from guildhall.core.plans import service as plans
+from guildhall.runtime import Runtime
+
+DEMO_ACTOR = Actor("operator", "guildhall demo")
+DEMO_KEY_NAME = "demo"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    discord: str
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    coins: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+    renewal_bypass: bool = False
+
+
+DEMO_ACCOUNTS = (
+    # The user of the Heliactyl document's userinfo example.
+    DemoAccount(
+        username="user123",
+        discord="123456789",
+        email="user@example.com",
+        first_name="Demo",
+        last_name="User",
+        coins=1500,
+        extra={"ram": 1024, "disk": 5120, "cpu": 50, "servers": 1},
+        renewal_bypass=True,
+    ),
+    # The user of its userinteractions example.
+    DemoAccount(
+        username="miguel.cuba",
+        discord="849694563295690772",
+        email="miguel@example.com",
+        first_name="Miguel",
+        last_name="Cuba",
+        coins=250,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    created: list[str]
+    api_key: str
+
+
+async def _load_account(session: AsyncSession, runtime: Runtime, demo: DemoAccount) -> bool:
+    if await session.scalar(select(Account.id).where(Account.username == demo.username)):
+        return False
+    account = await accounts.create(
+        session,
+        username=demo.username,
+        email=demo.email,
+        first_name=demo.first_name,
+        last_name=demo.last_name,
+        identities={Provider.DISCORD: demo.discord},
+        actor=DEMO_ACTOR,
+    )
+    ref = accounts.AccountRef(account.id, account.username, demo.discord)
+    if demo.coins:
+        await economy.adjust(session, ref, demo.coins, actor=DEMO_ACTOR, reason="demo data")
+    if demo.extra:
+        await plans.set_extra(session, ref, demo.extra, DEMO_ACTOR)
+    if demo.renewal_bypass:
+        await plans.set_renewal_bypass(session, ref, True, DEMO_ACTOR)
+    return True
+
+
+async def load(runtime: Runtime) -> DemoResult:
+    created: list[str] = []
+    async with runtime.database.unit_of_work() as session:
+        for demo in DEMO_ACCOUNTS:
+            if await _load_account(session, runtime, demo):
+                created.append(demo.username)
+        old_keys = await session.scalars(
+            select(ApiKey.id).where(ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None))
+        )
+        for key_id in list(old_keys):
+            await access.revoke(session, key_id, DEMO_ACTOR)
+        _key, plaintext = await access.create(
+            session, name=DEMO_KEY_NAME, scopes=["*"], actor=DEMO_ACTOR
+        )
+    return DemoResult(created, plaintext)

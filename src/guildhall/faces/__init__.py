@@ -1,0 +1,18 @@
+"""One ASGI app per seed document; each face only translates.
+
+``FACES`` is the registry ``guildhall serve`` reads: a face that is not in it
+does not exist yet, and naming it in the configuration is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from guildhall.faces.heliactyl.app import create_app as heliactyl_app
+from guildhall.runtime import Runtime
+
+FACES: dict[str, Callable[[Runtime], FastAPI]] = {
+    "heliactyl": heliactyl_app,
+}

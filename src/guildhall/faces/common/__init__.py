@@ -1,0 +1,1 @@
+"""Pieces every face uses the same way."""

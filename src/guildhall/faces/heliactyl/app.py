@@ -1,0 +1,169 @@
+"""Routes of the Heliactyl API v3 face.
+
+Each route authenticates, reads its fields in Heliactyl's order, calls the
+core in one unit of work and renders the documented body. Core errors become
+documented ``status`` strings in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from guildhall.core.accounts import service as accounts
+from guildhall.core.actor import Actor
+from guildhall.core.economy import service as economy
+from guildhall.core.moderation import service as moderation
+from guildhall.core.plans import service as plans
+from guildhall.events import audit
+from guildhall.faces.common.body import read_json
+from guildhall.faces.common.responses import JSON
+from guildhall.faces.heliactyl import errors, wire
+from guildhall.faces.heliactyl.auth import authenticate
+from guildhall.runtime import Runtime
+
+Caller = Annotated[Actor, Depends(authenticate)]
+SUCCESS = {"status": "success"}
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def api_status(_caller: Caller) -> Response:
+    return JSON(wire.API_STATUS)
+
+
+async def userinfo(request: Request, _caller: Caller) -> Response:
+    user_id = wire.query_id(request.query_params.getlist("id"))
+    runtime = _runtime(request)
+    async with runtime.database.unit_of_work(write=False) as session:
+        ref = await accounts.require_by_identity(session, user_id)
+        account = await accounts.get(session, ref.id)
+        plan = await plans.get(session, ref.id, runtime.catalogue)
+        coins = await economy.balance_of(session, ref.id)
+    return JSON(wire.userinfo(user_id, account, plan, coins))
+
+
+async def setcoins(request: Request, caller: Caller) -> Response:
+    body = wire.require_object(await read_json(request), "body must be an object")
+    user_id = wire.require_id(body)
+    async with _runtime(request).database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        coins = wire.require_coins(body)
+        await economy.set_balance(session, account, coins, actor=caller)
+    return JSON(SUCCESS)
+
+
+async def addcoins(request: Request, caller: Caller) -> Response:
+    body = wire.require_object(await read_json(request), "body must be an object")
+    user_id = wire.require_id(body)
+    async with _runtime(request).database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        coins = wire.require_coins(body)
+        await economy.adjust(session, account, coins, actor=caller)
+    return JSON(SUCCESS)
+
+
+async def setplan(request: Request, caller: Caller) -> Response:
+    body = wire.require_object(await read_json(request), "missing body")
+    user_id = wire.require_id(body, status="missing id")
+    package = body.get("package")
+    runtime = _runtime(request)
+    async with runtime.database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        # Heliactyl removes the package when none (or a non-string) is given.
+        name = package if isinstance(package, str) else None
+        await plans.set_package(session, account, name, runtime.catalogue, caller)
+    return JSON(SUCCESS)
+
+
+async def setresources(request: Request, caller: Caller) -> Response:
+    body = wire.require_object(await read_json(request), "missing body")
+    user_id = wire.require_id(body, status="missing id")
+    async with _runtime(request).database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        await plans.set_extra(session, account, wire.resource_changes(body), caller)
+    return JSON(SUCCESS)
+
+
+async def ban(request: Request, caller: Caller) -> Response:
+    body = wire.require_object(await read_json(request), "body must be an object")
+    user_id = wire.require_id(body)
+    async with _runtime(request).database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        await moderation.ban(
+            session,
+            account,
+            actor=caller,
+            reason=wire.optional_reason(body),
+            expires_at=wire.parse_expiration(body.get("expiration")),
+        )
+    return JSON({"status": "success", "message": "User banned successfully"})
+
+
+async def unban(request: Request, caller: Caller) -> Response:
+    body = wire.require_object(await read_json(request), "body must be an object")
+    user_id = wire.require_id(body)
+    async with _runtime(request).database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        await moderation.unban(session, account, actor=caller)
+    return JSON({"status": "success", "message": "User unbanned successfully"})
+
+
+async def userinteractions(request: Request, _caller: Caller) -> Response:
+    user_id = wire.query_id(request.query_params.getlist("id"))
+    async with _runtime(request).database.unit_of_work(write=False) as session:
+        account = await accounts.require_by_identity(session, user_id)
+        limit = wire.parse_limit(request.query_params.getlist("limit"))
+        records = await audit.for_account(session, account.id, limit)
+    return JSON(wire.interactions(user_id, limit, records))
+
+
+async def _set_bypass(request: Request, caller: Actor, enabled: bool) -> None:
+    body = wire.require_object(await read_json(request), "missing body")
+    user_id = wire.require_id(body, status="missing id")
+    async with _runtime(request).database.unit_of_work() as session:
+        account = await accounts.require_by_identity(session, user_id)
+        await plans.set_renewal_bypass(session, account, enabled, caller)
+
+
+async def give_renewalbypass(request: Request, caller: Caller) -> Response:
+    await _set_bypass(request, caller, True)
+    return JSON({"status": "success", "message": "Renewal bypass granted successfully."})
+
+
+async def remove_renewalbypass(request: Request, caller: Caller) -> Response:
+    await _set_bypass(request, caller, False)
+    return JSON({"status": "success", "message": "Renewal bypass removed successfully."})
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Guildhall: Heliactyl API v3",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    get, post = ["GET"], ["POST"]
+    routes = [
+        ("/api", api_status, get),
+        ("/api/v3/userinfo", userinfo, get),
+        ("/api/v3/setcoins", setcoins, post),
+        ("/api/v3/addcoins", addcoins, post),
+        ("/api/v3/setplan", setplan, post),
+        ("/api/v3/setresources", setresources, post),
+        ("/api/v3/ban", ban, post),
+        ("/api/v3/unban", unban, post),
+        ("/api/v3/userinteractions", userinteractions, get),
+        ("/api/v3/give_renewalbypass", give_renewalbypass, post),
+        ("/api/v3/remove_renewalbypass", remove_renewalbypass, post),
+    ]
+    for path, endpoint, methods in routes:
+        app.add_api_route(path, endpoint, methods=methods)
+    return app

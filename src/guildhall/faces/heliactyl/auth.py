@@ -1,0 +1,41 @@
+"""``Authorization: Bearer <key>``: a Guildhall key with scope ``heliactyl``, or the
+static ``api_code`` of the face's settings for operators moving from Heliactyl."""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+
+from guildhall.core.access import service as access
+from guildhall.core.actor import Actor
+from guildhall.faces.heliactyl.errors import AuthError
+from guildhall.runtime import Runtime
+
+SCOPE = "heliactyl"
+API_CODE_ACTOR = Actor("api_code", "Heliactyl API code")
+
+
+async def authenticate(request: Request) -> Actor:
+    """The caller, or AuthError with the documented status and message."""
+    runtime: Runtime = request.app.state.runtime
+    settings = runtime.settings.faces.heliactyl
+    if not settings.api_enabled:
+        raise AuthError(403, "API is disabled")
+    header = request.headers.get("authorization")
+    if not header:
+        raise AuthError(401, "Missing authorization header")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError(403, "Invalid API key")
+    if settings.api_code and hmac.compare_digest(token.encode(), settings.api_code.encode()):
+        return API_CODE_ACTOR
+    async with runtime.database.unit_of_work(write=False) as session:
+        principal = await access.authenticate(session, token)
+    if principal is None or not principal.allows(SCOPE):
+        raise AuthError(403, "Invalid API key")
+    if runtime.key_stamps.due(principal.id):
+        async with runtime.database.unit_of_work() as session:
+            await access.stamp_last_used(session, principal.id)
+    return principal.actor

@@ -1,0 +1,171 @@
+"""Heliactyl's request fields and response bodies.
+
+Checks run in the order Heliactyl runs them and stop at the first failure
+with its documented ``status`` string. Where the document is silent:
+
+- An empty body, malformed JSON and a JSON value that is not an object all
+  answer the one body status each endpoint documents: ``body must be an
+  object`` (setcoins, addcoins, ban, unban) or ``missing body`` (setplan,
+  setresources, the renewal-bypass routes).
+- Coins must be whole numbers: a fraction or a numeric string is ``coins must
+  be number`` (Heliactyl would have stored 1.5 coins).
+- A resource given as anything but a whole number answers its range status
+  (``ram size``...), rather than being ignored as Heliactyl did.
+- A ban ``expiration`` that is not an ISO 8601 date answers ``invalid
+  expiration``; one in the past answers ``expiration must be in the future``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from guildhall.core.accounts.models import Account
+from guildhall.core.plans.service import RESOURCES, PlanView
+from guildhall.events.audit import AuditRecord
+from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.heliactyl.errors import StatusError
+
+API_STATUS = {"status": True, "version": "3.2.1-beta.1", "platform_codename": "Avalanche 2"}
+DEFAULT_INTERACTIONS = 15
+MAX_INTERACTIONS = 100
+
+
+def require_object(body: Any, status: str) -> dict[str, Any]:
+    if body is ABSENT or body is MALFORMED or not isinstance(body, dict):
+        raise StatusError(status)
+    return body
+
+
+def require_id(body: Mapping[str, Any], *, status: str = "id must be a string") -> str:
+    user_id = body.get("id")
+    if not isinstance(user_id, str) or not user_id:
+        raise StatusError(status)
+    return user_id
+
+
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int if it is a JSON number without a fraction, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def require_coins(body: Mapping[str, Any]) -> int:
+    coins = whole_number(body.get("coins"))
+    if coins is None:
+        raise StatusError("coins must be number")
+    return coins
+
+
+def resource_changes(body: Mapping[str, Any]) -> dict[str, int]:
+    """The resources the body names, each a whole number (range is the core's rule)."""
+    changes: dict[str, int] = {}
+    for name in RESOURCES:
+        if name not in body:
+            continue
+        value = whole_number(body[name])
+        if value is None:
+            raise StatusError("server size" if name == "servers" else f"{name} size")
+        changes[name] = value
+    return changes
+
+
+def optional_reason(body: Mapping[str, Any]) -> str | None:
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise StatusError("reason must be a string")
+    return reason
+
+
+def parse_expiration(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise StatusError("invalid expiration")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise StatusError("invalid expiration") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_limit(values: list[str]) -> int:
+    if not values:
+        return DEFAULT_INTERACTIONS
+    text = values[-1].strip()
+    if len(values) > 1 or not text.isdigit() or not 1 <= int(text) <= MAX_INTERACTIONS:
+        raise StatusError("limit must be between 1 and 100")
+    return int(text)
+
+
+def query_id(values: list[str]) -> str:
+    if not values or not values[0]:
+        raise StatusError("missing id")
+    if len(values) > 1:
+        raise StatusError("id must be a string")
+    return values[0]
+
+
+def _pterodactyl_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def pterodactyl_user(account: Account) -> dict[str, Any]:
+    """The account as Pterodactyl's application API shows a user."""
+    return {
+        "object": "user",
+        "attributes": {
+            "id": account.id,
+            "external_id": None,
+            "uuid": account.uuid,
+            "username": account.username,
+            "email": account.email or "",
+            "first_name": account.first_name,
+            "last_name": account.last_name,
+            "language": "en",
+            "root_admin": account.role == "admin",
+            "2fa": False,
+            "created_at": _pterodactyl_time(account.created_at),
+            "updated_at": _pterodactyl_time(account.updated_at),
+            "relationships": {"servers": {"object": "list", "data": []}},
+        },
+    }
+
+
+def userinfo(user_id: str, account: Account, plan: PlanView, coins: int) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "id": user_id,
+        "renewalBypass": plan.renewal_bypass,
+        "package": {"name": plan.package_name, **plan.package.as_dict()},
+        "extra": plan.extra.as_dict(),
+        "userinfo": pterodactyl_user(account),
+        "coins": coins,
+    }
+
+
+def interactions(user_id: str, limit: int, records: list[AuditRecord]) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "userId": user_id,
+        "limit": limit,
+        "count": len(records),
+        "interactions": [
+            {
+                "timestamp": record.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "action": record.message,
+            }
+            for record in records
+        ],
+    }

@@ -1,0 +1,182 @@
+"""Builds each face's ASGI app and runs all their listeners in one command.
+
+The parent process binds every listening socket first (so a port in use is
+reported before anything starts), then serves them itself or, with
+``--workers N``, hands the same sockets to N worker processes, the way
+uvicorn's own multi-process mode does.
+
+Signals are ours, not uvicorn's: several uvicorn servers share one event
+loop here, and uvicorn would re-raise a captured SIGTERM once its own
+server stopped, killing the others mid-request. On SIGTERM or SIGINT every
+server stops accepting, lets in-flight requests finish, and the process
+closes the database before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from guildhall.config import ConfigError, Settings
+from guildhall.faces import FACES
+from guildhall.runtime import Runtime
+
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Listener:
+    face: str
+    host: str
+    port: int
+
+
+def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listener]:
+    """The enabled faces (or just ``only``), each with its configured address."""
+    unknown = [name for name in only if name not in FACES]
+    if unknown:
+        raise ConfigError(f"Unknown face {unknown[0]!r} (known faces: {', '.join(FACES)}).")
+    listeners = []
+    for name in FACES:
+        face = getattr(settings.faces, name)
+        if (only and name not in only) or (not only and not face.enabled):
+            continue
+        listeners.append(Listener(name, face.host, face.port))
+    if not listeners:
+        raise ConfigError("No face is enabled; enable one under [faces.<name>].")
+    return listeners
+
+
+def bind(listeners: Sequence[Listener]) -> list[socket.socket]:
+    """Open every listening socket, or close them all and say which port failed."""
+    sockets: list[socket.socket] = []
+    try:
+        for listener in listeners:
+            family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((listener.host, listener.port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"Port {listener.port} on {listener.host} ({listener.face} face) "
+                        "is already in use."
+                    ) from None
+                raise ConfigError(
+                    f"Cannot listen on {listener.host}:{listener.port} "
+                    f"({listener.face} face): {exc.strerror}."
+                ) from None
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def url_of(listener: Listener, sock: socket.socket) -> str:
+    host = f"[{listener.host}]" if ":" in listener.host else listener.host
+    return f"http://{host}:{sock.getsockname()[1]}"
+
+
+class _FaceServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve_sockets`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_sockets(
+    settings: Settings, listeners: Sequence[Listener], sockets: Sequence[socket.socket]
+) -> None:
+    """Serve every face on its socket in this process until SIGTERM or SIGINT."""
+    runtime = Runtime(settings)
+    servers: list[tuple[_FaceServer, socket.socket]] = []
+    for listener, sock in zip(listeners, sockets, strict=True):
+        config = uvicorn.Config(
+            FACES[listener.face](runtime),
+            lifespan="off",
+            access_log=False,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            server_header=False,
+        )
+        servers.append((_FaceServer(config), sock))
+
+    def stop() -> None:
+        for server, _sock in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    try:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+    finally:
+        await runtime.close()
+
+
+def _run_loop(
+    settings: Settings, listeners: Sequence[Listener], sockets: Sequence[socket.socket]
+) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(serve_sockets(settings, listeners, sockets))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_sockets(settings, listeners, sockets))
+
+
+def run(
+    settings: Settings,
+    listeners: Sequence[Listener],
+    sockets: Sequence[socket.socket],
+    workers: int,
+) -> None:
+    """Serve in this process, or in ``workers`` child processes sharing the sockets."""
+    if workers <= 1:
+        _run_loop(settings, listeners, sockets)
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_run_loop, args=(settings, listeners, sockets), daemon=False)
+        for _ in range(workers)
+    ]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, forward)
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
+    if failed:
+        sys.exit(1)
