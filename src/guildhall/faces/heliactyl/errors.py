@@ -40,6 +40,7 @@ _BY_CODE = {
     "balance_out_of_range": "too small or big coins",
     "zero_amount": "cant do that mate",
     "no_resources": "missing variables",
+    "expiry_in_past": "expiration must be in the future",
 }
 _BY_RESOURCE = {"ram": "ram size", "disk": "disk size", "cpu": "cpu size", "servers": "server size"}
 

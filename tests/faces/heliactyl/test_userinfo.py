@@ -1,0 +1,121 @@
+"""``GET /api/v3/userinfo`` and the renewal-bypass routes.
+
+The document's response: status, id, renewalBypass, package {name, ram,
+disk, cpu, servers}, extra {ram, disk, cpu, servers}, userinfo (a
+Pterodactyl user object), coins. Errors: "missing id", "invalid id".
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from guildhall.core.accounts.service import AccountRef
+from guildhall.runtime import Runtime
+from tests.conftest import make_account
+from tests.faces.heliactyl.state import snapshot
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
+
+
+async def test_userinfo_has_the_documented_fields(api: httpx.AsyncClient, user: AccountRef) -> None:
+    response = await api.get("/api/v3/userinfo", params={"id": "123456789"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "success"
+    assert body["id"] == "123456789"
+    assert body["renewalBypass"] is False
+    assert body["package"] == {
+        "name": "default",
+        "ram": 2048,
+        "disk": 10240,
+        "cpu": 100,
+        "servers": 2,
+    }
+    assert body["extra"] == {"ram": 0, "disk": 0, "cpu": 0, "servers": 0}
+    assert body["coins"] == 0
+    user_object = body["userinfo"]
+    assert user_object["object"] == "user"
+    attributes = user_object["attributes"]
+    assert attributes["id"] == user.id
+    assert attributes["username"] == "user123"
+    assert attributes["email"] == "user@example.com"
+    assert attributes["root_admin"] is False
+    assert re.fullmatch(r"[0-9a-f-]{36}", attributes["uuid"])
+    assert ISO.match(attributes["created_at"])
+    assert ISO.match(attributes["updated_at"])
+    assert attributes["relationships"]["servers"] == {"object": "list", "data": []}
+
+
+async def test_any_identity_finds_the_account(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    account = await make_account(runtime, "octo", github="583231")
+    by_github = (await api.get("/api/v3/userinfo", params={"id": "583231"})).json()
+    assert by_github["userinfo"]["attributes"]["id"] == account.id
+    uuid = by_github["userinfo"]["attributes"]["uuid"]
+    by_uuid = (await api.get("/api/v3/userinfo", params={"id": uuid})).json()
+    assert by_uuid["status"] == "success"
+    assert by_uuid["id"] == uuid
+    assert by_uuid["userinfo"]["attributes"]["id"] == account.id
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("", "missing id"),
+        ("?id=", "missing id"),
+        ("?id=nobody", "invalid id"),
+        ("?id=1234567", "invalid id"),
+        ("?id=123456789&id=2", "id must be a string"),
+    ],
+)
+async def test_userinfo_errors(
+    api: httpx.AsyncClient, user: AccountRef, query: str, status: str
+) -> None:
+    response = await api.get(f"/api/v3/userinfo{query}")
+    assert response.status_code == 200
+    assert response.json() == {"status": status}
+
+
+@pytest.mark.parametrize(
+    ("route", "message", "expected"),
+    [
+        ("give_renewalbypass", "Renewal bypass granted successfully.", True),
+        ("remove_renewalbypass", "Renewal bypass removed successfully.", False),
+    ],
+)
+async def test_renewal_bypass_routes(
+    api: httpx.AsyncClient, user: AccountRef, route: str, message: str, expected: bool
+) -> None:
+    if not expected:
+        await api.post("/api/v3/give_renewalbypass", json={"id": "123456789"})
+    response = await api.post(f"/api/v3/{route}", json={"id": "123456789"})
+    assert response.json() == {"status": "success", "message": message}
+    info = await api.get("/api/v3/userinfo", params={"id": "123456789"})
+    assert info.json()["renewalBypass"] is expected
+
+
+@pytest.mark.parametrize("route", ["give_renewalbypass", "remove_renewalbypass"])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"", "missing body"),
+        (b"[]", "missing body"),
+        (b"{}", "missing id"),
+        (b'{"id": 5}', "missing id"),
+        (b'{"id": "nobody"}', "invalid id"),
+    ],
+)
+async def test_renewal_bypass_errors_change_nothing(
+    api: httpx.AsyncClient,
+    runtime: Runtime,
+    user: AccountRef,
+    route: str,
+    body: bytes,
+    status: str,
+) -> None:
+    before = await snapshot(runtime, user.id)
+    response = await api.post(f"/api/v3/{route}", content=body)
+    assert response.json() == {"status": status}
+    assert await snapshot(runtime, user.id) == before
