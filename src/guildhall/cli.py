@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,6 +139,7 @@ def serve(
         if demo_key:
             out.print(f"Demo API key (all scopes, valid until the next --demo start): {demo_key}")
         out.print("Press Ctrl-C to stop.")
+        sys.stdout.flush()
         server.run(settings, listeners, sockets, workers)
     finally:
         for sock in sockets:

@@ -80,6 +80,10 @@ def bind(listeners: Sequence[Listener]) -> list[socket.socket]:
                     f"Cannot listen on {listener.host}:{listener.port} "
                     f"({listener.face} face): {exc.strerror}."
                 ) from None
+            if family in (socket.AF_INET, socket.AF_INET6):
+                # Accepted connections inherit this: a response's head and
+                # body go out at once instead of waiting on delayed ACKs.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.listen(2048)
             sock.set_inheritable(True)
     except BaseException:

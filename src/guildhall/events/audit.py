@@ -22,6 +22,9 @@ class AuditRecord:
     message: str
 
 
+_INSERT = insert(AuditEntry.__table__)  # built once: every change runs it
+
+
 async def record(
     session: AsyncSession,
     actor: Actor,
@@ -33,15 +36,16 @@ async def record(
 ) -> None:
     """Write one audit row; it commits or rolls back with the change it describes."""
     await session.execute(
-        insert(AuditEntry).values(
-            created_at=utcnow(),
-            actor=str(actor),
-            actor_account_id=actor.account_id,
-            action=action,
-            target_account_id=target_account_id,
-            target=target,
-            message=message,
-        )
+        _INSERT,
+        {
+            "created_at": utcnow(),
+            "actor": str(actor),
+            "actor_account_id": actor.account_id,
+            "action": action,
+            "target_account_id": target_account_id,
+            "target": target,
+            "message": message,
+        },
     )
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from sqlalchemy import case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.models import Account, Identity, Provider, Role
@@ -44,17 +44,18 @@ def hash_password(password: str) -> str:
     return _password_hasher.hash(password)
 
 
+_ACCOUNT_BY_SUBJECT = (
+    select(Account.id, Account.username)
+    .join(Identity, Identity.account_id == Account.id)
+    .where(Identity.subject == bindparam("subject"))
+    .order_by(_PROVIDER_ORDER)
+    .limit(1)
+)
+
+
 async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | None:
     """The account that any identity (discord, google, github, local uuid) names."""
-    row = (
-        await session.execute(
-            select(Account.id, Account.username)
-            .join(Identity, Identity.account_id == Account.id)
-            .where(Identity.subject == subject)
-            .order_by(_PROVIDER_ORDER)
-            .limit(1)
-        )
-    ).first()
+    row = (await session.execute(_ACCOUNT_BY_SUBJECT, {"subject": subject})).first()
     return AccountRef(row.id, row.username, subject) if row else None
 
 

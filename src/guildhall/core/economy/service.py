@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.service import AccountRef
@@ -36,20 +36,36 @@ class EntryType(StrEnum):
     QUEST_REWARD = "QUEST_REWARD"
 
 
+_balances = Balance.__table__
+_ledger = LedgerEntry.__table__
+_OWNER = (_balances.c.account_id == bindparam("owner")) & (
+    _balances.c.currency == bindparam("unit")
+)
+# Statements built once: the hot paths run them on every request, and a
+# statement built per call costs more than SQLite takes to run it.
+_BALANCE = select(_balances.c.amount).where(_OWNER)
+_LEDGER_SUM = select(func.coalesce(func.sum(_ledger.c.amount), 0)).where(
+    _ledger.c.account_id == bindparam("owner"),
+    _ledger.c.currency == bindparam("unit"),
+)
+_APPLY = (
+    update(_balances)
+    .where(_OWNER, (_balances.c.amount + bindparam("delta")).between(0, MAX_AMOUNT))
+    .values(amount=_balances.c.amount + bindparam("delta"))
+    .returning(_balances.c.amount)
+)
+_APPLY_IF_UNCHANGED = _APPLY.where(_balances.c.amount == bindparam("expected"))
+_INSERT_ENTRY = insert(_ledger)
+
+
 async def balance_of(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
-    amount = await session.scalar(
-        select(Balance.amount).where(Balance.account_id == account_id, Balance.currency == currency)
-    )
+    amount = await session.scalar(_BALANCE, {"owner": account_id, "unit": currency})
     return amount or 0
 
 
 async def ledger_sum(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
     """The sum of an account's ledger rows: always equal to its balance."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account_id == account_id, LedgerEntry.currency == currency
-        )
-    )
+    total = await session.scalar(_LEDGER_SUM, {"owner": account_id, "unit": currency})
     return int(total or 0)
 
 
@@ -62,30 +78,20 @@ async def _apply(
     expected: int | None = None,
 ) -> int | None:
     """Move a balance by ``delta`` if the result stays in range; the new amount, or None."""
-    statement = (
-        update(Balance)
-        .where(
-            Balance.account_id == account_id,
-            Balance.currency == currency,
-            (Balance.amount + delta).between(0, MAX_AMOUNT),
-        )
-        .values(amount=Balance.amount + delta)
-        .returning(Balance.amount)
-        .execution_options(synchronize_session=False)
-    )
+    params = {"owner": account_id, "unit": currency, "delta": delta}
+    statement = _APPLY
     if expected is not None:
-        statement = statement.where(Balance.amount == expected)
-    new_amount = (await session.execute(statement)).scalar_one_or_none()
+        statement = _APPLY_IF_UNCHANGED
+        params["expected"] = expected
+    new_amount = (await session.execute(statement, params)).scalar_one_or_none()
     if new_amount is None and await _open_balance(session, account_id, currency):
-        new_amount = (await session.execute(statement)).scalar_one_or_none()
+        new_amount = (await session.execute(statement, params)).scalar_one_or_none()
     return new_amount
 
 
 async def _open_balance(session: AsyncSession, account_id: int, currency: str) -> bool:
     """Create a zero balance row if there is none; True if it was missing."""
-    exists = await session.scalar(
-        select(Balance.amount).where(Balance.account_id == account_id, Balance.currency == currency)
-    )
+    exists = await session.scalar(_BALANCE, {"owner": account_id, "unit": currency})
     if exists is not None:
         return False
     await insert_ignore(
@@ -105,16 +111,17 @@ async def _write_entry(
     reason: str,
 ) -> None:
     await session.execute(
-        insert(LedgerEntry).values(
-            account_id=account.id,
-            currency=currency,
-            type=entry_type.value,
-            amount=amount,
-            balance_after=balance_after,
-            actor=str(actor),
-            reason=reason,
-            created_at=utcnow(),
-        )
+        _INSERT_ENTRY,
+        {
+            "account_id": account.id,
+            "currency": currency,
+            "type": entry_type.value,
+            "amount": amount,
+            "balance_after": balance_after,
+            "actor": str(actor),
+            "reason": reason,
+            "created_at": utcnow(),
+        },
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.service import AccountRef
@@ -54,19 +54,18 @@ class PlanView:
     renewal_bypass: bool
 
 
+_PLAN_OF = select(
+    Plan.package,
+    Plan.extra_ram,
+    Plan.extra_disk,
+    Plan.extra_cpu,
+    Plan.extra_servers,
+    Plan.renewal_bypass,
+).where(Plan.account_id == bindparam("owner"))
+
+
 async def get(session: AsyncSession, account_id: int, catalogue: Catalogue) -> PlanView:
-    plan = (
-        await session.execute(
-            select(
-                Plan.package,
-                Plan.extra_ram,
-                Plan.extra_disk,
-                Plan.extra_cpu,
-                Plan.extra_servers,
-                Plan.renewal_bypass,
-            ).where(Plan.account_id == account_id)
-        )
-    ).first()
+    plan = (await session.execute(_PLAN_OF, {"owner": account_id})).first()
     if plan is None:
         name, extra, bypass = catalogue.default, Resources(), False
     else:

@@ -21,6 +21,7 @@ from guildhall.core.plans import service as plans
 from guildhall.events import audit
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
+from guildhall.faces.common.session import Session, runtime_of
 from guildhall.faces.heliactyl import errors, wire
 from guildhall.faces.heliactyl.auth import authenticate
 from guildhall.runtime import Runtime
@@ -29,115 +30,100 @@ Caller = Annotated[Actor, Depends(authenticate)]
 SUCCESS = {"status": "success"}
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
 async def api_status(_caller: Caller) -> Response:
     return JSON(wire.API_STATUS)
 
 
-async def userinfo(request: Request, _caller: Caller) -> Response:
+async def userinfo(request: Request, session: Session, _caller: Caller) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
-    runtime = _runtime(request)
-    async with runtime.database.unit_of_work(write=False) as session:
-        ref = await accounts.require_by_identity(session, user_id)
-        account = await accounts.get(session, ref.id)
-        plan = await plans.get(session, ref.id, runtime.catalogue)
-        coins = await economy.balance_of(session, ref.id)
+    ref = await accounts.require_by_identity(session, user_id)
+    account = await accounts.get(session, ref.id)
+    plan = await plans.get(session, ref.id, runtime_of(request).catalogue)
+    coins = await economy.balance_of(session, ref.id)
     return JSON(wire.userinfo(user_id, account, plan, coins))
 
 
-async def setcoins(request: Request, caller: Caller) -> Response:
+async def setcoins(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
-    async with _runtime(request).database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        coins = wire.require_coins(body)
-        await economy.set_balance(session, account, coins, actor=caller)
+    account = await accounts.require_by_identity(session, user_id)
+    coins = wire.require_coins(body)
+    await economy.set_balance(session, account, coins, actor=caller)
     return JSON(SUCCESS)
 
 
-async def addcoins(request: Request, caller: Caller) -> Response:
+async def addcoins(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
-    async with _runtime(request).database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        coins = wire.require_coins(body)
-        await economy.adjust(session, account, coins, actor=caller)
+    account = await accounts.require_by_identity(session, user_id)
+    coins = wire.require_coins(body)
+    await economy.adjust(session, account, coins, actor=caller)
     return JSON(SUCCESS)
 
 
-async def setplan(request: Request, caller: Caller) -> Response:
+async def setplan(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
     package = body.get("package")
-    runtime = _runtime(request)
-    async with runtime.database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        # Heliactyl removes the package when none (or a non-string) is given.
-        name = package if isinstance(package, str) else None
-        await plans.set_package(session, account, name, runtime.catalogue, caller)
+    account = await accounts.require_by_identity(session, user_id)
+    # Heliactyl removes the package when none (or a non-string) is given.
+    name = package if isinstance(package, str) else None
+    await plans.set_package(session, account, name, runtime_of(request).catalogue, caller)
     return JSON(SUCCESS)
 
 
-async def setresources(request: Request, caller: Caller) -> Response:
+async def setresources(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
-    async with _runtime(request).database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        await plans.set_extra(session, account, wire.resource_changes(body), caller)
+    account = await accounts.require_by_identity(session, user_id)
+    await plans.set_extra(session, account, wire.resource_changes(body), caller)
     return JSON(SUCCESS)
 
 
-async def ban(request: Request, caller: Caller) -> Response:
+async def ban(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
-    async with _runtime(request).database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        await moderation.ban(
-            session,
-            account,
-            actor=caller,
-            reason=wire.optional_reason(body),
-            expires_at=wire.parse_expiration(body.get("expiration")),
-        )
+    account = await accounts.require_by_identity(session, user_id)
+    await moderation.ban(
+        session,
+        account,
+        actor=caller,
+        reason=wire.optional_reason(body),
+        expires_at=wire.parse_expiration(body.get("expiration")),
+    )
     return JSON({"status": "success", "message": "User banned successfully"})
 
 
-async def unban(request: Request, caller: Caller) -> Response:
+async def unban(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
-    async with _runtime(request).database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        await moderation.unban(session, account, actor=caller)
+    account = await accounts.require_by_identity(session, user_id)
+    await moderation.unban(session, account, actor=caller)
     return JSON({"status": "success", "message": "User unbanned successfully"})
 
 
-async def userinteractions(request: Request, _caller: Caller) -> Response:
+async def userinteractions(request: Request, session: Session, _caller: Caller) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
-    async with _runtime(request).database.unit_of_work(write=False) as session:
-        account = await accounts.require_by_identity(session, user_id)
-        limit = wire.parse_limit(request.query_params.getlist("limit"))
-        records = await audit.for_account(session, account.id, limit)
+    account = await accounts.require_by_identity(session, user_id)
+    limit = wire.parse_limit(request.query_params.getlist("limit"))
+    records = await audit.for_account(session, account.id, limit)
     return JSON(wire.interactions(user_id, limit, records))
 
 
-async def _set_bypass(request: Request, caller: Actor, enabled: bool) -> None:
+async def _set_bypass(request: Request, session: Session, caller: Actor, enabled: bool) -> None:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
-    async with _runtime(request).database.unit_of_work() as session:
-        account = await accounts.require_by_identity(session, user_id)
-        await plans.set_renewal_bypass(session, account, enabled, caller)
+    account = await accounts.require_by_identity(session, user_id)
+    await plans.set_renewal_bypass(session, account, enabled, caller)
 
 
-async def give_renewalbypass(request: Request, caller: Caller) -> Response:
-    await _set_bypass(request, caller, True)
+async def give_renewalbypass(request: Request, session: Session, caller: Caller) -> Response:
+    await _set_bypass(request, session, caller, True)
     return JSON({"status": "success", "message": "Renewal bypass granted successfully."})
 
 
-async def remove_renewalbypass(request: Request, caller: Caller) -> Response:
-    await _set_bypass(request, caller, False)
+async def remove_renewalbypass(request: Request, session: Session, caller: Caller) -> Response:
+    await _set_bypass(request, session, caller, False)
     return JSON({"status": "success", "message": "Renewal bypass removed successfully."})
 
 

@@ -4,11 +4,13 @@ static ``api_code`` of the face's settings for operators moving from Heliactyl."
 from __future__ import annotations
 
 import hmac
+from functools import partial
 
 from starlette.requests import Request
 
 from guildhall.core.access import service as access
 from guildhall.core.actor import Actor
+from guildhall.faces.common.session import Session, after_commit, runtime_of
 from guildhall.faces.heliactyl.errors import AuthError
 from guildhall.runtime import Runtime
 
@@ -16,9 +18,14 @@ SCOPE = "heliactyl"
 API_CODE_ACTOR = Actor("api_code", "Heliactyl API code")
 
 
-async def authenticate(request: Request) -> Actor:
+async def _stamp(key_id: int, runtime: Runtime) -> None:
+    async with runtime.database.unit_of_work() as session:
+        await access.stamp_last_used(session, key_id)
+
+
+async def authenticate(request: Request, session: Session) -> Actor:
     """The caller, or AuthError with the documented status and message."""
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     settings = runtime.settings.faces.heliactyl
     if not settings.api_enabled:
         raise AuthError(403, "API is disabled")
@@ -31,11 +38,9 @@ async def authenticate(request: Request) -> Actor:
         raise AuthError(403, "Invalid API key")
     if settings.api_code and hmac.compare_digest(token.encode(), settings.api_code.encode()):
         return API_CODE_ACTOR
-    async with runtime.database.unit_of_work(write=False) as session:
-        principal = await access.authenticate(session, token)
+    principal = await access.authenticate(session, token)
     if principal is None or not principal.allows(SCOPE):
         raise AuthError(403, "Invalid API key")
     if runtime.key_stamps.due(principal.id):
-        async with runtime.database.unit_of_work() as session:
-            await access.stamp_last_used(session, principal.id)
+        after_commit(request, partial(_stamp, principal.id))
     return principal.actor

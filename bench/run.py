@@ -1,0 +1,681 @@
+"""End-to-end HTTP benchmark of Guildhall's Heliactyl face against a bare FastAPI ceiling.
+
+One run sets up a throw-away Guildhall instance through its CLI (config, migrations, a user,
+an API key), starts it next to ``bench.ceiling``, drives each scenario for a fixed duration at
+N concurrent keep-alive connections and prints req/s, p50/p99 latency, errors and the ratio to
+the ceiling, then verifies that every successful ``addcoins`` landed in the database.
+
+Why a hand-written client: the target machine has 2 cores and the load generator shares them
+with the server under test.  httpx or aiohttp spend tens of microseconds of Python per request
+(header models, URL objects, connection-pool bookkeeping, middleware hooks), which on 2 cores
+would eat the CPU the server needs and cap the measurement at the client's speed instead of the
+server's.  The client below pre-encodes each request once and per request only writes those
+bytes, reads the header block with one ``readuntil``, takes the status and Content-Length and
+reads exactly the body, on uvloop when available, so almost all CPU is left to the server.
+
+Only 127.0.0.1 is contacted and every wait is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+HOST = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DISCORD_ID = "100000000000000001"
+WARMUP_S = 1.5
+STARTUP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+CLI_TIMEOUT_S = 120.0
+PSQL_TIMEOUT_S = 30.0
+IO_TIMEOUT_S = 10.0  # one-off requests and connects outside the load loop
+DRAIN_GRACE_S = 10.0  # how long in-flight requests may run past the end of a scenario
+RECONNECT_PAUSE_S = 0.05
+PG_URL_BASE = f"postgresql+asyncpg://postgres@{HOST}:5432"
+
+Check = Callable[[bytes], bool]
+
+
+class BenchError(Exception):
+    """A setup step failed; the message says which, and the run exits 1."""
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection; just enough protocol for our own JSON servers."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Wrap an open stream pair; use :meth:`open` to connect."""
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> HttpConnection:
+        """Connect to 127.0.0.1:port with Nagle off, so small requests are not delayed."""
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(HOST, port), timeout=IO_TIMEOUT_S
+        )
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes, bool]:
+        """Send pre-encoded request bytes; return (status, body, connection still usable).
+
+        Kept to one write and two reads in the common case, because this runs per request
+        on the same cores as the server being measured.
+        """
+        self.writer.write(raw)
+        reader = self.reader
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        keep_alive = b"\r\nconnection: close" not in lower
+        idx = lower.find(b"\r\ncontent-length:")
+        if idx >= 0:
+            end = lower.index(b"\r\n", idx + 2)
+            body = await reader.readexactly(int(lower[idx + 17 : end]))
+        elif b"\r\ntransfer-encoding: chunked" in lower:
+            body = await self._read_chunked()
+        elif status in (204, 304) or status < 200:
+            body = b""
+        else:
+            body = await reader.read()  # delimited by close
+            keep_alive = False
+        return status, body, keep_alive
+
+    async def _read_chunked(self) -> bytes:
+        """Read a chunked body; our servers send Content-Length, this is only a fallback."""
+        parts: list[bytes] = []
+        while True:
+            line = await self.reader.readuntil(b"\r\n")
+            size = int(line.split(b";", 1)[0], 16)
+            if size == 0:
+                while await self.reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # skip trailers
+                return b"".join(parts)
+            parts.append((await self.reader.readexactly(size + 2))[:-2])
+
+    def close(self) -> None:
+        """Close without waiting; the peer is local and the loop may already be ending."""
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+# OSError covers resets and TimeoutError; EOFError covers IncompleteReadError; ValueError
+# covers a garbled status line or length.
+_CONN_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)
+
+
+def build_request(
+    method: str, path: str, port: int, key: str | None = None, body: bytes | None = None
+) -> bytes:
+    """Encode a request once so the load loop does no string work per request."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Accept: application/json"]
+    if key is not None:
+        lines.append(f"Authorization: Bearer {key}")
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+
+
+_OK_PREFIXES = (b'{"status":"success"', b'{"status":true')
+
+
+def status_ok(body: bytes) -> bool:
+    """Tell whether the JSON body reports success (Heliactyl says "success", /api says true).
+
+    A prefix test settles the usual compact body without parsing, keeping per-request client
+    CPU low; anything else gets a real JSON parse, so the check never passes a failure.
+    """
+    if body.startswith(_OK_PREFIXES):
+        return True
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    status = data.get("status")
+    return status is True or status == "success"
+
+
+async def fetch(port: int, raw: bytes) -> tuple[int, bytes]:
+    """Make one request on a fresh connection, for setup and verification."""
+    conn = await HttpConnection.open(port)
+    try:
+        status, body, _ = await asyncio.wait_for(conn.request(raw), timeout=IO_TIMEOUT_S)
+    finally:
+        conn.close()
+    return status, body
+
+
+# --------------------------------------------------------------------------- load loop
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counters of one scenario; only requests started after the warm-up are measured."""
+
+    latencies_ns: list[int] = dataclasses.field(default_factory=list)
+    errors: int = 0
+    ok_total: int = 0  # successes including warm-up, for the addcoins check
+    unfinished: int = 0  # connections still waiting at the hard stop
+    measured_s: float = 0.0
+
+
+async def _worker(
+    port: int, raw: bytes, check: Check, measure_from: int, stop_at: int, stats: Stats
+) -> None:
+    """Drive one keep-alive connection until ``stop_at``, recording measured requests."""
+    clock = time.perf_counter_ns
+    latencies = stats.latencies_ns
+    conn: HttpConnection | None = None
+    try:
+        while clock() < stop_at:
+            if conn is None:
+                try:
+                    conn = await HttpConnection.open(port)
+                except _CONN_ERRORS:
+                    if clock() >= measure_from:
+                        stats.errors += 1
+                    await asyncio.sleep(RECONNECT_PAUSE_S)
+                    continue
+            start = clock()
+            try:
+                status, body, keep_alive = await conn.request(raw)
+            except _CONN_ERRORS:
+                conn.close()
+                conn = None
+                if start >= measure_from:
+                    stats.errors += 1
+                await asyncio.sleep(RECONNECT_PAUSE_S)
+                continue
+            elapsed = clock() - start
+            ok = status == 200 and check(body)
+            if ok:
+                stats.ok_total += 1
+            if start >= measure_from:
+                if ok:
+                    latencies.append(elapsed)
+                else:
+                    stats.errors += 1
+            if not keep_alive:
+                conn.close()
+                conn = None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+async def run_load(port: int, raw: bytes, check: Check, connections: int, duration: float) -> Stats:
+    """Run ``connections`` workers for warm-up + ``duration``; hard-stop stragglers."""
+    stats = Stats()
+    now = time.perf_counter_ns()
+    measure_from = now + int(WARMUP_S * 1e9)
+    stop_at = measure_from + int(duration * 1e9)
+    tasks = [
+        asyncio.create_task(_worker(port, raw, check, measure_from, stop_at, stats))
+        for _ in range(connections)
+    ]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # the loop allocates no cycles; skip collector pauses during measurement
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=WARMUP_S + duration + DRAIN_GRACE_S)
+        for task in pending:
+            task.cancel()
+        stats.unfinished = len(pending)
+        stats.errors += len(pending)
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        gc.collect()
+    stats.measured_s = duration
+    return stats
+
+
+def percentile_ms(sorted_ns: Sequence[int], pct: float) -> float:
+    """Nearest-rank percentile in milliseconds of an already sorted sample."""
+    if not sorted_ns:
+        return float("nan")
+    rank = max(1, min(len(sorted_ns), math.ceil(pct / 100.0 * len(sorted_ns))))
+    return sorted_ns[rank - 1] / 1e6
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    """Ask the kernel for an unused loopback port (tiny race before the server binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Server:
+    """A server subprocess plus the files its output goes to (pipes could fill and block it)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    stdout_path: Path
+    stderr_path: Path
+    files: list[TextIO]
+
+    def output(self) -> str:
+        """Return collected stdout and stderr, for diagnosing a failed start."""
+        for fh in self.files:
+            with contextlib.suppress(Exception):
+                fh.flush()
+        out = self.stdout_path.read_text(errors="replace")
+        err = self.stderr_path.read_text(errors="replace")
+        return f"--- {self.name} stdout ---\n{out}--- {self.name} stderr ---\n{err}"
+
+
+def start_server(
+    name: str, cmd: list[str], port: int, logdir: Path, env: dict[str, str] | None = None
+) -> Server:
+    """Start a server in its own process group so we can reap its workers as well."""
+    out_path, err_path = logdir / f"{name}.stdout", logdir / f"{name}.stderr"
+    out_fh, err_fh = out_path.open("w"), err_path.open("w")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out_fh,
+        stderr=err_fh,
+        start_new_session=True,
+    )
+    return Server(name, proc, port, out_path, err_path, [out_fh, err_fh])
+
+
+def wait_ready(server: Server) -> None:
+    """Wait until the port accepts connections; fail fast if the process dies."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise BenchError(
+                f"{server.name} exited with code {server.proc.returncode} during startup\n"
+                + server.output()
+            )
+        try:
+            with socket.create_connection((HOST, server.port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(
+        f"{server.name} did not accept connections on port {server.port} "
+        f"within {STARTUP_TIMEOUT_S:.0f} s\n" + server.output()
+    )
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM, wait up to 10 s, then SIGKILL the whole process group (incl. workers)."""
+    proc = server.proc
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print(
+                f"{server.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it",
+                file=sys.stderr,
+            )
+    # The group id is the leader's pid; sweep anything of ours still in it (e.g. orphan workers).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    for fh in server.files:
+        fh.close()
+
+
+def guildhall_cmd() -> list[str]:
+    """Prefer the venv's ``guildhall`` script; fall back to ``python -m guildhall``."""
+    script = Path(sys.executable).parent / "guildhall"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("guildhall")
+    return [found] if found else [sys.executable, "-m", "guildhall"]
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    """Run a guildhall CLI command and return the last stdout line (ids and keys come there)."""
+    cmd = [*guildhall_cmd(), *args]
+    try:
+        res = subprocess.run(
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"`guildhall {' '.join(args)}` timed out after {CLI_TIMEOUT_S} s") from exc
+    except OSError as exc:
+        raise BenchError(f"cannot run {cmd}: {exc}") from exc
+    if res.returncode != 0:
+        raise BenchError(
+            f"`guildhall {' '.join(args)}` failed with code {res.returncode}\n"
+            f"--- stdout ---\n{res.stdout}--- stderr ---\n{res.stderr}"
+        )
+    lines = [line.strip() for line in res.stdout.splitlines() if line.strip()]
+    if not lines:
+        raise BenchError(f"`guildhall {' '.join(args)}` printed nothing on stdout")
+    return lines[-1]
+
+
+def psql(sql: str) -> None:
+    """Run one statement as the local postgres superuser (bounded, loopback only)."""
+    try:
+        res = subprocess.run(
+            [
+                "psql",
+                "-h",
+                HOST,
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=PSQL_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"psql failed for {sql!r}: {exc}") from exc
+    if res.returncode != 0:
+        raise BenchError(f"psql failed for {sql!r}:\n{res.stderr}")
+
+
+def toml_str(value: str) -> str:
+    """Quote a TOML basic string (JSON escaping is a valid subset for paths and URLs)."""
+    return json.dumps(value)
+
+
+def write_config(tmp: Path, port: int, database_url: str | None) -> Path:
+    """Write the throw-away guildhall.toml the CLI and server read via GUILDHALL_CONFIG."""
+    lines = [f"data_dir = {toml_str(str(tmp / 'var'))}"]
+    if database_url is not None:
+        lines.append(f"database_url = {toml_str(database_url)}")
+    lines += ["", "[faces.heliactyl]", f"host = {toml_str(HOST)}", f"port = {port}", ""]
+    path = tmp / "guildhall.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+@dataclasses.dataclass
+class Row:
+    """One printed line of the result table."""
+
+    name: str
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+
+
+def print_table(rows: list[Row]) -> None:
+    """Print req/s, latency, errors and the ratio to the ceiling, one line per scenario."""
+    ceiling = next((r.rps for r in rows if r.name == "ceiling"), 0.0)
+    print(
+        f"{'scenario':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8} "
+        f"{'vs ceiling':>11}"
+    )
+    for r in rows:
+        ratio = f"{100.0 * r.rps / ceiling:.1f}%" if ceiling > 0 else "n/a"
+        print(f"{r.name:<10} {r.rps:>10.1f} {r.p50:>8.2f} {r.p99:>8.2f} {r.errors:>8d} {ratio:>11}")
+
+
+def summarize(name: str, stats: Stats) -> Row:
+    """Turn raw samples into a table row (req/s counts successful responses only)."""
+    lat = sorted(stats.latencies_ns)
+    return Row(
+        name,
+        len(lat) / stats.measured_s,
+        percentile_ms(lat, 50),
+        percentile_ms(lat, 99),
+        stats.errors,
+    )
+
+
+def find_coins(data: object) -> float | None:
+    """Locate the coins balance in a userinfo response (top level first, then nested)."""
+    if isinstance(data, dict):
+        value = data.get("coins")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        for child in data.values():
+            found = find_coins(child)
+            if found is not None:
+                return found
+    return None
+
+
+def _num(value: float) -> str:
+    """Print balances exactly (``:g`` would round large counts to 6 digits)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+async def read_coins(port: int, raw_userinfo: bytes) -> float:
+    """Fetch userinfo once and return the coin balance, failing loudly if it is absent."""
+    status, body = await fetch(port, raw_userinfo)
+    if status != 200 or not status_ok(body):
+        raise BenchError(f"userinfo failed: HTTP {status}: {body[:500]!r}")
+    coins = find_coins(json.loads(body))
+    if coins is None:
+        raise BenchError(f"no coins field in userinfo: {body[:500]!r}")
+    return coins
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options; defaults match the documented targets (10 s, 50 conns)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    ap.add_argument("--connections", type=int, default=50, help="concurrent connections")
+    ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--workers", type=int, default=1, help="guildhall serve --workers")
+    ap.add_argument(
+        "--only-ceiling",
+        action="store_true",
+        help="benchmark only the bare FastAPI app (no Guildhall needed)",
+    )
+    args = ap.parse_args(argv)
+    if args.duration <= 0 or args.connections <= 0 or args.workers <= 0:
+        ap.error("--duration, --connections and --workers must be positive")
+    return args
+
+
+def new_runner() -> asyncio.Runner:
+    """Event loop for the client: uvloop when importable, since it halves client CPU."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def scenario(
+    runner: asyncio.Runner, name: str, port: int, raw: bytes, args: argparse.Namespace
+) -> Stats:
+    """Run one scenario and announce it, so a long run shows progress."""
+    print(
+        f"running {name} for {args.duration:g} s (+{WARMUP_S:g} s warm-up)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    return runner.run(run_load(port, raw, status_ok, args.connections, args.duration))
+
+
+def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: list[str]) -> int:
+    """Set up, run all scenarios and print results; returns the exit code."""
+    # GUILDHALL_* variables override the config file; drop them so the run only uses ours.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDHALL_")}
+    ceiling_port = free_port()
+    ceiling = start_server(
+        "ceiling",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.ceiling:app",
+            "--host",
+            HOST,
+            "--port",
+            str(ceiling_port),
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ],
+        ceiling_port,
+        tmp,
+        env,
+    )
+    servers.append(ceiling)
+
+    gh: Server | None = None
+    key = ""
+    if not args.only_ceiling:
+        database_url = None
+        if args.database == "postgresql":
+            db_name = f"guildhall_bench_{os.getpid()}_{secrets.token_hex(4)}"
+            psql(f'CREATE DATABASE "{db_name}"')
+            drops.append(db_name)
+            database_url = f"{PG_URL_BASE}/{db_name}"
+        gh_port = free_port()
+        env["GUILDHALL_CONFIG"] = str(write_config(tmp, gh_port, database_url))
+        run_cli(["migrate"], env)
+        account = run_cli(["users", "create", "--username", "bench", "--discord", DISCORD_ID], env)
+        key = run_cli(["keys", "create", "--name", "bench", "--scope", "heliactyl"], env)
+        print(
+            f"guildhall: account {account}, {args.database}, {args.workers} worker(s)",
+            file=sys.stderr,
+        )
+        gh = start_server(
+            "guildhall",
+            [*guildhall_cmd(), "serve", "--face", "heliactyl", "--workers", str(args.workers)],
+            gh_port,
+            tmp,
+            env,
+        )
+        servers.append(gh)
+        wait_ready(gh)
+    wait_ready(ceiling)
+
+    # Same headers everywhere so header parsing costs the ceiling what it costs Guildhall.
+    auth = key or "none"
+    rows: list[Row] = []
+    exit_code = 0
+    with new_runner() as runner:
+        raw = build_request("GET", "/api", ceiling.port, auth)
+        rows.append(summarize("ceiling", scenario(runner, "ceiling", ceiling.port, raw, args)))
+        if gh is None:
+            print_table(rows)
+            return 0
+        userinfo = build_request("GET", f"/api/v3/userinfo?id={DISCORD_ID}", gh.port, auth)
+        addcoins = build_request(
+            "POST",
+            "/api/v3/addcoins",
+            gh.port,
+            auth,
+            json.dumps({"id": DISCORD_ID, "coins": 1}, separators=(",", ":")).encode(),
+        )
+        raw = build_request("GET", "/api", gh.port, auth)
+        rows.append(summarize("GET /api", scenario(runner, "GET /api", gh.port, raw, args)))
+        rows.append(summarize("userinfo", scenario(runner, "userinfo", gh.port, userinfo, args)))
+        before = runner.run(read_coins(gh.port, userinfo))
+        add_stats = scenario(runner, "addcoins", gh.port, addcoins, args)
+        rows.append(summarize("addcoins", add_stats))
+        after = runner.run(read_coins(gh.port, userinfo))
+
+    print_table(rows)
+    added = after - before
+    verdict = "OK" if added == add_stats.ok_total else "MISMATCH"
+    print(
+        f"addcoins check: {verdict}: coins {_num(after)} - {_num(before)} = {_num(added)}, "
+        f"successful addcoins (incl. warm-up) {add_stats.ok_total}"
+    )
+    if verdict != "OK":
+        exit_code = 1
+        if add_stats.unfinished:
+            print(
+                f"note: {add_stats.unfinished} request(s) were still in flight at the hard "
+                "stop; their outcome is unknown",
+                file=sys.stderr,
+            )
+    return exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and always clean up servers, the database and the temp dir."""
+    args = parse_args(argv)
+    servers: list[Server] = []
+    drops: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="guildhall-bench-"))
+    try:
+        return bench(args, tmp, servers, drops)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for server in reversed(servers):
+            stop_server(server)
+        for db_name in drops:
+            try:
+                psql(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            except BenchError as exc:
+                print(f"warning: could not drop database {db_name}: {exc}", file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

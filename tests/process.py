@@ -1,0 +1,121 @@
+"""Running Guildhall the way an operator does: real processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READY_LINE = "Press Ctrl-C to stop."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(directory: Path, database_url: str, **faces: dict[str, object]) -> Path:
+    """A config file with its own data directory and the given face sections."""
+    lines = [f'data_dir = "{directory / "var"}"']
+    if not database_url.startswith("sqlite"):
+        lines.append(f'database_url = "{database_url}"')
+    for name, values in faces.items():
+        lines.append(f"[faces.{name}]")
+        for key, value in values.items():
+            rendered = f'"{value}"' if isinstance(value, str) else str(value).lower()
+            lines.append(f"{key} = {rendered}")
+    path = directory / "guildhall.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cli_env(config: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDHALL_")}
+    env["GUILDHALL_CONFIG"] = str(config)
+    return env
+
+
+def guildhall(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one ``guildhall`` command to completion."""
+    result = subprocess.run(
+        [sys.executable, "-m", "guildhall", *args],
+        env=cli_env(config),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"guildhall {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def last_line(output: str) -> str:
+    return output.strip().splitlines()[-1].strip()
+
+
+@dataclass
+class Served:
+    """A ``guildhall serve`` process and what it printed on start."""
+
+    process: subprocess.Popen[str]
+    config: Path
+    banner: list[str] = field(default_factory=list)
+
+    @property
+    def demo_key(self) -> str:
+        for line in self.banner:
+            if line.startswith("Demo API key"):
+                return line.rsplit(" ", 1)[-1]
+        raise AssertionError(f"no demo key in {self.banner}")
+
+    def url(self, face: str) -> str:
+        for line in self.banner:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == face:
+                return parts[1]
+        raise AssertionError(f"no {face} URL in {self.banner}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def output(self) -> str:
+        assert self.process.poll() is not None
+        out, err = self.process.communicate()
+        return "\n".join(self.banner) + out + err
+
+
+def serve(config: Path, *args: str, timeout: float = 60) -> Served:
+    """Start ``guildhall serve`` and wait until it says it is ready."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "guildhall", "serve", *args],
+        env=cli_env(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = Served(process, config)
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            _out, err = process.communicate()
+            raise AssertionError(f"guildhall serve exited early:\n{served.banner}\n{err}")
+        served.banner.append(line.rstrip("\n"))
+        if line.strip() == READY_LINE:
+            return served
+    process.kill()
+    raise AssertionError(f"guildhall serve not ready after {timeout}s: {served.banner}")
