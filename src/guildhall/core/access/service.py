@@ -102,14 +102,15 @@ async def create(
 
 # Built once: every API request runs it, and a statement built per call costs
 # more than the query itself.
+_keys = ApiKey.__table__
 _KEY_BY_HASH = select(
-    ApiKey.id,
-    ApiKey.name,
-    ApiKey.key_hash,
-    ApiKey.scopes,
-    ApiKey.expires_at,
-    ApiKey.revoked_at,
-).where(ApiKey.key_hash == bindparam("digest"))
+    _keys.c.id,
+    _keys.c.name,
+    _keys.c.key_hash,
+    _keys.c.scopes,
+    _keys.c.expires_at,
+    _keys.c.revoked_at,
+).where(_keys.c.key_hash == bindparam("digest"))
 
 
 async def authenticate(session: AsyncSession, plaintext: str) -> KeyPrincipal | None:

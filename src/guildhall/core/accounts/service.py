@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from sqlalchemy import bindparam, case, select
@@ -44,13 +45,59 @@ def hash_password(password: str) -> str:
     return _password_hasher.hash(password)
 
 
+# Hot statements are built once, on table columns (no ORM loading): every API
+# request runs them, and building or ORM-loading costs more than SQLite does.
+_accounts = Account.__table__
+_identities = Identity.__table__
 _ACCOUNT_BY_SUBJECT = (
-    select(Account.id, Account.username)
-    .join(Identity, Identity.account_id == Account.id)
-    .where(Identity.subject == bindparam("subject"))
-    .order_by(_PROVIDER_ORDER)
+    select(_accounts.c.id, _accounts.c.username)
+    .join(_identities, _identities.c.account_id == _accounts.c.id)
+    .where(_identities.c.subject == bindparam("subject"))
+    .order_by(
+        case(
+            {p.value: rank for rank, p in enumerate(Provider)},
+            value=_identities.c.provider,
+            else_=99,
+        )
+    )
     .limit(1)
 )
+_PUBLIC_COLUMNS = (
+    "id",
+    "uuid",
+    "username",
+    "email",
+    "first_name",
+    "last_name",
+    "role",
+    "created_at",
+    "updated_at",
+)
+_ACCOUNT_BY_ID = select(*(_accounts.c[name] for name in _PUBLIC_COLUMNS)).where(
+    _accounts.c.id == bindparam("account_id")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """What may be shown of an account (never its password hash)."""
+
+    id: int
+    uuid: str
+    username: str
+    email: str | None
+    first_name: str
+    last_name: str
+    role: str
+    created_at: datetime
+    updated_at: datetime
+
+
+async def view(session: AsyncSession, account_id: int) -> AccountView:
+    row = (await session.execute(_ACCOUNT_BY_ID, {"account_id": account_id})).first()
+    if row is None:
+        raise NotFound(f"account {account_id} does not exist", code="account_not_found")
+    return AccountView(*row)
 
 
 async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | None:

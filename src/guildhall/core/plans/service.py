@@ -54,14 +54,15 @@ class PlanView:
     renewal_bypass: bool
 
 
+_plans = Plan.__table__
 _PLAN_OF = select(
-    Plan.package,
-    Plan.extra_ram,
-    Plan.extra_disk,
-    Plan.extra_cpu,
-    Plan.extra_servers,
-    Plan.renewal_bypass,
-).where(Plan.account_id == bindparam("owner"))
+    _plans.c.package,
+    _plans.c.extra_ram,
+    _plans.c.extra_disk,
+    _plans.c.extra_cpu,
+    _plans.c.extra_servers,
+    _plans.c.renewal_bypass,
+).where(_plans.c.account_id == bindparam("owner"))
 
 
 async def get(session: AsyncSession, account_id: int, catalogue: Catalogue) -> PlanView:

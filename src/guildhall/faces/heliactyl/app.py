@@ -37,7 +37,7 @@ async def api_status(_caller: Caller) -> Response:
 async def userinfo(request: Request, session: Session, _caller: Caller) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
     ref = await accounts.require_by_identity(session, user_id)
-    account = await accounts.get(session, ref.id)
+    account = await accounts.view(session, ref.id)
     plan = await plans.get(session, ref.id, runtime_of(request).catalogue)
     coins = await economy.balance_of(session, ref.id)
     return JSON(wire.userinfo(user_id, account, plan, coins))

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from guildhall.core.accounts.models import Account
+from guildhall.core.accounts.service import AccountView
 from guildhall.core.plans.service import RESOURCES, PlanView
 from guildhall.events.audit import AuditRecord
 from guildhall.faces.common.body import ABSENT, MALFORMED
@@ -121,7 +121,7 @@ def _pterodactyl_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def pterodactyl_user(account: Account) -> dict[str, Any]:
+def pterodactyl_user(account: AccountView) -> dict[str, Any]:
     """The account as Pterodactyl's application API shows a user."""
     return {
         "object": "user",
@@ -143,7 +143,7 @@ def pterodactyl_user(account: Account) -> dict[str, Any]:
     }
 
 
-def userinfo(user_id: str, account: Account, plan: PlanView, coins: int) -> dict[str, Any]:
+def userinfo(user_id: str, account: AccountView, plan: PlanView, coins: int) -> dict[str, Any]:
     return {
         "status": "success",
         "id": user_id,
