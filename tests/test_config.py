@@ -1,0 +1,70 @@
+"""Settings from one TOML file with GUILDHALL_* overrides, refused loudly when wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guildhall.config import ConfigError, load_settings
+
+
+def test_defaults_use_sqlite_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None)
+    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path}/var/guildhall.db"
+    assert (settings.faces.heliactyl.host, settings.faces.heliactyl.port) == ("127.0.0.1", 8081)
+    assert settings.packages.default == "default"
+    assert {"default", "premium", "2"} <= set(settings.packages.list)
+
+
+def test_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "guildhall.toml"
+    config.write_text(
+        'data_dir = "state"\n'
+        '[faces.heliactyl]\nport = 9000\napi_code = "abc"\n'
+        '[packages]\ndefault = "tiny"\n'
+        "[packages.list.tiny]\nram = 1\ndisk = 2\ncpu = 3\nservers = 4\n"
+    )
+    monkeypatch.setenv("GUILDHALL_FACES__HELIACTYL__PORT", "9100")
+    monkeypatch.setenv("GUILDHALL_DATABASE_URL", "postgresql://u@db.example:5432/gh")
+    settings = load_settings(config)
+    assert settings.faces.heliactyl.port == 9100
+    assert settings.faces.heliactyl.api_code == "abc"
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.resolved_database_url == "postgresql+asyncpg://u@db.example:5432/gh"
+    assert list(settings.packages.list) == ["tiny"]
+
+
+def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text("[faces.heliactyl]\nport = 9200\n")
+    monkeypatch.setenv("GUILDHALL_CONFIG", str(config))
+    assert load_settings(None).faces.heliactyl.port == 9200
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        ("[faces.heliactyl\nport = 1\n", "is not valid TOML"),
+        ("[faces.heliactly]\nport = 1\n", "unknown face 'heliactly' (known faces: heliactyl)"),
+        ("colour = 'blue'\n", "unknown setting 'colour'"),
+        ("[faces.heliactyl]\nport = 'high'\n", "faces.heliactyl.port"),
+        ("[faces.heliactyl]\nport = 70000\n", "faces.heliactyl.port"),
+        ('[packages]\ndefault = "gold"\n', "the default package 'gold' is not in [packages.list]"),
+        ('database_url = "mysql://x"\n', "must start with sqlite:// or postgresql://"),
+    ],
+)
+def test_bad_configuration_is_one_clear_sentence(tmp_path: Path, text: str, sentence: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert sentence in message
+    assert "\n" not in message.strip()
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nowhere.toml")
