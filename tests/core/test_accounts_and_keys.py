@@ -1,0 +1,81 @@
+"""Accounts found by any identity; API keys hashed, scoped, expiring, revocable."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from guildhall.core.access import service as access
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider
+from guildhall.core.errors import Conflict, Invalid
+from guildhall.core.moderation import service as moderation
+from guildhall.runtime import Runtime
+from tests.conftest import TEST_ACTOR, make_account
+
+
+async def test_every_identity_finds_the_one_account(runtime: Runtime) -> None:
+    ref = await make_account(runtime, "many", discord="10", github="20")
+    async with runtime.database.unit_of_work() as session:
+        await accounts.link(session, ref, Provider.GOOGLE, "30", TEST_ACTOR)
+        uuid = (await accounts.view(session, ref.id)).uuid
+    async with runtime.database.unit_of_work(write=False) as session:
+        for subject in ("10", "20", "30", uuid):
+            found = await accounts.find_by_identity(session, subject)
+            assert found is not None and found.id == ref.id
+        assert await accounts.find_by_identity(session, "1") is None
+
+
+async def test_an_identity_belongs_to_one_account(runtime: Runtime) -> None:
+    await make_account(runtime, "first", discord="10")
+    second = await make_account(runtime, "second")
+    with pytest.raises(Conflict):
+        async with runtime.database.unit_of_work() as session:
+            await accounts.link(session, second, Provider.DISCORD, "10", TEST_ACTOR)
+    with pytest.raises(Conflict):
+        await make_account(runtime, "first")
+    with pytest.raises(Invalid):
+        await make_account(runtime, "bad name!")
+
+
+async def test_passwords_are_stored_as_argon2id(runtime: Runtime) -> None:
+    async with runtime.database.unit_of_work() as session:
+        account = await accounts.create(
+            session, username="pw", password="correct horse", actor=TEST_ACTOR
+        )
+    assert account.password_hash is not None
+    assert account.password_hash.startswith("$argon2id$")
+    assert "correct horse" not in account.password_hash
+
+
+async def test_keys_are_hashed_scoped_expiring_and_revocable(runtime: Runtime) -> None:
+    async with runtime.database.unit_of_work() as session:
+        key, plaintext = await access.create(
+            session, name="bot", scopes=["heliactyl", "aurora"], actor=TEST_ACTOR
+        )
+        assert key.key_hash == access.hash_key(plaintext) != plaintext
+        principal = await access.authenticate(session, plaintext)
+        assert principal is not None
+        assert principal.allows("heliactyl") and not principal.allows("rustmail")
+        assert await access.authenticate(session, plaintext + "x") is None
+        key.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        await session.flush()
+        assert await access.authenticate(session, plaintext) is None
+        key.expires_at = None
+        await access.revoke(session, key.id, TEST_ACTOR)
+        assert await access.authenticate(session, plaintext) is None
+
+
+async def test_a_new_ban_replaces_the_old_one(runtime: Runtime) -> None:
+    ref = await make_account(runtime, "banned", discord="66")
+    later = datetime.now(UTC) + timedelta(days=1)
+    async with runtime.database.unit_of_work() as session:
+        await moderation.ban(session, ref, actor=TEST_ACTOR, reason="first")
+        await moderation.ban(session, ref, actor=TEST_ACTOR, reason="second", expires_at=later)
+    async with runtime.database.unit_of_work(write=False) as session:
+        ban = await moderation.active_ban(session, ref.id)
+    assert ban is not None and ban.reason == "second"
+    async with runtime.database.unit_of_work() as session:
+        assert await moderation.unban(session, ref, actor=TEST_ACTOR) is True
+        assert await moderation.unban(session, ref, actor=TEST_ACTOR) is False

@@ -1,0 +1,80 @@
+"""The ledger: atomic balance changes, each with its ledger row; never a lost update."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from guildhall.core.economy import service as economy
+from guildhall.core.economy.models import LedgerEntry
+from guildhall.core.errors import Invalid, LimitExceeded
+from guildhall.runtime import Runtime
+from tests.conftest import TEST_ACTOR, make_account
+
+
+async def test_balance_always_equals_the_sum_of_its_ledger(runtime: Runtime) -> None:
+    account = await make_account(runtime, "ledgered", discord="1")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 100, actor=TEST_ACTOR)
+        await economy.adjust(session, account, -30, actor=TEST_ACTOR)
+        await economy.set_balance(session, account, 500, actor=TEST_ACTOR)
+        await economy.adjust(session, account, 7, actor=TEST_ACTOR, reason="bonus")
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 507
+        assert await economy.ledger_sum(session, account.id) == 507
+        entries = list(await session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)))
+    assert [(e.amount, e.balance_after) for e in entries] == [
+        (100, 100),
+        (-30, 70),
+        (430, 500),
+        (7, 507),
+    ]
+    assert entries[-1].reason == "bonus"
+    assert entries[-1].actor == str(TEST_ACTOR)
+    assert {e.type for e in entries} == {"ADMIN_ADJUSTMENT"}
+
+
+async def test_a_refused_change_writes_nothing(runtime: Runtime) -> None:
+    account = await make_account(runtime, "careful", discord="2")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 10, actor=TEST_ACTOR)
+    for delta, error in ((-11, LimitExceeded), (0, Invalid), (economy.MAX_AMOUNT, LimitExceeded)):
+        with pytest.raises(error):
+            async with runtime.database.unit_of_work() as session:
+                await economy.adjust(session, account, delta, actor=TEST_ACTOR)
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 10
+        assert await economy.ledger_sum(session, account.id) == 10
+
+
+async def test_currencies_are_separate_balances(runtime: Runtime) -> None:
+    account = await make_account(runtime, "multi", discord="3")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 5, actor=TEST_ACTOR, currency="gems")
+        await economy.adjust(session, account, 9, actor=TEST_ACTOR)
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id, "gems") == 5
+        assert await economy.balance_of(session, account.id) == 9
+
+
+async def test_concurrent_changes_in_separate_transactions_lose_nothing(
+    runtime: Runtime,
+) -> None:
+    account = await make_account(runtime, "busy", discord="4")
+    async with runtime.database.unit_of_work() as session:
+        await economy.set_balance(session, account, 1000, actor=TEST_ACTOR)
+
+    async def change(delta: int) -> None:
+        async with runtime.database.unit_of_work() as session:
+            if delta == 0:
+                await economy.set_balance(session, account, 1000, actor=TEST_ACTOR)
+            else:
+                await economy.adjust(session, account, delta, actor=TEST_ACTOR)
+
+    deltas = [3, -2] * 100
+    await asyncio.gather(*(change(delta) for delta in deltas))
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 1000 + 100
+        assert await economy.ledger_sum(session, account.id) == 1000 + 100
