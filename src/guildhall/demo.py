@@ -67,7 +67,7 @@ class DemoResult:
     api_key: str
 
 
-async def _load_account(session: AsyncSession, runtime: Runtime, demo: DemoAccount) -> bool:
+async def _load_account(session: AsyncSession, demo: DemoAccount) -> bool:
     if await session.scalar(select(Account.id).where(Account.username == demo.username)):
         return False
     account = await accounts.create(
@@ -93,7 +93,7 @@ async def load(runtime: Runtime) -> DemoResult:
     created: list[str] = []
     async with runtime.database.unit_of_work() as session:
         for demo in DEMO_ACCOUNTS:
-            if await _load_account(session, runtime, demo):
+            if await _load_account(session, demo):
                 created.append(demo.username)
         old_keys = await session.scalars(
             select(ApiKey.id).where(ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None))

@@ -25,7 +25,9 @@ _password_hasher = PasswordHasher()
 
 # When one subject is linked under several providers, this order decides.
 _PROVIDER_ORDER = case(
-    {p.value: rank for rank, p in enumerate(Provider)}, value=Identity.provider, else_=99
+    {p.value: rank for rank, p in enumerate(Provider)},
+    value=Identity.__table__.c.provider,
+    else_=99,
 )
 
 
@@ -53,13 +55,7 @@ _ACCOUNT_BY_SUBJECT = (
     select(_accounts.c.id, _accounts.c.username)
     .join(_identities, _identities.c.account_id == _accounts.c.id)
     .where(_identities.c.subject == bindparam("subject"))
-    .order_by(
-        case(
-            {p.value: rank for rank, p in enumerate(Provider)},
-            value=_identities.c.provider,
-            else_=99,
-        )
-    )
+    .order_by(_PROVIDER_ORDER)
     .limit(1)
 )
 _PUBLIC_COLUMNS = (
@@ -110,13 +106,6 @@ async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef
     account = await find_by_identity(session, subject)
     if account is None:
         raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
-    return account
-
-
-async def get(session: AsyncSession, account_id: int) -> Account:
-    account = await session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"account {account_id} does not exist", code="account_not_found")
     return account
 
 

@@ -1,8 +1,9 @@
 """Routes of the Heliactyl API v3 face.
 
-Each route authenticates, reads its fields in Heliactyl's order, calls the
-core in one unit of work and renders the documented body. Core errors become
-documented ``status`` strings in ``errors.py``.
+Each route gets the request's unit of work (``Session``: one transaction,
+committed when the handler returns), authenticates the caller in it, reads
+its fields in Heliactyl's order, calls the core and renders the documented
+body. Core errors become documented ``status`` strings in ``errors.py``.
 """
 
 from __future__ import annotations
