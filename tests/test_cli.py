@@ -54,6 +54,7 @@ def test_users_create_prints_the_id_and_link_adds_identities(
         ),
         (("users", "link", "nobody", "--discord", "5"), "no account has the id 'nobody'"),
         (("users", "link", "alice"), "name an identity to link"),
+        (("users", "link", "²", "--discord", "5"), "no account has the id '²'"),
         (("keys", "revoke", "99"), "no API key has the id 99"),
         (("keys", "create", "--name", "x", "--scope", "bad scope!"), "is not a valid scope"),
         (

@@ -53,6 +53,7 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ("[faces.heliactyl]\nport = 70000\n", "faces.heliactyl.port"),
         ('[packages]\ndefault = "gold"\n', "the default package 'gold' is not in [packages.list]"),
         ('database_url = "mysql://x"\n', "must start with sqlite:// or postgresql://"),
+        ('database_url = "postgresql://u:p@host:port/db"\n', "is not a database URL"),
     ],
 )
 def test_bad_configuration_is_one_clear_sentence(tmp_path: Path, text: str, sentence: str) -> None:

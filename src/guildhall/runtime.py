@@ -7,6 +7,9 @@ one database and one ledger.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -18,6 +21,9 @@ from guildhall.db.engine import Database
 from guildhall.db.migrate import is_current, upgrade
 
 CONNECT_TIMEOUT_SECONDS = 10
+BACKGROUND_DRAIN_SECONDS = 10
+
+logger = logging.getLogger(__name__)
 
 
 def catalogue_from(settings: Settings) -> Catalogue:
@@ -38,6 +44,22 @@ class Runtime:
         )
         self.catalogue = catalogue_from(settings)
         self.key_stamps = LastUsedTracker()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the requests, after the one that asked for it.
+
+        For bookkeeping no client waits for (stamping a key's last use): a
+        failure is logged and never turns a committed request into an error.
+        """
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.warning("background work failed: %s", error)
 
     async def check_database(self) -> None:
         """Fail early, in one sentence, when the database cannot be reached."""
@@ -80,5 +102,11 @@ class Runtime:
         """The database URL without its password, for messages."""
         return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
 
+    async def drain(self, timeout: float = BACKGROUND_DRAIN_SECONDS) -> None:
+        """Wait (up to ``timeout``) for the background work started so far."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
     async def close(self) -> None:
+        await self.drain()
         await self.database.dispose()

@@ -283,3 +283,30 @@ async def test_sigterm_lets_in_flight_requests_finish(
     assert succeeded > 0, sorted(set(map(str, results)))
     # Every answered request is in the balance, and nothing else is.
     assert await _coins_and_ledger(served) == (1500 + succeeded, 1500 + succeeded)
+
+
+async def test_a_slow_body_does_not_hold_up_other_writers(
+    served_heliactyl: Callable[..., Served],
+) -> None:
+    served = served_heliactyl()
+    host, port = served.url("heliactyl").removeprefix("http://").split(":")
+    body = b'{"id": "123456789", "coins": 1}'
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /api/v3/addcoins HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {served.demo_key}\r\n".encode()
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[:5]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the slow request is in, its body unfinished
+    async with asyncio.timeout(3):  # would wait for the slow body if it held the write lock
+        results = await _addcoins_many(served.url("heliactyl"), served.demo_key, 5, 1)
+    assert results == [200] * 5
+    writer.write(body[5:])
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+    await writer.wait_closed()
+    assert await _coins_and_ledger(served) == (1506, 1506)

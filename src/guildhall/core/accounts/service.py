@@ -96,8 +96,19 @@ async def view(session: AsyncSession, account_id: int) -> AccountView:
     return AccountView(*row)
 
 
+MAX_SUBJECT = 191
+
+
+def _plausible_subject(subject: str) -> bool:
+    # Longer than any stored id, or with a NUL (which PostgreSQL refuses in
+    # text): no account can have it, so do not ask the database.
+    return 0 < len(subject) <= MAX_SUBJECT and "\x00" not in subject
+
+
 async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | None:
     """The account that any identity (discord, google, github, local uuid) names."""
+    if not _plausible_subject(subject):
+        return None
     row = (await session.execute(_ACCOUNT_BY_SUBJECT, {"subject": subject})).first()
     return AccountRef(row.id, row.username, subject) if row else None
 
@@ -111,7 +122,7 @@ async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef
 
 async def resolve(session: AsyncSession, reference: str) -> AccountRef:
     """An operator's way to name an account: numeric id, username, or any identity."""
-    if reference.isdigit():
+    if reference.isascii() and reference.isdecimal() and len(reference) <= 18:
         account = await session.get(Account, int(reference))
         if account is not None:
             return AccountRef(account.id, account.username, account.uuid)
@@ -124,7 +135,7 @@ async def resolve(session: AsyncSession, reference: str) -> AccountRef:
 
 
 async def _check_identity_free(session: AsyncSession, provider: Provider, subject: str) -> None:
-    if not subject or len(subject) > 191:
+    if not _plausible_subject(subject):
         raise Invalid(f"a {provider} id must be 1 to 191 characters", field=provider.value)
     taken = await session.scalar(
         select(Identity.account_id).where(

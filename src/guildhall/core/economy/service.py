@@ -138,6 +138,10 @@ async def adjust(
     """Add ``delta`` (negative to take) to a balance; returns the new balance."""
     if delta == 0:
         raise Invalid("the amount must not be zero", code="zero_amount", field="amount")
+    if abs(delta) > MAX_AMOUNT:
+        raise LimitExceeded(
+            f"{currency} must stay between 0 and {MAX_AMOUNT}", code="balance_out_of_range"
+        )
     new_amount = await _apply(session, account.id, currency, delta)
     if new_amount is None:
         raise LimitExceeded(

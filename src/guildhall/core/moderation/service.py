@@ -54,7 +54,7 @@ async def ban(
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise Invalid("the expiration must be in the future", code="expiry_in_past")
-    reason = (reason or "").strip() or DEFAULT_REASON
+    reason = (reason or "").replace("\x00", "").strip() or DEFAULT_REASON
     if len(reason) > 500:
         raise Invalid("the reason must be at most 500 characters", field="reason")
     await _lift(session, account.id, actor, now)

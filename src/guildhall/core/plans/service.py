@@ -108,6 +108,16 @@ async def set_package(
     )
 
 
+def check_resource(name: str, value: int) -> None:
+    """Raise Invalid unless ``value`` is an allowed amount of resource ``name``."""
+    if name not in RESOURCES:
+        raise Invalid(f"unknown resource {name!r}", field=name)
+    if not 0 <= value <= MAX_RESOURCE:
+        raise Invalid(
+            f"{name} must be between 0 and {MAX_RESOURCE}", code="out_of_range", field=name
+        )
+
+
 async def set_extra(
     session: AsyncSession, account: AccountRef, changes: Mapping[str, int], actor: Actor
 ) -> None:
@@ -115,12 +125,7 @@ async def set_extra(
     if not changes:
         raise Invalid("name at least one resource", code="no_resources")
     for name, value in changes.items():
-        if name not in RESOURCES:
-            raise Invalid(f"unknown resource {name!r}", field=name)
-        if not 0 <= value <= MAX_RESOURCE:
-            raise Invalid(
-                f"{name} must be between 0 and {MAX_RESOURCE}", code="out_of_range", field=name
-            )
+        check_resource(name, value)
     await _update(session, account.id, {f"extra_{name}": value for name, value in changes.items()})
     listed = ", ".join(f"{name} {value}" for name, value in changes.items())
     await audit.record(

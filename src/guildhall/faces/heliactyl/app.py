@@ -65,11 +65,9 @@ async def addcoins(request: Request, session: Session, caller: Caller) -> Respon
 async def setplan(request: Request, session: Session, caller: Caller) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
-    package = body.get("package")
     account = await accounts.require_by_identity(session, user_id)
-    # Heliactyl removes the package when none (or a non-string) is given.
-    name = package if isinstance(package, str) else None
-    await plans.set_package(session, account, name, runtime_of(request).catalogue, caller)
+    package = wire.optional_package(body)
+    await plans.set_package(session, account, package, runtime_of(request).catalogue, caller)
     return JSON(SUCCESS)
 
 

@@ -4,23 +4,16 @@ static ``api_code`` of the face's settings for operators moving from Heliactyl."
 from __future__ import annotations
 
 import hmac
-from functools import partial
 
 from starlette.requests import Request
 
-from guildhall.core.access import service as access
 from guildhall.core.actor import Actor
-from guildhall.faces.common.session import Session, after_commit, runtime_of
+from guildhall.faces.common.keys import verify_key
+from guildhall.faces.common.session import Session, runtime_of
 from guildhall.faces.heliactyl.errors import AuthError
-from guildhall.runtime import Runtime
 
 SCOPE = "heliactyl"
 API_CODE_ACTOR = Actor("api_code", "Heliactyl API code")
-
-
-async def _stamp(key_id: int, runtime: Runtime) -> None:
-    async with runtime.database.unit_of_work() as session:
-        await access.stamp_last_used(session, key_id)
 
 
 async def authenticate(request: Request, session: Session) -> Actor:
@@ -38,9 +31,7 @@ async def authenticate(request: Request, session: Session) -> Actor:
         raise AuthError(403, "Invalid API key")
     if settings.api_code and hmac.compare_digest(token.encode(), settings.api_code.encode()):
         return API_CODE_ACTOR
-    principal = await access.authenticate(session, token)
-    if principal is None or not principal.allows(SCOPE):
+    principal = await verify_key(runtime, session, token, SCOPE)
+    if principal is None:
         raise AuthError(403, "Invalid API key")
-    if runtime.key_stamps.due(principal.id):
-        after_commit(request, partial(_stamp, principal.id))
     return principal.actor

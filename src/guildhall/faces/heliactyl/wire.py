@@ -9,8 +9,15 @@ with its documented ``status`` string. Where the document is silent:
   setresources, the renewal-bypass routes).
 - Coins must be whole numbers: a fraction or a numeric string is ``coins must
   be number`` (Heliactyl would have stored 1.5 coins).
-- A resource given as anything but a whole number answers its range status
-  (``ram size``...), rather than being ignored as Heliactyl did.
+- addcoins takes a negative amount as a debit, as Heliactyl does (it adds and
+  then checks the range): the result must stay within 0-999999999999999.
+- An empty or unknown ``id`` string is ``invalid id``; only a non-string is
+  ``id must be a string`` (or ``missing id``), as in Heliactyl.
+- setplan: a missing or null ``package`` removes the package; any other
+  value that is not a configured package name is ``invalid package``.
+- setresources: a resource that is absent or null is left alone (Heliactyl
+  only looks at numbers); one given as anything but a whole number in range
+  answers its status (``ram size``...) instead of being silently ignored.
 - A ban ``expiration`` that is not an ISO 8601 date answers ``invalid
   expiration``; one in the past answers ``expiration must be in the future``.
 """
@@ -22,11 +29,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guildhall.core.accounts.service import AccountView
+from guildhall.core.plans import service as plans
 from guildhall.core.plans.service import RESOURCES, PlanView
 from guildhall.events.audit import AuditRecord
 from guildhall.faces.common.body import ABSENT, MALFORMED
 from guildhall.faces.heliactyl.errors import StatusError
 
+_RESOURCE_STATUS = {name: f"{name} size" for name in RESOURCES} | {"servers": "server size"}
 API_STATUS = {"status": True, "version": "3.2.1-beta.1", "platform_codename": "Avalanche 2"}
 DEFAULT_INTERACTIONS = 15
 MAX_INTERACTIONS = 100
@@ -39,8 +48,9 @@ def require_object(body: Any, status: str) -> dict[str, Any]:
 
 
 def require_id(body: Mapping[str, Any], *, status: str = "id must be a string") -> str:
+    """The id if it is a string; an empty or unknown one fails later as ``invalid id``."""
     user_id = body.get("id")
-    if not isinstance(user_id, str) or not user_id:
+    if not isinstance(user_id, str):
         raise StatusError(status)
     return user_id
 
@@ -64,16 +74,28 @@ def require_coins(body: Mapping[str, Any]) -> int:
 
 
 def resource_changes(body: Mapping[str, Any]) -> dict[str, int]:
-    """The resources the body names, each a whole number (range is the core's rule)."""
+    """The resources the body names, checked one by one in Heliactyl's order.
+
+    A field that is absent or null is not a change; anything but a whole
+    number in range answers that field's status (the range is the core's rule).
+    """
     changes: dict[str, int] = {}
     for name in RESOURCES:
-        if name not in body:
+        if body.get(name) is None:
             continue
         value = whole_number(body[name])
         if value is None:
-            raise StatusError("server size" if name == "servers" else f"{name} size")
+            raise StatusError(_RESOURCE_STATUS[name])
+        plans.check_resource(name, value)
         changes[name] = value
     return changes
+
+
+def optional_package(body: Mapping[str, Any]) -> str | None:
+    package = body.get("package")
+    if package is not None and not isinstance(package, str):
+        raise StatusError("invalid package")
+    return package
 
 
 def optional_reason(body: Mapping[str, Any]) -> str | None:
@@ -93,18 +115,19 @@ def parse_expiration(value: Any) -> datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise StatusError("invalid expiration") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def parse_limit(values: list[str]) -> int:
     if not values:
         return DEFAULT_INTERACTIONS
     text = values[-1].strip()
-    if len(values) > 1 or not text.isdigit() or not 1 <= int(text) <= MAX_INTERACTIONS:
+    plain_number = text.isascii() and text.isdecimal() and len(text) <= 3
+    if len(values) > 1 or not plain_number or not 1 <= int(text) <= MAX_INTERACTIONS:
         raise StatusError("limit must be between 1 and 100")
     return int(text)
 
