@@ -38,6 +38,25 @@ def test_users_create_prints_the_id_and_link_adds_identities(
     )
     assert last_line(second.stdout) == "2"
     guildhall(config, "users", "link", "alice", "--google", "333")
+    piped = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "guildhall",
+            "users",
+            "create",
+            "--username",
+            "carol",
+            "--password",
+            "-",
+        ],
+        input="from stdin\n",
+        env=cli_env(config),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert last_line(piped.stdout) == "3", piped.stderr
     listing = guildhall(config, "users", "list").stdout
     assert "discord:111" in listing
     assert "google:333" in listing

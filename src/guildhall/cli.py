@@ -179,13 +179,18 @@ def users_create(
     username: Annotated[str, typer.Option(help="Unique user name.")],
     config: ConfigOption = None,
     email: Annotated[str | None, typer.Option()] = None,
-    password: Annotated[str | None, typer.Option(help="Local login password.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(help="Local login password; '-' reads it from stdin (not visible in ps)."),
+    ] = None,
     discord: Annotated[str | None, typer.Option(help="Discord user id.")] = None,
     google: Annotated[str | None, typer.Option(help="Google user id.")] = None,
     github: Annotated[str | None, typer.Option(help="GitHub user id.")] = None,
     role: Annotated[Role, typer.Option()] = Role.USER,
 ) -> None:
     """Create an account; prints its id alone on the last line."""
+    if password == "-":
+        password = sys.stdin.readline().rstrip("\n")
     linked = {
         provider: subject
         for provider, subject in (

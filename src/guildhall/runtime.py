@@ -102,10 +102,10 @@ class Runtime:
         """The database URL without its password, for messages."""
         return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
 
-    async def drain(self, timeout: float = BACKGROUND_DRAIN_SECONDS) -> None:
-        """Wait (up to ``timeout``) for the background work started so far."""
+    async def drain(self) -> None:
+        """Wait (for a bounded time) for the background work started so far."""
         if self._background:
-            await asyncio.wait(set(self._background), timeout=timeout)
+            await asyncio.wait(set(self._background), timeout=BACKGROUND_DRAIN_SECONDS)
 
     async def close(self) -> None:
         await self.drain()
