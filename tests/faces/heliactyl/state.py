@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 from sqlalchemy import func, select
 
 from guildhall.core.economy import service as economy
@@ -28,3 +29,19 @@ async def snapshot(runtime: Runtime, account_id: int) -> Snapshot:
             audit_rows=await session.scalar(select(func.count()).select_from(AuditEntry)) or 0,
             plan=await plans.get(session, account_id, runtime.catalogue),
         )
+
+
+async def assert_refused(
+    api: httpx.AsyncClient,
+    runtime: Runtime,
+    account_id: int,
+    path: str,
+    body: bytes,
+    status: str,
+) -> None:
+    """POST ``body``: the answer is HTTP 200 ``{"status": status}`` and nothing changed."""
+    before = await snapshot(runtime, account_id)
+    response = await api.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert response.json() == {"status": status}
+    assert await snapshot(runtime, account_id) == before

@@ -17,7 +17,7 @@ from guildhall.core.accounts.service import AccountRef
 from guildhall.core.moderation import service as moderation
 from guildhall.core.moderation.models import Ban
 from guildhall.runtime import Runtime
-from tests.faces.heliactyl.state import snapshot
+from tests.faces.heliactyl.state import assert_refused, snapshot
 
 
 async def _active(runtime: Runtime, account_id: int) -> Ban | None:
@@ -92,10 +92,7 @@ async def test_ban_errors_change_nothing(
     body: bytes,
     status: str,
 ) -> None:
-    before = await snapshot(runtime, user.id)
-    response = await api.post(f"/api/v3/{route}", content=body)
-    assert response.json() == {"status": status}
-    assert await snapshot(runtime, user.id) == before
+    await assert_refused(api, runtime, user.id, f"/api/v3/{route}", body, status)
     assert await _active(runtime, user.id) is None
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from guildhall.core.accounts.service import AccountRef
 from guildhall.runtime import Runtime
-from tests.faces.heliactyl.state import snapshot
+from tests.faces.heliactyl.state import assert_refused
 
 
 async def _package(api: httpx.AsyncClient) -> dict[str, object]:
@@ -63,10 +63,7 @@ async def test_setplan_errors_change_nothing(
     api: httpx.AsyncClient, runtime: Runtime, user: AccountRef, body: bytes, status: str
 ) -> None:
     await api.post("/api/v3/setplan", json={"id": "123456789", "package": "premium"})
-    before = await snapshot(runtime, user.id)
-    response = await api.post("/api/v3/setplan", content=body)
-    assert response.json() == {"status": status}
-    assert await snapshot(runtime, user.id) == before
+    await assert_refused(api, runtime, user.id, "/api/v3/setplan", body, status)
 
 
 async def _extra(api: httpx.AsyncClient) -> dict[str, int]:
@@ -110,7 +107,4 @@ async def test_setresources_errors_change_nothing(
     api: httpx.AsyncClient, runtime: Runtime, user: AccountRef, body: bytes, status: str
 ) -> None:
     await api.post("/api/v3/setresources", json={"id": "123456789", "ram": 100, "servers": 1})
-    before = await snapshot(runtime, user.id)
-    response = await api.post("/api/v3/setresources", content=body)
-    assert response.json() == {"status": status}
-    assert await snapshot(runtime, user.id) == before
+    await assert_refused(api, runtime, user.id, "/api/v3/setresources", body, status)
