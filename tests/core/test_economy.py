@@ -78,3 +78,16 @@ async def test_concurrent_changes_in_separate_transactions_lose_nothing(
     async with runtime.database.unit_of_work(write=False) as session:
         assert await economy.balance_of(session, account.id) == 1000 + 100
         assert await economy.ledger_sum(session, account.id) == 1000 + 100
+
+
+async def test_a_rolled_back_unit_of_work_leaves_no_trace(runtime: Runtime) -> None:
+    """The hot statements run in the unit of work's transaction, even on SQLite's fast path."""
+    account = await make_account(runtime, "undone", discord="5")
+    with pytest.raises(RuntimeError):
+        async with runtime.database.unit_of_work() as session:
+            await economy.adjust(session, account, 50, actor=TEST_ACTOR)
+            assert await economy.balance_of(session, account.id) == 50
+            raise RuntimeError("the request failed after the change")
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 0
+        assert await economy.ledger_sum(session, account.id) == 0

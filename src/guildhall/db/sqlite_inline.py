@@ -125,6 +125,14 @@ class Connection:
         """Start a transaction at once; called from SQLAlchemy's ``begin`` event."""
         self._open().execute(statement)
 
+    def run(self, sql: str, parameters: Parameters) -> list[Any]:
+        """Execute and fetch at once, for ``guildhall.db.prepared``."""
+        cursor = self._open().execute(sql, parameters)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
     async def commit(self) -> None:
         self._open().commit()
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.actor import Actor
 from guildhall.db.base import utcnow
+from guildhall.db.prepared import Prepared
 from guildhall.events.models import AuditEntry
 
 
@@ -22,7 +23,7 @@ class AuditRecord:
     message: str
 
 
-_INSERT = insert(AuditEntry.__table__)  # built once: every change runs it
+_INSERT = Prepared(insert(AuditEntry.__table__))  # every change runs it
 
 
 async def record(
@@ -35,8 +36,8 @@ async def record(
     target: str = "",
 ) -> None:
     """Write one audit row; it commits or rolls back with the change it describes."""
-    await session.execute(
-        _INSERT,
+    await _INSERT.all(
+        session,
         {
             "created_at": utcnow(),
             "actor": str(actor),

@@ -24,6 +24,7 @@ from guildhall.core.access.models import ApiKey
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid, NotFound
 from guildhall.db.base import utcnow
+from guildhall.db.prepared import Prepared
 from guildhall.events import audit
 
 KEY_PREFIX = "gh_"
@@ -103,27 +104,30 @@ async def create(
 # Built once: every API request runs it, and a statement built per call costs
 # more than the query itself.
 _keys = ApiKey.__table__
-_KEY_BY_HASH = select(
-    _keys.c.id,
-    _keys.c.name,
-    _keys.c.key_hash,
-    _keys.c.scopes,
-    _keys.c.expires_at,
-    _keys.c.revoked_at,
-).where(_keys.c.key_hash == bindparam("digest"))
+_KEY_BY_HASH = Prepared(
+    select(
+        _keys.c.id,
+        _keys.c.name,
+        _keys.c.key_hash,
+        _keys.c.scopes,
+        _keys.c.expires_at,
+        _keys.c.revoked_at,
+    ).where(_keys.c.key_hash == bindparam("digest"))
+)
 
 
 async def authenticate(session: AsyncSession, plaintext: str) -> KeyPrincipal | None:
     """The key's principal if it exists, is not revoked and has not expired."""
     digest = hash_key(plaintext)
-    row = (await session.execute(_KEY_BY_HASH, {"digest": digest})).first()
-    if row is None or not hmac.compare_digest(row.key_hash, digest):
+    row = await _KEY_BY_HASH.first(session, {"digest": digest})
+    if row is None:
         return None
-    if row.revoked_at is not None:
+    key_id, name, key_hash, scopes, expires_at, revoked_at = row
+    if not hmac.compare_digest(key_hash, digest) or revoked_at is not None:
         return None
-    if row.expires_at is not None and row.expires_at <= utcnow():
+    if expires_at is not None and expires_at <= utcnow():
         return None
-    return KeyPrincipal(row.id, row.name, frozenset(row.scopes))
+    return KeyPrincipal(key_id, name, frozenset(scopes))
 
 
 class LastUsedTracker:

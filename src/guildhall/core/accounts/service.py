@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guildhall.core.accounts.models import Account, Identity, Provider, Role
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.db.prepared import Prepared
 from guildhall.events import audit
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -51,7 +52,7 @@ def hash_password(password: str) -> str:
 # request runs them, and building or ORM-loading costs more than SQLite does.
 _accounts = Account.__table__
 _identities = Identity.__table__
-_ACCOUNT_BY_SUBJECT = (
+_ACCOUNT_BY_SUBJECT = Prepared(
     select(_accounts.c.id, _accounts.c.username)
     .join(_identities, _identities.c.account_id == _accounts.c.id)
     .where(_identities.c.subject == bindparam("subject"))
@@ -69,8 +70,10 @@ _PUBLIC_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_ACCOUNT_BY_ID = select(*(_accounts.c[name] for name in _PUBLIC_COLUMNS)).where(
-    _accounts.c.id == bindparam("account_id")
+_ACCOUNT_BY_ID = Prepared(
+    select(*(_accounts.c[name] for name in _PUBLIC_COLUMNS)).where(
+        _accounts.c.id == bindparam("account_id")
+    )
 )
 
 
@@ -90,7 +93,7 @@ class AccountView:
 
 
 async def view(session: AsyncSession, account_id: int) -> AccountView:
-    row = (await session.execute(_ACCOUNT_BY_ID, {"account_id": account_id})).first()
+    row = await _ACCOUNT_BY_ID.first(session, {"account_id": account_id})
     if row is None:
         raise NotFound(f"account {account_id} does not exist", code="account_not_found")
     return AccountView(*row)
@@ -109,8 +112,8 @@ async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | 
     """The account that any identity (discord, google, github, local uuid) names."""
     if not _plausible_subject(subject):
         return None
-    row = (await session.execute(_ACCOUNT_BY_SUBJECT, {"subject": subject})).first()
-    return AccountRef(row.id, row.username, subject) if row else None
+    row = await _ACCOUNT_BY_SUBJECT.first(session, {"subject": subject})
+    return AccountRef(row[0], row[1], subject) if row else None
 
 
 async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef:

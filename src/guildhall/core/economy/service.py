@@ -19,6 +19,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.errors import Invalid, LimitExceeded
 from guildhall.db.base import utcnow
+from guildhall.db.prepared import Prepared
 from guildhall.db.sql import insert_ignore
 from guildhall.events import audit
 
@@ -43,29 +44,32 @@ _OWNER = (_balances.c.account_id == bindparam("owner")) & (
 )
 # Statements built once: the hot paths run them on every request, and a
 # statement built per call costs more than SQLite takes to run it.
-_BALANCE = select(_balances.c.amount).where(_OWNER)
-_LEDGER_SUM = select(func.coalesce(func.sum(_ledger.c.amount), 0)).where(
-    _ledger.c.account_id == bindparam("owner"),
-    _ledger.c.currency == bindparam("unit"),
+_BALANCE = Prepared(select(_balances.c.amount).where(_OWNER))
+_LEDGER_SUM = Prepared(
+    select(func.coalesce(func.sum(_ledger.c.amount), 0)).where(
+        _ledger.c.account_id == bindparam("owner"),
+        _ledger.c.currency == bindparam("unit"),
+    )
 )
-_APPLY = (
+_apply = (
     update(_balances)
     .where(_OWNER, (_balances.c.amount + bindparam("delta")).between(0, MAX_AMOUNT))
     .values(amount=_balances.c.amount + bindparam("delta"))
     .returning(_balances.c.amount)
 )
-_APPLY_IF_UNCHANGED = _APPLY.where(_balances.c.amount == bindparam("expected"))
-_INSERT_ENTRY = insert(_ledger)
+_APPLY = Prepared(_apply)
+_APPLY_IF_UNCHANGED = Prepared(_apply.where(_balances.c.amount == bindparam("expected")))
+_INSERT_ENTRY = Prepared(insert(_ledger))
 
 
 async def balance_of(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
-    amount = await session.scalar(_BALANCE, {"owner": account_id, "unit": currency})
+    amount = await _BALANCE.scalar(session, {"owner": account_id, "unit": currency})
     return amount or 0
 
 
 async def ledger_sum(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
     """The sum of an account's ledger rows: always equal to its balance."""
-    total = await session.scalar(_LEDGER_SUM, {"owner": account_id, "unit": currency})
+    total = await _LEDGER_SUM.scalar(session, {"owner": account_id, "unit": currency})
     return int(total or 0)
 
 
@@ -83,15 +87,15 @@ async def _apply(
     if expected is not None:
         statement = _APPLY_IF_UNCHANGED
         params["expected"] = expected
-    new_amount = (await session.execute(statement, params)).scalar_one_or_none()
+    new_amount = await statement.scalar(session, params)
     if new_amount is None and await _open_balance(session, account_id, currency):
-        new_amount = (await session.execute(statement, params)).scalar_one_or_none()
+        new_amount = await statement.scalar(session, params)
     return new_amount
 
 
 async def _open_balance(session: AsyncSession, account_id: int, currency: str) -> bool:
     """Create a zero balance row if there is none; True if it was missing."""
-    exists = await session.scalar(_BALANCE, {"owner": account_id, "unit": currency})
+    exists = await _BALANCE.scalar(session, {"owner": account_id, "unit": currency})
     if exists is not None:
         return False
     await insert_ignore(
@@ -110,8 +114,8 @@ async def _write_entry(
     actor: Actor,
     reason: str,
 ) -> None:
-    await session.execute(
-        _INSERT_ENTRY,
+    await _INSERT_ENTRY.all(
+        session,
         {
             "account_id": account.id,
             "currency": currency,

@@ -20,6 +20,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid, NotFound
 from guildhall.core.plans.models import Plan
 from guildhall.db.base import utcnow
+from guildhall.db.prepared import Prepared
 from guildhall.db.sql import insert_ignore
 from guildhall.events import audit
 
@@ -55,24 +56,26 @@ class PlanView:
 
 
 _plans = Plan.__table__
-_PLAN_OF = select(
-    _plans.c.package,
-    _plans.c.extra_ram,
-    _plans.c.extra_disk,
-    _plans.c.extra_cpu,
-    _plans.c.extra_servers,
-    _plans.c.renewal_bypass,
-).where(_plans.c.account_id == bindparam("owner"))
+_PLAN_OF = Prepared(
+    select(
+        _plans.c.package,
+        _plans.c.extra_ram,
+        _plans.c.extra_disk,
+        _plans.c.extra_cpu,
+        _plans.c.extra_servers,
+        _plans.c.renewal_bypass,
+    ).where(_plans.c.account_id == bindparam("owner"))
+)
 
 
 async def get(session: AsyncSession, account_id: int, catalogue: Catalogue) -> PlanView:
-    plan = (await session.execute(_PLAN_OF, {"owner": account_id})).first()
+    plan = await _PLAN_OF.first(session, {"owner": account_id})
     if plan is None:
         name, extra, bypass = catalogue.default, Resources(), False
     else:
-        name = plan.package if plan.package in catalogue.packages else catalogue.default
-        extra = Resources(plan.extra_ram, plan.extra_disk, plan.extra_cpu, plan.extra_servers)
-        bypass = plan.renewal_bypass
+        package, ram, disk, cpu, servers, bypass = plan
+        name = package if package in catalogue.packages else catalogue.default
+        extra = Resources(ram, disk, cpu, servers)
     return PlanView(name, catalogue.packages[name], extra, bypass)
 
 
