@@ -99,7 +99,9 @@ class Prepared:
         connection = await session.connection()
         driver = None
         if connection.dialect.name == "sqlite":
-            raw = (await connection.get_raw_connection()).driver_connection
+            # The connection is checked out and live: reading it needs no I/O,
+            # so no trip through SQLAlchemy's greenlet bridge.
+            raw = connection.sync_connection.connection.driver_connection
             driver = raw if isinstance(raw, sqlite_inline.Connection) else None
         session.info[_DRIVER] = driver
         return driver
