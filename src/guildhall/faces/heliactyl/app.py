@@ -1,16 +1,15 @@
 """Routes of the Heliactyl API v3 face.
 
-Each route gets the request's unit of work (``Session``: one transaction,
-committed when the handler returns), authenticates the caller in it, reads
-its fields in Heliactyl's order, calls the core and renders the documented
-body. Core errors become documented ``status`` strings in ``errors.py``.
+Each handler runs in the request's unit of work with its authenticated
+caller (``faces/common/session.endpoint``: one transaction, committed when
+the handler returns), reads its fields in Heliactyl's order, calls the core
+and renders the documented body. Core errors become documented ``status`` strings in ``errors.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,20 +21,19 @@ from guildhall.core.plans import service as plans
 from guildhall.events import audit
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
-from guildhall.faces.common.session import Session, runtime_of
+from guildhall.faces.common.session import endpoint, runtime_of
 from guildhall.faces.heliactyl import errors, wire
 from guildhall.faces.heliactyl.auth import authenticate
 from guildhall.runtime import Runtime
 
-Caller = Annotated[Actor, Depends(authenticate)]
 SUCCESS = {"status": "success"}
 
 
-async def api_status(_caller: Caller) -> Response:
+async def api_status(_request: Request, _session: AsyncSession, _caller: Actor) -> Response:
     return JSON(wire.API_STATUS)
 
 
-async def userinfo(request: Request, session: Session, _caller: Caller) -> Response:
+async def userinfo(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
     ref = await accounts.require_by_identity(session, user_id)
     account = await accounts.view(session, ref.id)
@@ -44,7 +42,7 @@ async def userinfo(request: Request, session: Session, _caller: Caller) -> Respo
     return JSON(wire.userinfo(user_id, account, plan, coins))
 
 
-async def setcoins(request: Request, session: Session, caller: Caller) -> Response:
+async def setcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
     account = await accounts.require_by_identity(session, user_id)
@@ -53,7 +51,7 @@ async def setcoins(request: Request, session: Session, caller: Caller) -> Respon
     return JSON(SUCCESS)
 
 
-async def addcoins(request: Request, session: Session, caller: Caller) -> Response:
+async def addcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
     account = await accounts.require_by_identity(session, user_id)
@@ -62,7 +60,7 @@ async def addcoins(request: Request, session: Session, caller: Caller) -> Respon
     return JSON(SUCCESS)
 
 
-async def setplan(request: Request, session: Session, caller: Caller) -> Response:
+async def setplan(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
     account = await accounts.require_by_identity(session, user_id)
@@ -71,7 +69,7 @@ async def setplan(request: Request, session: Session, caller: Caller) -> Respons
     return JSON(SUCCESS)
 
 
-async def setresources(request: Request, session: Session, caller: Caller) -> Response:
+async def setresources(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
     account = await accounts.require_by_identity(session, user_id)
@@ -79,7 +77,7 @@ async def setresources(request: Request, session: Session, caller: Caller) -> Re
     return JSON(SUCCESS)
 
 
-async def ban(request: Request, session: Session, caller: Caller) -> Response:
+async def ban(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
     account = await accounts.require_by_identity(session, user_id)
@@ -93,7 +91,7 @@ async def ban(request: Request, session: Session, caller: Caller) -> Response:
     return JSON({"status": "success", "message": "User banned successfully"})
 
 
-async def unban(request: Request, session: Session, caller: Caller) -> Response:
+async def unban(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
     user_id = wire.require_id(body)
     account = await accounts.require_by_identity(session, user_id)
@@ -101,7 +99,7 @@ async def unban(request: Request, session: Session, caller: Caller) -> Response:
     return JSON({"status": "success", "message": "User unbanned successfully"})
 
 
-async def userinteractions(request: Request, session: Session, _caller: Caller) -> Response:
+async def userinteractions(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
     account = await accounts.require_by_identity(session, user_id)
     limit = wire.parse_limit(request.query_params.getlist("limit"))
@@ -109,19 +107,21 @@ async def userinteractions(request: Request, session: Session, _caller: Caller) 
     return JSON(wire.interactions(user_id, limit, records))
 
 
-async def _set_bypass(request: Request, session: Session, caller: Actor, enabled: bool) -> None:
+async def _set_bypass(
+    request: Request, session: AsyncSession, caller: Actor, enabled: bool
+) -> None:
     body = wire.require_object(await read_json(request), "missing body")
     user_id = wire.require_id(body, status="missing id")
     account = await accounts.require_by_identity(session, user_id)
     await plans.set_renewal_bypass(session, account, enabled, caller)
 
 
-async def give_renewalbypass(request: Request, session: Session, caller: Caller) -> Response:
+async def give_renewalbypass(request: Request, session: AsyncSession, caller: Actor) -> Response:
     await _set_bypass(request, session, caller, True)
     return JSON({"status": "success", "message": "Renewal bypass granted successfully."})
 
 
-async def remove_renewalbypass(request: Request, session: Session, caller: Caller) -> Response:
+async def remove_renewalbypass(request: Request, session: AsyncSession, caller: Actor) -> Response:
     await _set_bypass(request, session, caller, False)
     return JSON({"status": "success", "message": "Renewal bypass removed successfully."})
 
@@ -149,6 +149,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/v3/give_renewalbypass", give_renewalbypass, post),
         ("/api/v3/remove_renewalbypass", remove_renewalbypass, post),
     ]
-    for path, endpoint, methods in routes:
-        app.add_api_route(path, endpoint, methods=methods)
+    for path, handler, methods in routes:
+        app.add_api_route(path, endpoint(handler, authenticate), methods=methods)
     return app

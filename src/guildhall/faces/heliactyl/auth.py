@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import hmac
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from guildhall.core.actor import Actor
 from guildhall.faces.common.keys import verify_key
-from guildhall.faces.common.session import Session, runtime_of
+from guildhall.faces.common.session import runtime_of
 from guildhall.faces.heliactyl.errors import AuthError
 
 SCOPE = "heliactyl"
 API_CODE_ACTOR = Actor("api_code", "Heliactyl API code")
 
 
-async def authenticate(request: Request, session: Session) -> Actor:
+async def authenticate(request: Request, session: AsyncSession) -> Actor:
     """The caller, or AuthError with the documented status and message."""
     runtime = runtime_of(request)
     settings = runtime.settings.faces.heliactyl
