@@ -42,12 +42,18 @@ _BY_CODE = {
     "no_resources": "missing variables",
     "expiry_in_past": "expiration must be in the future",
 }
-_BY_RESOURCE = {"ram": "ram size", "disk": "disk size", "cpu": "cpu size", "servers": "server size"}
+RESOURCE_STATUS = {
+    "ram": "ram size",
+    "disk": "disk size",
+    "cpu": "cpu size",
+    "servers": "server size",
+}
+"""A resource's status for any bad value: wrong type (wire.py) or out of range (core)."""
 
 
 def status_for(error: CoreError) -> StatusError:
-    if error.code == "out_of_range" and error.field in _BY_RESOURCE:
-        return StatusError(_BY_RESOURCE[error.field])
+    if error.code == "out_of_range" and error.field in RESOURCE_STATUS:
+        return StatusError(RESOURCE_STATUS[error.field])
     if error.code in _BY_CODE:
         return StatusError(_BY_CODE[error.code])
     return StatusError("error", error.message)

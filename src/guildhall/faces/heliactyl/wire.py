@@ -33,9 +33,8 @@ from guildhall.core.plans import service as plans
 from guildhall.core.plans.service import RESOURCES, PlanView
 from guildhall.events.audit import AuditRecord
 from guildhall.faces.common.body import ABSENT, MALFORMED
-from guildhall.faces.heliactyl.errors import StatusError
+from guildhall.faces.heliactyl.errors import RESOURCE_STATUS, StatusError
 
-_RESOURCE_STATUS = {name: f"{name} size" for name in RESOURCES} | {"servers": "server size"}
 API_STATUS = {"status": True, "version": "3.2.1-beta.1", "platform_codename": "Avalanche 2"}
 DEFAULT_INTERACTIONS = 15
 MAX_INTERACTIONS = 100
@@ -85,7 +84,7 @@ def resource_changes(body: Mapping[str, Any]) -> dict[str, int]:
             continue
         value = whole_number(body[name])
         if value is None:
-            raise StatusError(_RESOURCE_STATUS[name])
+            raise StatusError(RESOURCE_STATUS[name])
         plans.check_resource(name, value)
         changes[name] = value
     return changes
