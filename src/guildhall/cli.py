@@ -27,7 +27,9 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider, Role
 from guildhall.core.actor import Actor
 from guildhall.core.errors import CoreError
+from guildhall.core.sessions.connector import ConnectorError
 from guildhall.runtime import Runtime
+from guildhall.secrets import UnsealError
 
 app = typer.Typer(
     help="Guildhall: one back office behind the Heliactyl, Rustmail, LD7, SkyPANEL and "
@@ -38,8 +40,10 @@ app = typer.Typer(
 )
 users_app = typer.Typer(help="Accounts and their linked identities.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+sessions_app = typer.Typer(help="Messaging-bot sessions (the LD7 face).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sessions_app, name="sessions")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -85,6 +89,8 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise _fail(str(exc)) from None
     except CoreError as exc:
         raise _fail(exc.message[0].upper() + exc.message[1:] + ".") from None
+    except (ConnectorError, UnsealError) as exc:
+        raise _fail(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
 
 async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -349,6 +355,44 @@ def keys_revoke(
 
     name = _run(_with_runtime(_settings(config), work))
     out.print(f"revoked API key #{key_id} ({name})")
+
+
+@sessions_app.command("pair")
+def sessions_pair(
+    user_id: Annotated[str, typer.Argument(metavar="USERID", help="The session's userId.")],
+    code: Annotated[str, typer.Argument(metavar="CODE", help="Its pairing code, ABCD-1234.")],
+    config: ConfigOption = None,
+) -> None:
+    """Enter a pairing code as the phone would (loopback connector); the session goes online."""
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            paired = await runtime.sessions.complete_pairing(session, user_id, code, _operator())
+            return paired.state.value
+
+    state = _run(_with_runtime(_settings(config), work))
+    out.print(f"session {user_id} paired; it is {state}")
+
+
+@sessions_app.command("list")
+def sessions_list(config: ConfigOption = None) -> None:
+    """List bot sessions with their state (never a pairing code or login)."""
+
+    async def work(runtime: Runtime) -> list[Any]:
+        async with runtime.database.unit_of_work(write=False) as session:
+            return await runtime.sessions.list(session)
+
+    table = Table("userId", "phone", "name", "state", "paired", "last connected")
+    for item in _run(_with_runtime(_settings(config), work)):
+        table.add_row(
+            item.handle,
+            item.phone_number,
+            item.name or "",
+            item.state.value,
+            "yes" if item.paired else "no",
+            item.last_connected_at.strftime("%Y-%m-%d %H:%M:%S") if item.last_connected_at else "-",
+        )
+    out.print(table)
 
 
 def main() -> None:

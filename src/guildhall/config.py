@@ -12,6 +12,7 @@ Unknown keys are refused rather than ignored: a typo such as
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -47,6 +48,20 @@ class FaceSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
 
+    @property
+    def keyless(self) -> bool:
+        """True when the face would answer without any credential (allowed on loopback only)."""
+        return False
+
+    @property
+    def on_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
 
 class HeliactylFaceSettings(FaceSettings):
     """Heliactyl API v3. ``api_code`` is the static key of a Heliactyl config.toml."""
@@ -56,10 +71,36 @@ class HeliactylFaceSettings(FaceSettings):
     api_code: str = ""
 
 
+class LD7FaceSettings(FaceSettings):
+    """LD7 multi-user API. ``api_key`` is LD7's optional static key (env ``API_KEY`` too).
+
+    With neither ``api_key`` nor ``require_key``, the key-protected routes are
+    open, so the face may then listen on a loopback address only.
+    """
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: str = ""
+    require_key: bool = False
+
+    @property
+    def keyless(self) -> bool:
+        return not (self.api_key or self.require_key)
+
+
 class FacesSettings(_Strict):
     """One section per face; faces not built yet are absent, and unknown ones refused."""
 
     heliactyl: HeliactylFaceSettings = HeliactylFaceSettings()
+    ld7: LD7FaceSettings = LD7FaceSettings()
+
+
+class SessionsSettings(_Strict):
+    """Messaging-bot sessions (the LD7 face): which connector, and pairing timing."""
+
+    connector: Literal["loopback"] = "loopback"
+    pairing_ttl_seconds: float = Field(default=180, gt=0, le=3600)
+    connector_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    sweep_interval_seconds: float = Field(default=5, gt=0, le=3600)
 
 
 class PackageSettings(_Strict):
@@ -105,9 +146,19 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     redis_url: str = ""
+    secret_key: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     faces: FacesSettings = FacesSettings()
     packages: PackagesSettings = PackagesSettings()
+    sessions: SessionsSettings = SessionsSettings()
+
+    @model_validator(mode="after")
+    def _ld7_environment_key(self) -> Settings:
+        # LD7 reads its key from API_KEY; operators moving over keep their environment.
+        if not self.faces.ld7.api_key and (legacy := os.environ.get("API_KEY")):
+            ld7 = self.faces.ld7.model_copy(update={"api_key": legacy})
+            self.faces = self.faces.model_copy(update={"ld7": ld7})
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -19,6 +19,7 @@ from guildhall.core.accounts.models import Account, Provider
 from guildhall.core.actor import Actor
 from guildhall.core.economy import service as economy
 from guildhall.core.plans import service as plans
+from guildhall.core.sessions.models import BotSession
 from guildhall.runtime import Runtime
 
 DEMO_ACTOR = Actor("operator", "guildhall demo")
@@ -61,6 +62,13 @@ DEMO_ACCOUNTS = (
 )
 
 
+DEMO_BOT_SESSIONS = (
+    # The stopped session of the LD7 document's list example. (Its other
+    # session, bot_1234567890, is the one its examples create, so it is left out.)
+    ("bot_9876543210", "9876543210"),
+)
+
+
 @dataclass(frozen=True)
 class DemoResult:
     created: list[str]
@@ -95,6 +103,10 @@ async def load(runtime: Runtime) -> DemoResult:
         for demo in DEMO_ACCOUNTS:
             if await _load_account(session, demo):
                 created.append(demo.username)
+        for handle, phone in DEMO_BOT_SESSIONS:
+            if not await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
+                await runtime.sessions.create(session, handle, phone, DEMO_ACTOR)
+                await runtime.sessions.stop(session, handle, DEMO_ACTOR)
         old_keys = await session.scalars(
             select(ApiKey.id).where(ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None))
         )

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from guildhall.config import ConfigError, Settings
+from guildhall.connectors.messaging.loopback import LoopbackConnector
 from guildhall.core.access.service import LastUsedTracker
+from guildhall.core.actor import SYSTEM
 from guildhall.core.plans.service import Catalogue, Resources
+from guildhall.core.sessions.service import SessionService
 from guildhall.db.engine import Database
 from guildhall.db.migrate import is_current, upgrade
+from guildhall.secrets import Secrets, master_secret
 
 CONNECT_TIMEOUT_SECONDS = 10
 BACKGROUND_DRAIN_SECONDS = 10
@@ -45,6 +51,24 @@ class Runtime:
         self.catalogue = catalogue_from(settings)
         self.key_stamps = LastUsedTracker()
         self._background: set[asyncio.Task[None]] = set()
+        self._periodic: list[asyncio.Task[None]] = []
+
+    @cached_property
+    def secrets(self) -> Secrets:
+        """Keys derived from the installation's secret (read or created on first use)."""
+        return Secrets(master_secret(self.settings))
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        """Messaging-bot sessions over the configured connector."""
+        config = self.settings.sessions
+        connector = LoopbackConnector(self.secrets.derive("connector:loopback"))
+        return SessionService(
+            connector,
+            self.secrets.sealer("sessions:login-state"),
+            pairing_ttl=timedelta(seconds=config.pairing_ttl_seconds),
+            connector_timeout=config.connector_timeout_seconds,
+        )
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` beside the requests, after the one that asked for it.
@@ -60,6 +84,35 @@ class Runtime:
         self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.warning("background work failed: %s", error)
+
+    async def start(self) -> None:
+        """Bring back what was running before a restart, and start the periodic jobs.
+
+        Called once per serving process. (With several processes each one
+        sweeps; the sweeps lock rows and skip locked ones, so a session is
+        moved once.)
+        """
+        async with self.database.unit_of_work() as session:
+            resumed = await self.sessions.resume(session, SYSTEM)
+        for handle, failure in resumed.items():
+            if failure:
+                logger.warning("session %s could not reconnect: %s", handle, failure)
+        self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
+
+    async def _expire_pairings(self) -> None:
+        async with self.database.unit_of_work() as session:
+            await self.sessions.expire_pairings(session, SYSTEM)
+
+    def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await job()
+                except Exception:
+                    logger.exception("periodic job %s failed", job.__name__)
+
+        self._periodic.append(asyncio.get_running_loop().create_task(loop()))
 
     async def check_database(self) -> None:
         """Fail early, in one sentence, when the database cannot be reached."""
@@ -108,5 +161,11 @@ class Runtime:
             await asyncio.wait(set(self._background), timeout=BACKGROUND_DRAIN_SECONDS)
 
     async def close(self) -> None:
+        for task in self._periodic:
+            task.cancel()
+        await asyncio.gather(*self._periodic, return_exceptions=True)
         await self.drain()
+        if "sessions" in self.__dict__:
+            # Connections close; sessions stay "online" so the next start resumes them.
+            await self.sessions.connector.close()
         await self.database.dispose()

@@ -53,6 +53,11 @@ def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listene
         face = getattr(settings.faces, name)
         if (only and name not in only) or (not only and not face.enabled):
             continue
+        if face.keyless and not face.on_loopback:
+            raise ConfigError(
+                f"The {name} face has no API key, so it may listen only on a loopback address; "
+                f"set [faces.{name}] api_key or listen on 127.0.0.1 instead of {face.host}."
+            )
         listeners.append(Listener(name, face.host, face.port))
     if not listeners:
         raise ConfigError("No face is enabled; enable one under [faces.<name>].")
@@ -131,6 +136,7 @@ async def serve_sockets(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
     try:
+        await runtime.start()
         await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
     finally:
         await runtime.close()

@@ -5,8 +5,9 @@ from guildhall.core.accounts.models import Account, Identity
 from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.moderation.models import Ban
 from guildhall.core.plans.models import Plan
+from guildhall.core.sessions.models import BotSession, SessionBackup
 from guildhall.db.base import Base
-from guildhall.events.models import AuditEntry
+from guildhall.events.models import AuditEntry, OutboxEvent
 
 metadata = Base.metadata
 
@@ -16,8 +17,11 @@ __all__ = [
     "AuditEntry",
     "Balance",
     "Ban",
+    "BotSession",
     "Identity",
     "LedgerEntry",
+    "OutboxEvent",
     "Plan",
+    "SessionBackup",
     "metadata",
 ]

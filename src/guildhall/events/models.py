@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
@@ -29,3 +30,18 @@ class AuditEntry(Base):
     )
     target: Mapped[str] = mapped_column(String(200), default="")
     message: Mapped[str] = mapped_column(Text)
+
+
+class OutboxEvent(Base):
+    """A committed event, waiting to reach webhooks and live clients.
+
+    Written in the transaction of the change it announces, so a rolled-back
+    change announces nothing and a crash after commit loses nothing.
+    """
+
+    __tablename__ = "event_outbox"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)

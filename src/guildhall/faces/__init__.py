@@ -11,8 +11,10 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
+from guildhall.faces.ld7.app import create_app as ld7_app
 from guildhall.runtime import Runtime
 
 FACES: dict[str, Callable[[Runtime], FastAPI]] = {
     "heliactyl": heliactyl_app,
+    "ld7": ld7_app,
 }

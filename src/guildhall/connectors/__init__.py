@@ -1,0 +1,1 @@
+"""The only code that talks to outside platforms or the operating system."""

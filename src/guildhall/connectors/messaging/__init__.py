@@ -1,0 +1,1 @@
+"""Messaging-platform connectors for bot sessions (``core/sessions/connector.py``)."""

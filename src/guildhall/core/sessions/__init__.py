@@ -1,0 +1,1 @@
+"""Messaging-bot sessions: pairing, lifecycle, backup and restore."""

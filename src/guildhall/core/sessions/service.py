@@ -1,0 +1,509 @@
+"""Messaging-bot sessions: an explicit state machine over a connector.
+
+``TRANSITIONS`` is the whole life of a session; every change of state goes
+through :meth:`SessionService._move`, which refuses a move not in it (and
+changes nothing), and writes the audit row and the ``session.status`` event
+in the same transaction.
+
+Decisions where LD7 is silent:
+- A pairing code that expires unused moves the session to ``failed`` with
+  the reason "pairing code expired" (checked exactly when asked, and swept
+  by the server in the background); starting it again issues a fresh code.
+- ``delete`` keeps the session's backup (a backup exists to survive
+  deletion and redeploys: delete, then restore); ``logout`` ends the login at
+  the platform, which makes the backup worthless, so it removes that too.
+- ``restore`` recreates a deleted session from its backup, or puts the login
+  state back into an existing one that is not online; the session is then
+  ``offline`` and starts without pairing.
+- Connector calls run inside the request's transaction, bounded by
+  ``connector_timeout_seconds``, so a transition and what the platform did
+  are never out of step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.actor import Actor
+from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.core.sessions.connector import ConnectorError, MessagingConnector
+from guildhall.core.sessions.models import BotSession, SessionBackup, State
+from guildhall.db.base import utcnow
+from guildhall.events import audit, outbox
+from guildhall.secrets import Sealer, UnsealError
+
+HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PHONE_PATTERN = re.compile(r"[0-9]{8,15}")
+MAX_NAME_LENGTH = 100
+PAIRING_EXPIRED = "pairing code expired"
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CREATED: frozenset({State.PAIRING, State.FAILED}),
+    State.PAIRING: frozenset({State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED}),
+    State.ONLINE: frozenset({State.OFFLINE, State.FAILED, State.LOGGED_OUT}),
+    State.OFFLINE: frozenset({State.PAIRING, State.ONLINE, State.FAILED}),
+    State.FAILED: frozenset({State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED}),
+    State.LOGGED_OUT: frozenset({State.PAIRING, State.OFFLINE}),
+}
+"""Every move a session can make (to itself: a fresh pairing code, a new failure)."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    handle: str
+    phone_number: str
+    name: str | None
+    state: State
+    connector: str
+    paired: bool
+    created_at: datetime
+    last_connected_at: datetime | None
+    failure_reason: str | None
+    failed_at: datetime | None
+
+    @property
+    def online(self) -> bool:
+        return self.state is State.ONLINE
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    code: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """What ``start`` did: connected, issued a pairing code, or failed (state committed)."""
+
+    session: SessionView
+    pairing: Pairing | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupView:
+    handle: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    online: int
+    total: int
+
+
+def _view(row: BotSession) -> SessionView:
+    return SessionView(
+        handle=row.handle,
+        phone_number=row.phone_number,
+        name=row.name,
+        state=State(row.state),
+        connector=row.connector,
+        paired=row.login_state is not None,
+        created_at=row.created_at,
+        last_connected_at=row.last_connected_at,
+        failure_reason=row.failure_reason,
+        failed_at=row.failed_at,
+    )
+
+
+def check_handle(handle: object) -> str:
+    if not isinstance(handle, str) or not HANDLE_PATTERN.fullmatch(handle):
+        raise Invalid(
+            "the session id must be 1 to 64 letters, digits, _ or -", code="invalid_handle"
+        )
+    return handle
+
+
+def check_phone(phone: object) -> str:
+    if not isinstance(phone, str) or not PHONE_PATTERN.fullmatch(phone):
+        raise Invalid(
+            "the phone number must be 8 to 15 digits, with country code and no spaces or symbols",
+            code="invalid_phone",
+        )
+    return phone
+
+
+def check_name(name: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        raise Invalid(
+            f"the name must be text of at most {MAX_NAME_LENGTH} characters", code="invalid_name"
+        )
+    return name.strip() or None
+
+
+class SessionService:
+    """Session rules over one connector; every method runs in the caller's unit of work."""
+
+    def __init__(
+        self,
+        connector: MessagingConnector,
+        sealer: Sealer,
+        *,
+        pairing_ttl: timedelta,
+        connector_timeout: float,
+    ) -> None:
+        self.connector = connector
+        self._sealer = sealer
+        self._pairing_ttl = pairing_ttl
+        self._timeout = connector_timeout
+
+    async def _call(self, work: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await work
+        except TimeoutError:
+            raise ConnectorError(
+                f"the {self.connector.name} platform did not answer within {self._timeout:g} s"
+            ) from None
+
+    async def _row(self, session: AsyncSession, handle: str, *, lock: bool = True) -> BotSession:
+        query = select(BotSession).where(BotSession.handle == handle)
+        if lock:
+            query = query.with_for_update()
+        row = await session.scalar(query)
+        if row is None:
+            raise NotFound(f"session {handle} not found", code="session_not_found")
+        return row
+
+    async def _move(
+        self,
+        session: AsyncSession,
+        row: BotSession,
+        target: State,
+        actor: Actor,
+        because: str,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        previous = State(row.state)
+        if target not in TRANSITIONS[previous]:
+            raise Conflict(
+                f"session {row.handle} is {previous.value.replace('_', ' ')} and cannot "
+                f"become {target.value.replace('_', ' ')}",
+                code="illegal_transition",
+            )
+        now = now or utcnow()
+        row.state = target.value
+        row.updated_at = now
+        if target is not State.PAIRING:
+            row.pairing_code = row.pairing_expires_at = None
+        if target is State.ONLINE:
+            row.last_connected_at = now
+        if target is State.FAILED:
+            row.failure_reason, row.failed_at = because, now
+        await session.flush()
+        await self._announce(session, row.handle, previous, target, actor, because)
+
+    async def _announce(
+        self,
+        session: AsyncSession,
+        handle: str,
+        previous: State | None,
+        target: State | None,
+        actor: Actor,
+        because: str,
+    ) -> None:
+        before = previous.value if previous else "none"
+        after = target.value if target else "deleted"
+        await audit.record(
+            session,
+            actor,
+            "session.status",
+            f"{actor.name} moved session {handle} from {before} to {after}: {because}",
+            target=f"session:{handle}",
+        )
+        await outbox.emit(
+            session,
+            "session.status",
+            {"session": handle, "previous_state": before, "state": after, "reason": because},
+        )
+
+    async def _issue_pairing(
+        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
+    ) -> Pairing:
+        code = await self._call(self.connector.request_pairing_code(row.handle, row.phone_number))
+        expires_at = utcnow() + self._pairing_ttl
+        await self._move(session, row, State.PAIRING, actor, because)
+        row.pairing_code = self._sealer.seal(code.encode())
+        row.pairing_expires_at = expires_at
+        await session.flush()
+        return Pairing(code, expires_at)
+
+    async def create(
+        self,
+        session: AsyncSession,
+        handle: str,
+        phone_number: str,
+        actor: Actor,
+        name: str | None = None,
+    ) -> tuple[SessionView, Pairing]:
+        """A new session, waiting for its pairing code to be entered on the phone."""
+        handle, phone_number, name = check_handle(handle), check_phone(phone_number), name
+        if await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
+            raise Conflict(f"session {handle} already exists", code="session_exists")
+        row = BotSession(
+            handle=handle,
+            phone_number=phone_number,
+            name=check_name(name),
+            connector=self.connector.name,
+            state=State.CREATED.value,
+        )
+        session.add(row)
+        await session.flush()
+        await self._announce(session, handle, None, State.CREATED, actor, "created")
+        pairing = await self._issue_pairing(session, row, actor, "pairing code issued")
+        return _view(row), pairing
+
+    async def get(self, session: AsyncSession, handle: str) -> SessionView:
+        return _view(await self._row(session, check_handle(handle), lock=False))
+
+    async def list(self, session: AsyncSession) -> list[SessionView]:
+        rows = await session.scalars(select(BotSession).order_by(BotSession.created_at))
+        return [_view(row) for row in rows]
+
+    async def stats(self, session: AsyncSession) -> Stats:
+        online = func.count().filter(BotSession.state == State.ONLINE.value)
+        row = (await session.execute(select(online, func.count()).select_from(BotSession))).one()
+        return Stats(online=row[0], total=row[1])
+
+    async def pending_pairing(self, session: AsyncSession, handle: str) -> Pairing:
+        """The code waiting to be entered, if it has not expired."""
+        row = await self._row(session, check_handle(handle), lock=False)
+        if (
+            row.state != State.PAIRING.value
+            or row.pairing_code is None
+            or row.pairing_expires_at is None
+            or row.pairing_expires_at <= utcnow()
+        ):
+            raise NotFound(
+                f"session {handle} has no pending pairing code", code="no_pending_pairing"
+            )
+        return Pairing(self._sealer.open(row.pairing_code).decode(), row.pairing_expires_at)
+
+    async def complete_pairing(
+        self, session: AsyncSession, handle: str, code: str, actor: Actor
+    ) -> SessionView:
+        """The phone entered ``code``: keep the new login and go online."""
+        row = await self._row(session, check_handle(handle))
+        now = utcnow()
+        expected = (
+            self._sealer.open(row.pairing_code).decode()
+            if row.state == State.PAIRING.value and row.pairing_code is not None
+            else None
+        )
+        if expected is None or row.pairing_expires_at is None or row.pairing_expires_at <= now:
+            raise Conflict(
+                f"session {handle} has no pending pairing code", code="no_pending_pairing"
+            )
+        entered = code.strip().upper().replace(" ", "")
+        if not hmac.compare_digest(entered.encode(), expected.encode()):
+            raise Invalid(
+                f"the pairing code for session {handle} is wrong", code="pairing_rejected"
+            )
+        login_state = await self._call(
+            self.connector.complete_pairing(row.handle, row.phone_number, now)
+        )
+        row.login_state = self._sealer.seal(login_state)
+        await self._call(self.connector.connect(row.handle, login_state))
+        await self._move(session, row, State.ONLINE, actor, "paired", now=now)
+        return _view(row)
+
+    async def _connect(
+        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
+    ) -> str | None:
+        """Connect with the kept login; on failure the session is ``failed``, and why returned."""
+        assert row.login_state is not None
+        try:
+            login_state = self._sealer.open(row.login_state)
+            await self._call(self.connector.connect(row.handle, login_state))
+        except (ConnectorError, UnsealError) as exc:
+            await self._move(session, row, State.FAILED, actor, str(exc))
+            return str(exc)
+        await self._move(session, row, State.ONLINE, actor, because)
+        return None
+
+    async def start(self, session: AsyncSession, handle: str, actor: Actor) -> StartOutcome:
+        """Connect a paired session, or issue a fresh pairing code to one that is not."""
+        row = await self._row(session, check_handle(handle))
+        if row.state == State.ONLINE.value:
+            raise Conflict(f"session {handle} is already online", code="illegal_transition")
+        if row.login_state is None:
+            pairing = await self._issue_pairing(session, row, actor, "started without a login")
+            return StartOutcome(_view(row), pairing=pairing)
+        failure = await self._connect(session, row, actor, "started")
+        return StartOutcome(_view(row), failure=failure)
+
+    async def stop(self, session: AsyncSession, handle: str, actor: Actor) -> SessionView:
+        row = await self._row(session, check_handle(handle))
+        if row.state not in (State.ONLINE.value, State.PAIRING.value):
+            raise Conflict(f"session {handle} is not running", code="illegal_transition")
+        await self._call(self.connector.disconnect(row.handle))
+        await self._move(session, row, State.OFFLINE, actor, "stopped")
+        return _view(row)
+
+    async def delete(self, session: AsyncSession, handle: str, actor: Actor) -> None:
+        """Remove the session and its login state; its backup stays (see the module notes)."""
+        row = await self._row(session, check_handle(handle))
+        await self._call(self.connector.disconnect(row.handle))
+        previous = State(row.state)
+        await session.delete(row)
+        await session.flush()
+        await self._announce(session, handle, previous, None, actor, "deleted")
+
+    async def logout(self, session: AsyncSession, handle: str, actor: Actor) -> None:
+        """Log out at the platform, then delete the session and its backup."""
+        row = await self._row(session, check_handle(handle))
+        login_state = self._sealer.open(row.login_state) if row.login_state else None
+        await self._call(self.connector.logout(row.handle, login_state))
+        previous = State(row.state)
+        await self._announce(session, handle, previous, State.LOGGED_OUT, actor, "logged out")
+        await session.delete(row)
+        await session.execute(delete(SessionBackup).where(SessionBackup.handle == handle))
+        await session.flush()
+        await self._announce(session, handle, State.LOGGED_OUT, None, actor, "deleted")
+
+    async def backup(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
+        """Keep the session's login state, sealed, replacing any earlier backup."""
+        row = await self._row(session, check_handle(handle))
+        if row.login_state is None:
+            raise Conflict(
+                f"session {handle} is not paired, so there is no login to back up",
+                code="not_paired",
+            )
+        exported = self.connector.export_state(self._sealer.open(row.login_state))
+        now = utcnow()
+        backup = await session.get(SessionBackup, handle, with_for_update=True)
+        if backup is None:
+            backup = SessionBackup(handle=handle)
+            session.add(backup)
+        backup.phone_number = row.phone_number
+        backup.name = row.name
+        backup.connector = row.connector
+        backup.login_state = self._sealer.seal(exported)
+        backup.created_at = now
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "session.backup",
+            f"{actor.name} backed up session {handle}",
+            target=f"session:{handle}",
+        )
+        return BackupView(handle, now)
+
+    async def restore(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
+        """Put the backed-up login back (recreating a deleted session); it can then start."""
+        handle = check_handle(handle)
+        backup = await session.get(SessionBackup, handle)
+        if backup is None:
+            raise NotFound(f"session {handle} has no backup", code="no_backup")
+        try:
+            login_state = self.connector.import_state(self._sealer.open(backup.login_state))
+        except UnsealError:
+            raise Invalid(
+                f"the backup of session {handle} cannot be opened with this installation's secret",
+                code="backup_unreadable",
+            ) from None
+        except ConnectorError as exc:
+            raise Invalid(
+                f"the backup of session {handle} is not usable: {exc}", code="backup_unreadable"
+            ) from None
+        row = await session.scalar(
+            select(BotSession).where(BotSession.handle == handle).with_for_update()
+        )
+        if row is None:
+            row = BotSession(
+                handle=handle,
+                phone_number=backup.phone_number,
+                name=backup.name,
+                connector=backup.connector,
+                state=State.OFFLINE.value,
+                login_state=self._sealer.seal(login_state),
+            )
+            session.add(row)
+            await session.flush()
+            await self._announce(session, handle, None, State.OFFLINE, actor, "restored")
+        elif row.state == State.OFFLINE.value:
+            row.login_state = self._sealer.seal(login_state)
+            await audit.record(
+                session,
+                actor,
+                "session.restore",
+                f"{actor.name} restored the login of session {handle} from its backup",
+                target=f"session:{handle}",
+            )
+        else:
+            if row.state == State.ONLINE.value:
+                raise Conflict(
+                    f"session {handle} is online; stop it before restoring",
+                    code="illegal_transition",
+                )
+            row.login_state = self._sealer.seal(login_state)
+            await self._move(session, row, State.OFFLINE, actor, "restored from backup")
+        return BackupView(handle, backup.created_at)
+
+    async def expire_pairings(self, session: AsyncSession, actor: Actor) -> list[str]:
+        """Move every session whose pairing code ran out to ``failed``; their handles."""
+        now = utcnow()
+        rows = await session.scalars(
+            select(BotSession)
+            .where(
+                BotSession.state == State.PAIRING.value,
+                BotSession.pairing_expires_at <= now,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        expired = []
+        for row in rows:
+            await self._move(session, row, State.FAILED, actor, PAIRING_EXPIRED, now=now)
+            expired.append(row.handle)
+        return expired
+
+    async def resume(self, session: AsyncSession, actor: Actor) -> dict[str, str | None]:
+        """Reconnect every session that was online when Guildhall stopped.
+
+        Returns each handle with its failure (None when it came back).
+        """
+        rows = await session.scalars(
+            select(BotSession)
+            .where(BotSession.state == State.ONLINE.value)
+            .with_for_update(skip_locked=True)
+        )
+        outcome: dict[str, str | None] = {}
+        for row in list(rows):
+            # online -> online is not a move; reconnecting is bookkeeping on the same state.
+            assert row.login_state is not None
+            try:
+                await self._call(
+                    self.connector.connect(row.handle, self._sealer.open(row.login_state))
+                )
+            except (ConnectorError, UnsealError) as exc:
+                await self._move(session, row, State.FAILED, actor, str(exc))
+                outcome[row.handle] = str(exc)
+                continue
+            row.last_connected_at = utcnow()
+            await audit.record(
+                session,
+                actor,
+                "session.resumed",
+                f"{actor.name} reconnected session {row.handle} after a restart",
+                target=f"session:{row.handle}",
+            )
+            outcome[row.handle] = None
+        await session.flush()
+        return outcome

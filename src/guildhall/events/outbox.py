@@ -1,0 +1,35 @@
+"""Core events: one row in the outbox per change worth announcing.
+
+Services call :func:`emit` in the transaction that makes the change; the
+event carries the SkyPANEL webhook shape ``{event, data, timestamp}`` so
+every consumer (webhooks, live clients) reads one format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.db.base import utcnow
+from guildhall.db.prepared import Prepared
+from guildhall.events.models import OutboxEvent
+
+_INSERT = Prepared(insert(OutboxEvent.__table__))
+
+
+async def emit(session: AsyncSession, event: str, data: dict[str, Any]) -> None:
+    """Record ``event`` with ``data``; it exists only if the surrounding transaction commits."""
+    await _INSERT.all(session, {"created_at": utcnow(), "event": event, "payload": data})
+
+
+async def recent(session: AsyncSession, event: str | None = None, limit: int = 100) -> list[dict]:
+    """The newest events first, as ``{event, data, timestamp}``."""
+    query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
+    if event is not None:
+        query = query.where(OutboxEvent.event == event)
+    return [
+        {"event": row.event, "data": row.payload, "timestamp": row.created_at.isoformat()}
+        for row in await session.scalars(query)
+    ]

@@ -1,0 +1,1 @@
+"""The LD7 V1 multi-user API."""

@@ -1,0 +1,164 @@
+"""Routes of the LD7 V1 multi-user API face.
+
+Each handler runs in the request's unit of work (``faces/common/session``),
+calls the core's session service and renders LD7's ``{success, ...}``
+bodies; errors become LD7's ``{success: false, message}`` in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from guildhall.core.actor import Actor
+from guildhall.faces.common.body import read_json
+from guildhall.faces.common.responses import JSON
+from guildhall.faces.common.session import endpoint, runtime_of
+from guildhall.faces.ld7 import dashboard, errors, wire
+from guildhall.faces.ld7.auth import authenticate, pairing_reader, public
+from guildhall.runtime import Runtime
+
+
+def _handle(request: Request) -> str:
+    return wire.user_id(request.path_params["user_id"])
+
+
+async def home(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    sessions = runtime_of(request).sessions
+    page = dashboard.render(await sessions.list(session), await sessions.stats(session))
+    return HTMLResponse(
+        page,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def stats(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    counts = await runtime_of(request).sessions.stats(session)
+    return JSON({"success": True, "activeSessions": counts.online, "totalUsers": counts.total})
+
+
+async def list_sessions(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    found = await runtime_of(request).sessions.list(session)
+    return JSON(
+        {"success": True, "count": len(found), "sessions": [wire.summary(s) for s in found]}
+    )
+
+
+async def session_info(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    return JSON(wire.info(await runtime_of(request).sessions.get(session, _handle(request))))
+
+
+async def create(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    handle, phone, name = wire.create_request(await read_json(request))
+    created, pairing = await runtime_of(request).sessions.create(
+        session, handle, phone, caller, name=name
+    )
+    return JSON(
+        {
+            "success": True,
+            "message": "Session created. Use the pairing code to connect.",
+            "pairingCode": pairing.code,
+            "userId": created.handle,
+            "expiresAt": wire.iso(pairing.expires_at),
+        }
+    )
+
+
+async def start(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    outcome = await runtime_of(request).sessions.start(session, _handle(request), caller)
+    handle = outcome.session.handle
+    if outcome.failure is not None:
+        # Returned, not raised: the move to "failed" must commit.
+        return errors.failure(502, f"Session {handle} could not connect: {outcome.failure}")
+    if outcome.pairing is not None:
+        return JSON(
+            {
+                "success": True,
+                "message": "Session started. Use the pairing code to connect.",
+                "userId": handle,
+                **wire.pairing(outcome.pairing),
+            }
+        )
+    return JSON({"success": True, "message": "Session started successfully", "userId": handle})
+
+
+async def stop(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    stopped = await runtime_of(request).sessions.stop(session, _handle(request), caller)
+    return JSON({"success": True, "message": f"Session {stopped.handle} stopped"})
+
+
+async def delete(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    handle = _handle(request)
+    await runtime_of(request).sessions.delete(session, handle, caller)
+    return JSON({"success": True, "message": f"Session {handle} deleted"})
+
+
+async def logout(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    handle = _handle(request)
+    await runtime_of(request).sessions.logout(session, handle, caller)
+    return JSON({"success": True, "message": f"Session {handle} logged out and deleted"})
+
+
+async def backup(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    made = await runtime_of(request).sessions.backup(session, _handle(request), caller)
+    return JSON(
+        {
+            "success": True,
+            "message": f"Session {made.handle} backed up",
+            "userId": made.handle,
+            "backedUpAt": wire.iso(made.created_at),
+        }
+    )
+
+
+async def restore(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    restored = await runtime_of(request).sessions.restore(session, _handle(request), caller)
+    return JSON(
+        {
+            "success": True,
+            "message": f"Session {restored.handle} restored from backup",
+            "userId": restored.handle,
+            "backedUpAt": wire.iso(restored.created_at),
+        }
+    )
+
+
+async def pending_pairing(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    code = await runtime_of(request).sessions.pending_pairing(session, _handle(request))
+    return JSON({"success": True, **wire.pairing(code)})
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Guildhall: LD7 V1 multi-user API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    get, post, delete_ = ["GET"], ["POST"], ["DELETE"]
+    session_path = "/api/sessions/{user_id}"
+    routes = [
+        ("/", home, get, public),
+        ("/api/stats", stats, get, public),
+        ("/api/sessions", list_sessions, get, public),
+        (session_path, session_info, get, public),
+        ("/api/sessions", create, post, authenticate),
+        (f"{session_path}/start", start, post, authenticate),
+        (f"{session_path}/stop", stop, post, authenticate),
+        (session_path, delete, delete_, authenticate),
+        (f"{session_path}/logout", logout, post, authenticate),
+        (f"{session_path}/backup", backup, post, authenticate),
+        (f"{session_path}/restore", restore, post, authenticate),
+        (f"{session_path}/pairing", pending_pairing, get, pairing_reader),
+    ]
+    for path, handler, methods, check in routes:
+        app.add_api_route(path, endpoint(handler, check), methods=methods)
+    return app

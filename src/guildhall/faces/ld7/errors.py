@@ -1,0 +1,93 @@
+"""Every LD7 error, in one place: ``{"success": false, "message": ...}``.
+
+LD7 documents the messages but not the status codes; Guildhall answers 400
+for bad input, 401 for a missing or wrong key, 404 for an unknown session or
+route, 409 for a move the session's state does not allow (and for a session
+that exists), 502 when the messaging platform fails.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound
+from guildhall.core.sessions.connector import ConnectorError
+from guildhall.faces.common.responses import JSON
+
+UNAUTHORIZED = "Unauthorized: invalid or missing API key"
+INVALID_USER_ID = "userId must be alphanumeric (a-z, 0-9, _, -)"
+SESSION_EXISTS = "Session already exists for this user. Delete it first or use a different userId."
+
+
+class LD7Error(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+def failure(status_code: int, message: str) -> Response:
+    return JSON({"success": False, "message": message}, status_code=status_code)
+
+
+# Core error codes whose LD7 wording the document gives.
+_DOCUMENTED = {
+    "invalid_handle": (400, INVALID_USER_ID),
+    "session_exists": (409, SESSION_EXISTS),
+}
+_STATUS_BY_KIND: tuple[tuple[type[CoreError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def from_core(error: CoreError) -> LD7Error:
+    if error.code in _DOCUMENTED:
+        return LD7Error(*_DOCUMENTED[error.code])
+    status = next((code for kind, code in _STATUS_BY_KIND if isinstance(error, kind)), 400)
+    return LD7Error(status, _sentence(error.message))
+
+
+async def _on_ld7(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, LD7Error)
+    return failure(error.status_code, error.message)
+
+
+async def _on_core(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, CoreError)
+    mapped = from_core(error)
+    return failure(mapped.status_code, mapped.message)
+
+
+async def _on_connector(_request: Request, error: Exception) -> Response:
+    return failure(502, f"The messaging platform failed: {error}")
+
+
+async def _on_http(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    messages = {404: "Not found", 405: "Method not allowed"}
+    return JSON(
+        {"success": False, "message": messages.get(error.status_code, str(error.detail))},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+async def _on_unexpected(_request: Request, _error: Exception) -> Response:
+    return failure(500, "Internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(LD7Error, _on_ld7)
+    app.add_exception_handler(CoreError, _on_core)
+    app.add_exception_handler(ConnectorError, _on_connector)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,91 @@
+"""LD7's request fields and response bodies.
+
+Decisions where the document is silent:
+- Session bodies carry the documented ``userId``, ``phoneNumber``,
+  ``status`` (``online`` or ``offline``) and ``name``, plus ``state`` (the
+  full state: created, pairing, online, offline, failed, logged_out); the
+  session info adds ``createdAt``, ``lastConnectedAt``, ``paired``,
+  ``failureReason`` and ``failedAt``. Clients that read only the documented
+  fields see LD7's shape.
+- ``POST /api/sessions`` also takes an optional ``name``. Both fields are
+  required (400 ``userId and phoneNumber are required``); ``phoneNumber`` is
+  8 to 15 digits; a number sent as a JSON number is accepted as its digits.
+- ``start`` of a session that was never paired (or was logged out) answers
+  success with a fresh ``pairingCode`` and ``expiresAt``; ``stop`` of a
+  session that is not running is a 409.
+- ``backup`` and ``restore`` answer ``{success, message, userId,
+  backedUpAt}``.
+- Times are ISO 8601 in UTC with milliseconds, as ``expiresAt`` is shown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from guildhall.core.errors import Invalid
+from guildhall.core.sessions.service import Pairing, SessionView, check_handle
+from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.ld7.errors import INVALID_USER_ID, LD7Error
+
+REQUIRED = "userId and phoneNumber are required"
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def user_id(raw: str) -> str:
+    """A path's userId, checked before any lookup."""
+    try:
+        return check_handle(raw)
+    except Invalid:
+        raise LD7Error(400, INVALID_USER_ID) from None
+
+
+def create_request(body: Any) -> tuple[Any, str, Any]:
+    """``userId``, ``phoneNumber`` and ``name`` from the body; the core checks their values."""
+    if body is MALFORMED:
+        raise LD7Error(400, "Request body must be valid JSON")
+    if body is ABSENT or not isinstance(body, dict):
+        raise LD7Error(400, REQUIRED)
+    handle, phone = body.get("userId"), body.get("phoneNumber")
+    if handle in (None, "") or phone in (None, ""):
+        raise LD7Error(400, REQUIRED)
+    if isinstance(phone, int) and not isinstance(phone, bool) and phone >= 0:
+        phone = str(phone)
+    if not isinstance(phone, str):
+        raise LD7Error(400, "phoneNumber must be a string of digits")
+    return handle, phone, body.get("name")
+
+
+def status(session: SessionView) -> str:
+    return "online" if session.online else "offline"
+
+
+def summary(session: SessionView) -> dict[str, Any]:
+    return {
+        "userId": session.handle,
+        "phoneNumber": session.phone_number,
+        "status": status(session),
+        "name": session.name,
+        "state": session.state.value,
+    }
+
+
+def info(session: SessionView) -> dict[str, Any]:
+    return {
+        "success": True,
+        **summary(session),
+        "paired": session.paired,
+        "createdAt": iso(session.created_at),
+        "lastConnectedAt": iso(session.last_connected_at),
+        "failureReason": session.failure_reason,
+        "failedAt": iso(session.failed_at),
+    }
+
+
+def pairing(code: Pairing) -> dict[str, Any]:
+    return {"pairingCode": code.code, "expiresAt": iso(code.expires_at)}
