@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from guildhall.faces import FACES
 from tests.process import cli_env, free_port, guildhall, last_line, serve, write_config
 
 pytestmark = pytest.mark.e2e
@@ -137,7 +138,7 @@ def test_serve_refuses_an_unknown_face(database_url: str, tmp_path: Path) -> Non
     config = write_config(tmp_path, database_url, heliactyl={"port": free_port()})
     result = guildhall(config, "serve", "--face", "discord", check=False)
     assert result.returncode != 0
-    assert "Unknown face 'discord' (known faces: heliactyl)." in result.stderr
+    assert f"Unknown face 'discord' (known faces: {', '.join(FACES)})." in result.stderr
 
 
 def test_unreachable_database_is_one_sentence(tmp_path: Path) -> None:

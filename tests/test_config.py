@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from guildhall.config import ConfigError, load_settings
+from guildhall.faces import FACES
 
 
 def test_defaults_use_sqlite_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,7 +48,10 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     ("text", "sentence"),
     [
         ("[faces.heliactyl\nport = 1\n", "is not valid TOML"),
-        ("[faces.heliactly]\nport = 1\n", "unknown face 'heliactly' (known faces: heliactyl)"),
+        (
+            "[faces.heliactly]\nport = 1\n",
+            f"unknown face 'heliactly' (known faces: {', '.join(FACES)})",
+        ),
         ("colour = 'blue'\n", "unknown setting 'colour'"),
         ("[faces.heliactyl]\nport = 'high'\n", "faces.heliactyl.port"),
         ("[faces.heliactyl]\nport = 70000\n", "faces.heliactyl.port"),
@@ -69,3 +73,14 @@ def test_bad_configuration_is_one_clear_sentence(tmp_path: Path, text: str, sent
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nowhere.toml")
+
+
+def test_the_readme_configuration_example_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "guildhall.toml"
+    config.write_text(example)
+    settings = load_settings(config)
+    assert (settings.faces.ld7.port, settings.faces.ld7.keyless) == (8000, True)
+    assert settings.sessions.pairing_ttl_seconds == 180
+    assert set(settings.packages.list) == {"default", "premium"}
