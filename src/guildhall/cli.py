@@ -12,7 +12,7 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -26,6 +26,7 @@ from guildhall.core.access import service as access
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider, Role
 from guildhall.core.actor import Actor
+from guildhall.core.billing import service as billing
 from guildhall.core.errors import CoreError
 from guildhall.core.sessions.connector import ConnectorError
 from guildhall.runtime import Runtime
@@ -44,6 +45,10 @@ sessions_app = typer.Typer(help="Messaging-bot sessions (the LD7 face).", no_arg
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sessions_app, name="sessions")
+servers_app = typer.Typer(help="Hosted servers (the SkyPANEL face).", no_args_is_help=True)
+invoices_app = typer.Typer(help="Invoices (the SkyPANEL face).", no_args_is_help=True)
+app.add_typer(servers_app, name="servers")
+app.add_typer(invoices_app, name="invoices")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -393,6 +398,92 @@ def sessions_list(config: ConfigOption = None) -> None:
             item.last_connected_at.strftime("%Y-%m-%d %H:%M:%S") if item.last_connected_at else "-",
         )
     out.print(table)
+
+
+@servers_app.command("create")
+def servers_create(
+    owner: Annotated[str, typer.Option(help="Account id, username or any linked id.")],
+    name: Annotated[str, typer.Option(help="The server's name.")],
+    plan: Annotated[str, typer.Option(help="A plan under [hosting.plans].")],
+    config: ConfigOption = None,
+) -> None:
+    """Create a server (stopped); prints its id alone on the last line."""
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            account = await accounts.resolve(session, owner)
+            created = await runtime.hosting.create(session, account, name, plan, _operator())
+            return created.public_id
+
+    out.print(_run(_with_runtime(_settings(config), work)))
+
+
+@servers_app.command("delete")
+def servers_delete(
+    server_id: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOption = None,
+) -> None:
+    """Stop a server's process at once and remove the server."""
+
+    async def work(runtime: Runtime) -> str:
+        return (await runtime.hosting.delete(server_id, _operator())).name
+
+    name = _run(_with_runtime(_settings(config), work))
+    out.print(f"deleted server {server_id} ({name})")
+
+
+def _parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"--due {value!r} is not a date like 2026-12-31") from None
+
+
+@invoices_app.command("create")
+def invoices_create(
+    account: Annotated[str, typer.Option(help="Account id, username or any linked id.")],
+    amount: Annotated[str, typer.Option(help="Exact amount, such as 9.99.")],
+    due: Annotated[str, typer.Option(help="Due date, YYYY-MM-DD.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "USD",
+    config: ConfigOption = None,
+) -> None:
+    """Create an unpaid invoice; prints its id alone on the last line."""
+    due_date = _parse_day(due)
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            owner = await accounts.resolve(session, account)
+            made = await billing.create(session, owner, amount, currency, due_date, _operator())
+            return made.public_id
+
+    out.print(_run(_with_runtime(_settings(config), work)))
+
+
+def _settle_invoice(config: Path | None, invoice_id: str, pay: bool) -> None:
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            settle = billing.pay if pay else billing.void
+            made = await settle(session, invoice_id, _operator())
+            return f"{made.amount} {made.currency}"
+
+    amount = _run(_with_runtime(_settings(config), work))
+    out.print(f"invoice {invoice_id} ({amount}) {'paid' if pay else 'voided'}")
+
+
+@invoices_app.command("pay")
+def invoices_pay(
+    invoice_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
+    """Mark an unpaid invoice paid (once)."""
+    _settle_invoice(config, invoice_id, pay=True)
+
+
+@invoices_app.command("void")
+def invoices_void(
+    invoice_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
+    """Void an unpaid invoice (once)."""
+    _settle_invoice(config, invoice_id, pay=False)
 
 
 def main() -> None:

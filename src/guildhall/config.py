@@ -87,11 +87,54 @@ class LD7FaceSettings(FaceSettings):
         return not (self.api_key or self.require_key)
 
 
+class SkyPanelFaceSettings(FaceSettings):
+    """SkyPANEL API. Tokens are HS256 JWTs signed with ``jwt_secret``.
+
+    An empty ``jwt_secret`` uses a key derived from the installation secret
+    (``secret_key``, or the file generated on first start), never a default.
+    """
+
+    port: int = Field(default=8082, ge=0, le=65535)
+    jwt_secret: str = ""
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
 class FacesSettings(_Strict):
     """One section per face; faces not built yet are absent, and unknown ones refused."""
 
     heliactyl: HeliactylFaceSettings = HeliactylFaceSettings()
     ld7: LD7FaceSettings = LD7FaceSettings()
+    skypanel: SkyPanelFaceSettings = SkyPanelFaceSettings()
+
+
+DEFAULT_SERVER_COMMAND = "sleep infinity"
+
+
+class HostingPlanSettings(_Strict):
+    """What a server of this plan runs (``process`` driver): one command line, no shell."""
+
+    command: str = Field(default=DEFAULT_SERVER_COMMAND, min_length=1)
+
+
+def _builtin_hosting_plans() -> dict[str, HostingPlanSettings]:
+    # "Basic" is the plan of SkyPANEL's example server.
+    return {name: HostingPlanSettings() for name in ("Basic", "Standard", "Premium")}
+
+
+class HostingSettings(_Strict):
+    """Servers (the SkyPANEL face): which driver runs them, and how they stop."""
+
+    driver: Literal["process"] = "process"
+    shutdown_grace_seconds: float = Field(default=10, gt=0, le=600)
+    start_check_seconds: float = Field(default=0.3, ge=0, le=30)
+    plans: dict[str, HostingPlanSettings] = Field(default_factory=_builtin_hosting_plans)
 
 
 class SessionsSettings(_Strict):
@@ -151,6 +194,7 @@ class Settings(BaseSettings):
     faces: FacesSettings = FacesSettings()
     packages: PackagesSettings = PackagesSettings()
     sessions: SessionsSettings = SessionsSettings()
+    hosting: HostingSettings = HostingSettings()
 
     @model_validator(mode="after")
     def _ld7_environment_key(self) -> Settings:

@@ -8,6 +8,7 @@ shown again) and earlier demo keys are revoked.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +18,13 @@ from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Account, Provider
 from guildhall.core.actor import Actor
+from guildhall.core.billing import service as billing
+from guildhall.core.billing.models import Invoice
 from guildhall.core.economy import service as economy
+from guildhall.core.hosting.models import Server
 from guildhall.core.plans import service as plans
 from guildhall.core.sessions.models import BotSession
+from guildhall.db.base import utcnow
 from guildhall.runtime import Runtime
 
 DEMO_ACTOR = Actor("operator", "guildhall demo")
@@ -33,6 +38,7 @@ class DemoAccount:
     email: str
     first_name: str = ""
     last_name: str = ""
+    password: str | None = None
     coins: int = 0
     extra: dict[str, int] = field(default_factory=dict)
     renewal_bypass: bool = False
@@ -44,8 +50,10 @@ DEMO_ACCOUNTS = (
         username="user123",
         discord="123456789",
         email="user@example.com",
-        first_name="Demo",
-        last_name="User",
+        # The SkyPANEL document's login and profile examples.
+        first_name="John",
+        last_name="Doe",
+        password="yourpassword",
         coins=1500,
         extra={"ram": 1024, "disk": 5120, "cpu": 50, "servers": 1},
         renewal_bypass=True,
@@ -84,6 +92,7 @@ async def _load_account(session: AsyncSession, demo: DemoAccount) -> bool:
         email=demo.email,
         first_name=demo.first_name,
         last_name=demo.last_name,
+        password=demo.password,
         identities={Provider.DISCORD: demo.discord},
         actor=DEMO_ACTOR,
     )
@@ -97,12 +106,25 @@ async def _load_account(session: AsyncSession, demo: DemoAccount) -> bool:
     return True
 
 
+async def _load_hosting(runtime: Runtime, session: AsyncSession) -> None:
+    """SkyPANEL's example server ("My VPS", plan Basic) and invoice (9.99, paid) for user123."""
+    owner = await accounts.require_by_identity(session, DEMO_ACCOUNTS[0].discord)
+    if await session.scalar(select(Server.id).where(Server.account_id == owner.id)) is None:
+        await runtime.hosting.create(session, owner, "My VPS", "Basic", DEMO_ACTOR)
+    if await session.scalar(select(Invoice.id).where(Invoice.account_id == owner.id)) is None:
+        made = await billing.create(
+            session, owner, "9.99", "USD", utcnow().date() + timedelta(days=14), DEMO_ACTOR
+        )
+        await billing.pay(session, made.public_id, DEMO_ACTOR)
+
+
 async def load(runtime: Runtime) -> DemoResult:
     created: list[str] = []
     async with runtime.database.unit_of_work() as session:
         for demo in DEMO_ACCOUNTS:
             if await _load_account(session, demo):
                 created.append(demo.username)
+        await _load_hosting(runtime, session)
         for handle, phone in DEMO_BOT_SESSIONS:
             if not await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
                 await runtime.sessions.create(session, handle, phone, DEMO_ACTOR)

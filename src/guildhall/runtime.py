@@ -17,9 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from guildhall.config import ConfigError, Settings
+from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
 from guildhall.core.access.service import LastUsedTracker
 from guildhall.core.actor import SYSTEM
+from guildhall.core.hosting.service import Hosting
 from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
 from guildhall.db.engine import Database
@@ -84,6 +86,18 @@ class Runtime:
         self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.warning("background work failed: %s", error)
+
+    @cached_property
+    def hosting(self) -> Hosting:
+        """Servers over the configured driver; each runs in ``<data_dir>/servers/<id>``."""
+        config = self.settings.hosting
+        return Hosting(
+            self.database,
+            ProcessDriver(start_check=config.start_check_seconds),
+            plans={name: plan.command for name, plan in config.plans.items()},
+            servers_dir=self.settings.data_dir.resolve() / "servers",
+            grace=config.shutdown_grace_seconds,
+        )
 
     async def start(self) -> None:
         """Bring back what was running before a restart, and start the periodic jobs.

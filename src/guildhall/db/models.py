@@ -2,7 +2,9 @@
 
 from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts.models import Account, Identity
+from guildhall.core.billing.models import Invoice
 from guildhall.core.economy.models import Balance, LedgerEntry
+from guildhall.core.hosting.models import Server
 from guildhall.core.moderation.models import Ban
 from guildhall.core.plans.models import Plan
 from guildhall.core.sessions.models import BotSession, SessionBackup
@@ -19,9 +21,11 @@ __all__ = [
     "Ban",
     "BotSession",
     "Identity",
+    "Invoice",
     "LedgerEntry",
     "OutboxEvent",
     "Plan",
+    "Server",
     "SessionBackup",
     "metadata",
 ]

@@ -12,9 +12,11 @@ from fastapi import FastAPI
 
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
+from guildhall.faces.skypanel.app import create_app as skypanel_app
 from guildhall.runtime import Runtime
 
 FACES: dict[str, Callable[[Runtime], FastAPI]] = {
     "heliactyl": heliactyl_app,
     "ld7": ld7_app,
+    "skypanel": skypanel_app,
 }

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import uuid4
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from guildhall.db.base import Base, BigIntId, TimestampMixin, UTCDateTime, utcnow
@@ -36,6 +36,8 @@ class Account(TimestampMixin, Base):
     last_name: Mapped[str] = mapped_column(String(100), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
+    # Raised on every password change: tokens issued before it stop working.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     identities: Mapped[list[Identity]] = relationship(
         back_populates="account", lazy="raise", cascade="all, delete-orphan"

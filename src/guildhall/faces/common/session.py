@@ -40,27 +40,61 @@ def runtime_of(request: Request) -> Runtime:
 
 
 @asynccontextmanager
-async def request_transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed at the end of the block, or rolled back."""
-    write = request.method not in SAFE_METHODS
-    if write:
+async def request_transaction(
+    request: Request, write: bool | None = None
+) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed at the end of the block, or rolled back.
+
+    ``write`` defaults to the method: safe methods read, the others write.
+    """
+    if write is None:
+        write = request.method not in SAFE_METHODS
+    if request.method not in SAFE_METHODS:
         await read_json(request)
     async with runtime_of(request).database.unit_of_work(write=write) as session:
         yield session
 
 
-def endpoint(
-    handler: Handler, authenticate: Authenticator
+def _named(
+    route: Callable[[Request], Awaitable[Response]], handler: Callable[..., object]
 ) -> Callable[[Request], Awaitable[Response]]:
-    """A route running ``handler`` in the request's transaction, for an authenticated caller."""
-
-    async def route(request: Request) -> Response:
-        async with request_transaction(request) as session:
-            caller = await authenticate(request, session)
-            return await handler(request, session, caller)
-
     # Not functools.wraps: FastAPI reads the signature through __wrapped__,
-    # and this route's only parameter is the request.
+    # and a route's only parameter is the request.
     route.__name__ = handler.__name__
     route.__doc__ = handler.__doc__
     return route
+
+
+def endpoint(
+    handler: Handler, authenticate: Authenticator, *, write: bool | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route running ``handler`` in the request's transaction, for an authenticated caller.
+
+    ``write=False`` gives a POST that changes nothing (a login) a read transaction.
+    """
+
+    async def route(request: Request) -> Response:
+        async with request_transaction(request, write) as session:
+            caller = await authenticate(request, session)
+            return await handler(request, session, caller)
+
+    return _named(route, handler)
+
+
+ActionHandler = Callable[[Request, Actor], Awaitable[Response]]
+
+
+def action_endpoint(
+    handler: ActionHandler, authenticate: Authenticator
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route whose work opens its own units of work (a long action, such as powering
+    a server, that must not hold a transaction while it waits); the caller is
+    authenticated in a short read transaction first."""
+
+    async def route(request: Request) -> Response:
+        await read_json(request)
+        async with runtime_of(request).database.unit_of_work(write=False) as session:
+            caller = await authenticate(request, session)
+        return await handler(request, caller)
+
+    return _named(route, handler)

@@ -37,9 +37,11 @@ async def userinfo(request: Request, session: AsyncSession, _caller: Actor) -> R
     user_id = wire.query_id(request.query_params.getlist("id"))
     ref = await accounts.require_by_identity(session, user_id)
     account = await accounts.view(session, ref.id)
-    plan = await plans.get(session, ref.id, runtime_of(request).catalogue)
+    runtime = runtime_of(request)
+    plan = await plans.get(session, ref.id, runtime.catalogue)
     coins = await economy.balance_of(session, ref.id)
-    return JSON(wire.userinfo(user_id, account, plan, coins))
+    servers = await runtime.hosting.summaries(session, ref.id)
+    return JSON(wire.userinfo(user_id, account, plan, coins, servers))
 
 
 async def setcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guildhall.core.accounts.service import AccountView
+from guildhall.core.hosting.service import ServerView
 from guildhall.core.plans import service as plans
 from guildhall.core.plans.service import RESOURCES, PlanView
 from guildhall.events.audit import AuditRecord
@@ -143,8 +144,22 @@ def _pterodactyl_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def pterodactyl_user(account: AccountView) -> dict[str, Any]:
-    """The account as Pterodactyl's application API shows a user."""
+def pterodactyl_server(server: ServerView) -> dict[str, Any]:
+    return {
+        "object": "server",
+        "attributes": {
+            "id": server.public_id,
+            "identifier": server.public_id,
+            "name": server.name,
+            "status": server.status.value,
+            "plan": server.plan,
+            "created_at": _pterodactyl_time(server.created_at),
+        },
+    }
+
+
+def pterodactyl_user(account: AccountView, servers: list[ServerView]) -> dict[str, Any]:
+    """The account as Pterodactyl's application API shows a user, with its servers."""
     return {
         "object": "user",
         "attributes": {
@@ -160,19 +175,23 @@ def pterodactyl_user(account: AccountView) -> dict[str, Any]:
             "2fa": False,
             "created_at": _pterodactyl_time(account.created_at),
             "updated_at": _pterodactyl_time(account.updated_at),
-            "relationships": {"servers": {"object": "list", "data": []}},
+            "relationships": {
+                "servers": {"object": "list", "data": [pterodactyl_server(s) for s in servers]}
+            },
         },
     }
 
 
-def userinfo(user_id: str, account: AccountView, plan: PlanView, coins: int) -> dict[str, Any]:
+def userinfo(
+    user_id: str, account: AccountView, plan: PlanView, coins: int, servers: list[ServerView]
+) -> dict[str, Any]:
     return {
         "status": "success",
         "id": user_id,
         "renewalBypass": plan.renewal_bypass,
         "package": {"name": plan.package_name, **plan.package.as_dict()},
         "extra": plan.extra.as_dict(),
-        "userinfo": pterodactyl_user(account),
+        "userinfo": pterodactyl_user(account, servers),
         "coins": coins,
     }
 

@@ -20,21 +20,18 @@ Decisions where the document is silent:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from guildhall.core.errors import Invalid
 from guildhall.core.sessions.service import Pairing, SessionView, check_handle
 from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.common.times import iso_millis
 from guildhall.faces.ld7.errors import INVALID_USER_ID, LD7Error
 
 REQUIRED = "userId and phoneNumber are required"
 
 
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+iso = iso_millis
 
 
 def user_id(raw: str) -> str:

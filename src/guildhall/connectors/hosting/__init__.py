@@ -1,0 +1,1 @@
+"""Hosting drivers for servers (``core/hosting/driver.py``)."""

@@ -1,0 +1,128 @@
+"""The ``process`` hosting driver: each server is an operating-system process.
+
+A server runs its plan's command (split like a shell would, but run without
+one) in its own working directory, in a new session, so signals reach the
+whole process group and a Guildhall restart leaves it running. Its handle is
+``pid:start-time`` read from ``/proc``: a pid the kernel reused for another
+program is never taken for the server. Linux only.
+
+Processes this driver started are children of the event loop, which reaps
+them, so a server that dies never lingers as a zombie; one started by an
+earlier Guildhall process was re-parented and is watched through ``/proc``
+alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from guildhall.core.hosting.driver import DriverError, ServerSpec
+
+POLL_SECONDS = 0.05
+KILL_WAIT_SECONDS = 5
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rpartition(")")[2].split()
+    state, start = fields[0], fields[19]
+    return None if state in ("Z", "X") else start
+
+
+def _parse(runtime_ref: str | None) -> tuple[int, str] | None:
+    if not runtime_ref:
+        return None
+    pid, _, start = runtime_ref.partition(":")
+    return (int(pid), start) if pid.isdecimal() and start else None
+
+
+class ProcessDriver:
+    name = "process"
+
+    def __init__(self, *, start_check: float = 0.3) -> None:
+        self._start_check = start_check
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+
+    def ip_address(self, spec: ServerSpec) -> str:
+        return "127.0.0.1"
+
+    def _alive(self, pid: int, start: str) -> bool:
+        child = self._children.get(pid)
+        if child is not None and child.returncode is not None:
+            del self._children[pid]  # reaped: it died by itself or was ended
+            return False
+        return _start_time(pid) == start
+
+    def is_running(self, runtime_ref: str | None) -> bool:
+        parsed = _parse(runtime_ref)
+        return parsed is not None and self._alive(*parsed)
+
+    async def start(self, spec: ServerSpec) -> str:
+        try:
+            argv = shlex.split(spec.command)
+        except ValueError as exc:
+            raise DriverError(f"the plan's command cannot be read: {exc}") from None
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        log = spec.workdir / "console.log"
+        try:
+            with log.open("ab") as output:
+                child = await asyncio.create_subprocess_exec(  # the operator's command
+                    *argv,
+                    cwd=spec.workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            raise DriverError(f"the command could not be started: {exc.strerror}") from None
+        self._children[child.pid] = child
+        start = _start_time(child.pid)
+        await asyncio.sleep(self._start_check)
+        if start is None or child.returncode is not None:
+            self._children.pop(child.pid, None)
+            code = await child.wait()
+            raise DriverError(f"the server exited at once with code {code}")
+        return f"{child.pid}:{start}"
+
+    async def _wait_gone(self, pid: int, start: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._alive(pid, start):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(POLL_SECONDS)
+        return True
+
+    def _signal(self, pid: int, start: str, signum: int) -> None:
+        if not self._alive(pid, start):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signum)  # the server's whole process group (its session)
+
+    async def shutdown(self, runtime_ref: str, grace: float) -> None:
+        parsed = _parse(runtime_ref)
+        if parsed is None:
+            return
+        self._signal(*parsed, signal.SIGTERM)
+        if not await self._wait_gone(*parsed, grace):
+            await self.kill(runtime_ref)
+
+    async def kill(self, runtime_ref: str) -> None:
+        parsed = _parse(runtime_ref)
+        if parsed is None:
+            return
+        self._signal(*parsed, signal.SIGKILL)
+        if not await self._wait_gone(*parsed, KILL_WAIT_SECONDS):
+            raise DriverError(f"process {parsed[0]} did not end after SIGKILL")

@@ -1,0 +1,1 @@
+"""Hosted servers: ownership, plans, and a power state machine over a driver."""
