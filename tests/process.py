@@ -41,14 +41,17 @@ def cli_env(config: Path) -> dict[str, str]:
     return env
 
 
-def guildhall(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run one ``guildhall`` command to completion."""
+def guildhall(
+    config: Path, *args: str, check: bool = True, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run one ``guildhall`` command to completion (``input_text`` on its stdin)."""
     result = subprocess.run(
         [sys.executable, "-m", "guildhall", *args],
         env=cli_env(config),
         capture_output=True,
         text=True,
         timeout=60,
+        input=input_text,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"guildhall {' '.join(args)} failed:\n{result.stderr}")

@@ -14,7 +14,7 @@ import pytest
 
 from guildhall.core.accounts.service import AccountRef
 from guildhall.runtime import Runtime
-from tests.conftest import make_account
+from tests.conftest import TEST_ACTOR, make_account
 from tests.faces.heliactyl.state import assert_refused
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$")
@@ -116,3 +116,24 @@ async def test_renewal_bypass_errors_change_nothing(
     status: str,
 ) -> None:
     await assert_refused(api, runtime, user.id, f"/api/v3/{route}", body, status)
+
+
+async def test_userinfo_lists_the_accounts_servers(
+    api: httpx.AsyncClient, runtime: Runtime, user: AccountRef
+) -> None:
+    other = await make_account(runtime, "someone", discord="42")
+    async with runtime.database.unit_of_work() as session:
+        mine = await runtime.hosting.create(session, user, "Survival", "Basic", TEST_ACTOR)
+        await runtime.hosting.create(session, other, "Not mine", "Basic", TEST_ACTOR)
+    body = (await api.get("/api/v3/userinfo", params={"id": "123456789"})).json()
+    servers = body["userinfo"]["attributes"]["relationships"]["servers"]
+    assert servers["object"] == "list"
+    assert [s["attributes"]["name"] for s in servers["data"]] == ["Survival"]
+    attributes = servers["data"][0]["attributes"]
+    assert servers["data"][0]["object"] == "server"
+    assert (attributes["id"], attributes["status"], attributes["plan"]) == (
+        mine.public_id,
+        "stopped",
+        "Basic",
+    )
+    assert ISO.match(attributes["created_at"])

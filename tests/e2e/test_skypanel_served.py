@@ -1,0 +1,124 @@
+"""SkyPANEL against a real ``guildhall serve``, set up with the operator's commands:
+an account with a password, a server and invoices made on the command line, then
+used over HTTP the way a panel client does."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.process import free_port, guildhall, last_line, serve, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+def _processes_in(workdir: Path) -> list[int]:
+    """Live processes whose working directory is ``workdir``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if cwd == str(workdir) and state not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def test_operator_setup_then_login_power_and_billing(database_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, database_url, skypanel={"port": free_port()})
+    if not database_url.startswith("sqlite"):
+        guildhall(config, "migrate")
+    created = guildhall(
+        config,
+        "users",
+        "create",
+        "--username",
+        "john",
+        "--email",
+        "user@example.com",
+        "--password",
+        "-",
+        input_text="yourpassword\n",
+    )
+    account_id = last_line(created.stdout)
+    server_id = last_line(
+        guildhall(
+            config,
+            "servers",
+            "create",
+            "--owner",
+            account_id,
+            "--name",
+            "My VPS",
+            "--plan",
+            "Basic",
+        ).stdout
+    )
+    assert server_id.startswith("server-")
+    unknown_plan = guildhall(
+        config,
+        "servers",
+        "create",
+        "--owner",
+        account_id,
+        "--name",
+        "x",
+        "--plan",
+        "Gold",
+        check=False,
+    )
+    assert unknown_plan.returncode == 1 and "Plan 'Gold' does not exist" in unknown_plan.stderr
+    invoice_id = last_line(
+        guildhall(
+            config,
+            "invoices",
+            "create",
+            "--account",
+            "john",
+            "--amount",
+            "9.99",
+            "--due",
+            "2099-02-01",
+        ).stdout
+    )
+    assert invoice_id.startswith("inv_")
+    assert "paid" in guildhall(config, "invoices", "pay", invoice_id).stdout
+    twice = guildhall(config, "invoices", "pay", invoice_id, check=False)
+    assert twice.returncode == 1
+    assert f"Invoice {invoice_id} is already paid." in twice.stderr
+    assert "Traceback" not in twice.stderr
+
+    served = serve(config, "--face", "skypanel")
+    try:
+        with httpx.Client(base_url=served.url("skypanel")) as client:
+            login = client.post(
+                "/api/auth/login",
+                json={"email": "user@example.com", "password": "yourpassword"},
+                headers={"Accept": "application/vnd.skypanel.v1+json"},
+            ).json()
+            assert login["success"] is True
+            client.headers["Authorization"] = f"Bearer {login['data']['token']}"
+            started = client.post(f"/api/servers/{server_id}/power", json={"action": "start"})
+            assert started.json()["data"]["status"] == "running"
+            invoices = client.get("/api/billing/invoices").json()["data"]
+            assert [(i["id"], i["amount"], i["status"]) for i in invoices] == [
+                (invoice_id, 9.99, "paid")
+            ]
+    finally:
+        served.stop(signal.SIGTERM)
+        served.process.communicate()
+
+    # A hosted server outlives a restart of the panel; deleting it ends its process.
+    workdir = (tmp_path / "var" / "servers" / server_id).resolve()
+    assert len(_processes_in(workdir)) == 1
+    deleted = guildhall(config, "servers", "delete", server_id)
+    assert f"deleted server {server_id} (My VPS)" in deleted.stdout
+    assert _processes_in(workdir) == []
