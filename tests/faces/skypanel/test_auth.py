@@ -265,3 +265,23 @@ async def test_another_users_token_sees_another_profile(
     token = await login(skypanel, "jane@example.com")
     me = await skypanel.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["data"]["id"] == other.id != user.id
+
+
+async def test_a_configured_jwt_secret_signs_the_tokens(runtime: Runtime) -> None:
+    from guildhall.config import ConfigError, Settings, load_settings
+    from guildhall.faces.skypanel.app import create_app
+
+    secret = "a configured secret of forty characters!"
+    data = runtime.settings.model_dump()
+    data["faces"]["skypanel"]["jwt_secret"] = secret
+    configured = Runtime(Settings(**data))
+    try:
+        await make_user(configured)
+        transport = httpx.ASGITransport(app=create_app(configured))
+        async with httpx.AsyncClient(transport=transport, base_url="http://s.test") as client:
+            token = await login(client)
+        assert jwt.decode(token, secret, algorithms=["HS256"])["role"] == "user"
+    finally:
+        await configured.close()
+    with pytest.raises(ConfigError, match="jwt_secret: Value error, must be at least 32"):
+        load_settings(None, faces={"skypanel": {"jwt_secret": "short"}})
