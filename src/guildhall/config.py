@@ -106,12 +106,37 @@ class SkyPanelFaceSettings(FaceSettings):
         return value
 
 
+class AuroraFaceSettings(FaceSettings):
+    """Aurora bot API. Without ``api_key`` (or ``require_key``) it is open, on loopback only.
+
+    ``currency`` is the ledger currency Aurora's ``balance`` shows: the shared
+    ``coins`` by default (what Heliactyl moves); another name keeps a separate
+    balance per account.
+    """
+
+    port: int = Field(default=3000, ge=0, le=65535)
+    api_key: str = ""
+    require_key: bool = False
+    currency: str = Field(default="coins", min_length=1, max_length=32)
+    ws_max_connections: int = Field(default=10, ge=1, le=10_000)
+    ws_max_message_bytes: int = Field(default=16 * 1024, ge=64, le=1024 * 1024)
+    ws_idle_seconds: float = Field(default=60, gt=0, le=3600)
+    stats_interval_seconds: float = Field(default=5, gt=0, le=3600)
+    live_poll_seconds: float = Field(default=0.25, gt=0, le=60)
+    activity_cache_seconds: float = Field(default=300, ge=0, le=86400)
+
+    @property
+    def keyless(self) -> bool:
+        return not (self.api_key or self.require_key)
+
+
 class FacesSettings(_Strict):
     """One section per face; faces not built yet are absent, and unknown ones refused."""
 
     heliactyl: HeliactylFaceSettings = HeliactylFaceSettings()
     ld7: LD7FaceSettings = LD7FaceSettings()
     skypanel: SkyPanelFaceSettings = SkyPanelFaceSettings()
+    aurora: AuroraFaceSettings = AuroraFaceSettings()
 
 
 DEFAULT_SERVER_COMMAND = "sleep infinity"

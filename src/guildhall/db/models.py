@@ -3,9 +3,17 @@
 from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts.models import Account, Identity
 from guildhall.core.billing.models import Invoice
+from guildhall.core.community.models import (
+    BotSettings,
+    DirectoryEntry,
+    GuildClass,
+    Profile,
+    Quest,
+)
 from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.hosting.models import Server
-from guildhall.core.moderation.models import Ban
+from guildhall.core.items.models import InventoryEntry, Item, ItemImage
+from guildhall.core.moderation.models import Ban, ModerationCase
 from guildhall.core.plans.models import Plan
 from guildhall.core.sessions.models import BotSession, SessionBackup
 from guildhall.db.base import Base
@@ -20,11 +28,20 @@ __all__ = [
     "Balance",
     "Ban",
     "BotSession",
+    "BotSettings",
+    "DirectoryEntry",
+    "GuildClass",
     "Identity",
+    "InventoryEntry",
     "Invoice",
+    "Item",
+    "ItemImage",
     "LedgerEntry",
+    "ModerationCase",
     "OutboxEvent",
     "Plan",
+    "Profile",
+    "Quest",
     "Server",
     "SessionBackup",
     "metadata",

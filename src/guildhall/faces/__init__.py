@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from guildhall.faces.aurora.app import create_app as aurora_app
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
 from guildhall.faces.skypanel.app import create_app as skypanel_app
@@ -19,4 +20,5 @@ FACES: dict[str, Callable[[Runtime], FastAPI]] = {
     "heliactyl": heliactyl_app,
     "ld7": ld7_app,
     "skypanel": skypanel_app,
+    "aurora": aurora_app,
 }

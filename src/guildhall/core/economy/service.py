@@ -14,6 +14,7 @@ from enum import StrEnum
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guildhall.core.accounts.models import Identity, Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.economy.models import Balance, LedgerEntry
@@ -21,7 +22,7 @@ from guildhall.core.errors import Invalid, LimitExceeded
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
 from guildhall.db.sql import insert_ignore
-from guildhall.events import audit
+from guildhall.events import audit, outbox
 
 COINS = "coins"
 MAX_AMOUNT = 999_999_999_999_999
@@ -127,6 +128,17 @@ async def _write_entry(
             "created_at": utcnow(),
         },
     )
+    await outbox.emit(
+        session,
+        "coins.changed",
+        {
+            "userId": account.subject,
+            "currency": currency,
+            "type": entry_type.value,
+            "amount": str(amount),
+            "balance": str(balance_after),
+        },
+    )
 
 
 async def adjust(
@@ -217,3 +229,31 @@ async def set_balance(
         target=f"account:{account.id}",
     )
     return amount
+
+
+async def entries(
+    session: AsyncSession,
+    *,
+    currency: str = COINS,
+    account_id: int | None = None,
+    entry_type: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[tuple[LedgerEntry, str | None]], int]:
+    """Ledger rows, newest first, each with the account's Discord id (if it has one)."""
+    query = (
+        select(LedgerEntry, Identity.subject)
+        .outerjoin(
+            Identity,
+            (Identity.account_id == LedgerEntry.account_id)
+            & (Identity.provider == Provider.DISCORD.value),
+        )
+        .where(LedgerEntry.currency == currency)
+    )
+    if account_id is not None:
+        query = query.where(LedgerEntry.account_id == account_id)
+    if entry_type is not None:
+        query = query.where(LedgerEntry.type == entry_type)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.execute(query.order_by(LedgerEntry.id.desc()).limit(limit).offset(offset))
+    return [(entry, subject) for entry, subject in rows], total

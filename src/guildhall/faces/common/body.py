@@ -6,6 +6,9 @@ from enum import Enum
 from typing import Any
 
 import orjson
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 MAX_BODY_BYTES = 1_000_000
@@ -23,6 +26,12 @@ MALFORMED = Unreadable.MALFORMED
 
 
 _PARSED = "guildhall.json"
+_FORM = "guildhall.form"
+MAX_FORM_BYTES = 16 * 1024 * 1024
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
@@ -53,3 +62,38 @@ async def _read(request: Request, limit: int) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return MALFORMED
+
+
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData | Unreadable:
+    """A multipart body's fields and files, or MALFORMED when unparsable or over ``limit``.
+
+    Read like :func:`read_json`: in chunks, abandoned past the limit, and kept
+    on the request so it is read before a write transaction opens.
+    """
+    if _FORM not in request.scope:
+        request.scope[_FORM] = await _read_form(request, limit)
+    return request.scope[_FORM]
+
+
+async def _read_form(request: Request, limit: int) -> FormData | Unreadable:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return MALFORMED
+        chunks.append(chunk)
+    # Starlette parses from the cached body, so the limit above holds for files too.
+    request._body = b"".join(chunks)
+    try:
+        return await request.form(max_files=4, max_fields=20, max_part_size=limit)
+    except (HTTPException, MultiPartException):
+        return MALFORMED
+
+
+async def read_body(request: Request) -> None:
+    """Read a write request's body (JSON or multipart) before its transaction opens."""
+    if is_multipart(request):
+        await read_form(request)
+    else:
+        await read_json(request)

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from guildhall.core.actor import Actor
-from guildhall.faces.common.body import read_json
+from guildhall.faces.common.body import read_body
 from guildhall.runtime import Runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -50,7 +50,7 @@ async def request_transaction(
     if write is None:
         write = request.method not in SAFE_METHODS
     if request.method not in SAFE_METHODS:
-        await read_json(request)
+        await read_body(request)
     async with runtime_of(request).database.unit_of_work(write=write) as session:
         yield session
 
@@ -92,7 +92,7 @@ def action_endpoint(
     authenticated in a short read transaction first."""
 
     async def route(request: Request) -> Response:
-        await read_json(request)
+        await read_body(request)
         async with runtime_of(request).database.unit_of_work(write=False) as session:
             caller = await authenticate(request, session)
         return await handler(request, caller)

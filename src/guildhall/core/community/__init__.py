@@ -1,0 +1,1 @@
+"""A Discord community: member profiles, classes, quests, bot settings and its directory."""

@@ -1,0 +1,587 @@
+"""Members, classes, quests, the bot's settings document and the guild directory.
+
+Members are the shared accounts, named by their Discord identity; their
+coins are the shared ledger (``core/economy``), so a change made through any
+face shows here. A profile row (xp, level, streak...) exists once something
+set it; until then a member reads with the defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.accounts.models import Account, Identity, Provider
+from guildhall.core.accounts.service import USERNAME, AccountRef, require_by_identity
+from guildhall.core.actor import Actor
+from guildhall.core.community.models import (
+    BotSettings,
+    DirectoryEntry,
+    GuildClass,
+    Profile,
+    Quest,
+)
+from guildhall.core.economy import service as economy
+from guildhall.core.economy.models import Balance
+from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.db.base import utcnow
+from guildhall.events import audit, outbox
+
+MAX_BIG = economy.MAX_AMOUNT
+MAX_PAGE = 100
+SORTS = ("balance", "level", "xp", "username")
+
+
+# ---- members -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClassView:
+    id: str
+    name: str
+    balance: int
+    role_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    discord_id: str
+    account_id: int
+    username: str
+    balance: int
+    xp: int
+    level: int
+    daily_streak: int
+    is_active: bool
+    guild_class: ClassView | None
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+def _member_query(currency: str) -> Any:
+    balance = func.coalesce(Balance.amount, 0)
+    return (
+        select(
+            Identity.subject,
+            Account.id,
+            Account.username,
+            balance.label("balance"),
+            func.coalesce(Profile.xp, 0).label("xp"),
+            func.coalesce(Profile.level, 0).label("level"),
+            func.coalesce(Profile.daily_streak, 0),
+            func.coalesce(Profile.is_active, True),
+            GuildClass.id,
+            GuildClass.name,
+            GuildClass.balance,
+            GuildClass.role_id,
+            Profile.settings,
+            Account.created_at,
+            func.coalesce(Profile.updated_at, Account.updated_at),
+        )
+        .select_from(Identity)
+        .join(Account, Account.id == Identity.account_id)
+        .outerjoin(Profile, Profile.account_id == Account.id)
+        .outerjoin(GuildClass, GuildClass.id == Profile.class_id)
+        .outerjoin(Balance, and_(Balance.account_id == Account.id, Balance.currency == currency))
+        .where(Identity.provider == Provider.DISCORD.value)
+    )
+
+
+def _member(row: Any) -> MemberView:
+    (
+        subject,
+        account_id,
+        username,
+        balance,
+        xp,
+        level,
+        streak,
+        active,
+        class_id,
+        class_name,
+        class_balance,
+        role_id,
+        settings,
+        created,
+        updated,
+    ) = row
+    guild_class = (
+        ClassView(class_id, class_name, class_balance, role_id) if class_id is not None else None
+    )
+    return MemberView(
+        discord_id=subject,
+        account_id=account_id,
+        username=username,
+        balance=balance,
+        xp=xp,
+        level=level,
+        daily_streak=streak,
+        is_active=bool(active),
+        guild_class=guild_class,
+        settings=settings or {},
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+async def member(session: AsyncSession, discord_id: str, currency: str) -> MemberView:
+    row = (
+        await session.execute(_member_query(currency).where(Identity.subject == discord_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"no user has the Discord id {discord_id}", code="user_not_found")
+    return _member(row)
+
+
+async def members(
+    session: AsyncSession,
+    currency: str,
+    *,
+    search: str | None,
+    sort_by: str,
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[MemberView], int]:
+    """A page of members and how many match in all."""
+    query = _member_query(currency)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Account.username.ilike(f"%{escaped}%", escape="\\"))
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    column: ColumnElement[Any] = {
+        "balance": func.coalesce(Balance.amount, 0),
+        "level": func.coalesce(Profile.level, 0),
+        "xp": func.coalesce(Profile.xp, 0),
+        "username": Account.username,
+    }[sort_by]
+    order = column.desc() if descending else column.asc()
+    rows = await session.execute(query.order_by(order, Account.id).limit(limit).offset(offset))
+    return [_member(row) for row in rows], total
+
+
+async def _profile(session: AsyncSession, account_id: int) -> Profile:
+    profile = await session.get(Profile, account_id, with_for_update=True)
+    if profile is None:
+        profile = Profile(
+            account_id=account_id, xp=0, level=0, daily_streak=0, is_active=True, settings={}
+        )
+        session.add(profile)
+        await session.flush()
+    return profile
+
+
+@dataclass
+class MemberChange:
+    """The fields a client sent; None means "leave as it is" (except ``class_id``)."""
+
+    username: str | None = None
+    balance: int | None = None
+    xp: int | None = None
+    level: int | None = None
+    daily_streak: int | None = None
+    is_active: bool | None = None
+    settings: dict[str, Any] | None = None
+    class_id: str | None = None
+    class_given: bool = False
+
+
+async def update_member(
+    session: AsyncSession, discord_id: str, change: MemberChange, currency: str, actor: Actor
+) -> MemberView:
+    ref = await require_by_identity(session, discord_id)
+    changed: list[str] = []
+    if change.username is not None and change.username != ref.username:
+        if not USERNAME.match(change.username):
+            raise Invalid(
+                "a username is 1 to 64 letters, digits, dots, dashes or underscores",
+                field="username",
+            )
+        taken = await session.scalar(select(Account.id).where(Account.username == change.username))
+        if taken is not None:
+            raise Conflict(f"the username {change.username!r} is taken", field="username")
+        account = await session.get(Account, ref.id, with_for_update=True)
+        assert account is not None
+        account.username = change.username
+        changed.append("username")
+    if change.balance is not None:
+        await economy.set_balance(
+            session, ref, change.balance, actor=actor, currency=currency, reason="set by Aurora"
+        )
+        changed.append("balance")
+    fields = {
+        "xp": change.xp,
+        "level": change.level,
+        "daily_streak": change.daily_streak,
+        "is_active": change.is_active,
+        "settings": change.settings,
+    }
+    profile_changes = {name: value for name, value in fields.items() if value is not None}
+    if change.class_given:
+        if change.class_id is not None and await session.get(GuildClass, change.class_id) is None:
+            raise NotFound(f"class {change.class_id} does not exist", code="class_not_found")
+        profile_changes["class_id"] = change.class_id
+    if profile_changes:
+        profile = await _profile(session, ref.id)
+        for name, value in profile_changes.items():
+            setattr(profile, name, value)
+        profile.updated_at = utcnow()
+        changed.extend(profile_changes)
+    await session.flush()
+    if changed:
+        await audit.record(
+            session,
+            actor,
+            "user.updated",
+            f"{actor.name} updated {ref.describe()}: {', '.join(sorted(changed))}",
+            target_account_id=ref.id,
+            target=f"account:{ref.id}",
+        )
+        await outbox.emit(session, "user.updated", {"id": discord_id, "fields": sorted(changed)})
+    return await member(session, discord_id, currency)
+
+
+async def member_ref(session: AsyncSession, discord_id: str) -> AccountRef:
+    return await require_by_identity(session, discord_id)
+
+
+# ---- classes -------------------------------------------------------------
+
+
+def _class_view(row: GuildClass) -> ClassView:
+    return ClassView(row.id, row.name, row.balance, row.role_id)
+
+
+async def classes(session: AsyncSession) -> list[ClassView]:
+    rows = await session.scalars(select(GuildClass).order_by(GuildClass.created_at, GuildClass.id))
+    return [_class_view(row) for row in rows]
+
+
+async def _name_free(session: AsyncSession, name: str, except_id: str | None = None) -> None:
+    query = select(GuildClass.id).where(func.lower(GuildClass.name) == name.lower())
+    if except_id is not None:
+        query = query.where(GuildClass.id != except_id)
+    if await session.scalar(query) is not None:
+        raise Conflict(f"a class named {name!r} already exists", code="duplicate_name")
+
+
+async def create_class(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    name: str,
+    balance: int = 0,
+    role_id: str | None = None,
+    class_id: str | None = None,
+) -> ClassView:
+    await _name_free(session, name)
+    if class_id is None:
+        class_id = secrets.token_hex(6)  # clients usually name it (a Discord-style id)
+    elif await session.get(GuildClass, class_id) is not None:
+        raise Conflict(f"class {class_id} already exists", code="duplicate_id")
+    row = GuildClass(id=class_id, name=name, balance=balance, role_id=role_id)
+    session.add(row)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(f"a class named {name!r} already exists", code="duplicate_name") from None
+    await audit.record(
+        session,
+        actor,
+        "class.created",
+        f"{actor.name} created class {name} ({class_id})",
+        target=f"class:{class_id}",
+    )
+    await outbox.emit(session, "class.created", {"id": class_id, "name": name})
+    return _class_view(row)
+
+
+async def update_class(
+    session: AsyncSession,
+    class_id: str,
+    actor: Actor,
+    *,
+    name: str | None = None,
+    balance: int | None = None,
+    role_id: str | None = None,
+    role_given: bool = False,
+) -> ClassView:
+    row = await session.get(GuildClass, class_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"class {class_id} does not exist", code="class_not_found")
+    if name is not None:
+        await _name_free(session, name, except_id=class_id)
+        row.name = name
+    if balance is not None:
+        row.balance = balance
+    if role_given:
+        row.role_id = role_id
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "class.updated",
+        f"{actor.name} updated class {row.name} ({class_id})",
+        target=f"class:{class_id}",
+    )
+    await outbox.emit(session, "class.updated", {"id": class_id, "name": row.name})
+    return _class_view(row)
+
+
+async def delete_class(session: AsyncSession, class_id: str, actor: Actor) -> None:
+    row = await session.get(GuildClass, class_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"class {class_id} does not exist", code="class_not_found")
+    await session.delete(row)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "class.deleted",
+        f"{actor.name} deleted class {row.name} ({class_id})",
+        target=f"class:{class_id}",
+    )
+    await outbox.emit(session, "class.deleted", {"id": class_id})
+
+
+# ---- quests --------------------------------------------------------------
+
+
+@dataclass
+class QuestFields:
+    name: str | None = None
+    description: str | None = None
+    trigger_event: str | None = None
+    target: int | None = None
+    xp_reward: int | None = None
+    balance_reward: int | None = None
+
+
+async def quests(session: AsyncSession) -> list[Quest]:
+    return list(await session.scalars(select(Quest).order_by(Quest.id)))
+
+
+async def create_quest(session: AsyncSession, fields: QuestFields, actor: Actor) -> Quest:
+    if not fields.name or not fields.trigger_event:
+        raise Invalid("name and triggerEvent are required", field="name")
+    row = Quest(
+        name=fields.name,
+        description=fields.description or "",
+        trigger_event=fields.trigger_event,
+        target=fields.target if fields.target is not None else 1,
+        xp_reward=fields.xp_reward or 0,
+        balance_reward=fields.balance_reward or 0,
+    )
+    session.add(row)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "quest.created",
+        f"{actor.name} created quest {row.name} (#{row.id})",
+        target=f"quest:{row.id}",
+    )
+    await outbox.emit(session, "quest.created", {"id": row.id, "name": row.name})
+    return row
+
+
+async def update_quest(
+    session: AsyncSession, quest_id: int, fields: QuestFields, actor: Actor
+) -> Quest:
+    row = await session.get(Quest, quest_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"quest {quest_id} does not exist", code="quest_not_found")
+    for name in ("name", "description", "trigger_event", "target", "xp_reward", "balance_reward"):
+        value = getattr(fields, name)
+        if value is not None:
+            setattr(row, name, value)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "quest.updated",
+        f"{actor.name} updated quest {row.name} (#{row.id})",
+        target=f"quest:{row.id}",
+    )
+    await outbox.emit(session, "quest.updated", {"id": row.id, "name": row.name})
+    return row
+
+
+async def delete_quest(session: AsyncSession, quest_id: int, actor: Actor) -> None:
+    row = await session.get(Quest, quest_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"quest {quest_id} does not exist", code="quest_not_found")
+    await session.delete(row)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "quest.deleted",
+        f"{actor.name} deleted quest {row.name} (#{quest_id})",
+        target=f"quest:{quest_id}",
+    )
+    await outbox.emit(session, "quest.deleted", {"id": quest_id})
+
+
+# ---- settings ------------------------------------------------------------
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "prefix": "!",
+    "economy": {"currencyName": "coins", "dailyReward": 100, "dailyStreakBonus": 10},
+    "leveling": {"xpPerMessage": 5, "xpCooldownSeconds": 60},
+    "moderation": {"logChannelId": None, "muteRoleId": None},
+    "maintenance": {"enabled": False, "reason": None, "since": None},
+    "commands": {"reloadedAt": None, "count": 0},
+}
+"""The known keys and their types; a partial update must keep each known key's type."""
+
+_SETTINGS_ID = 1
+
+
+def _check_types(update: Any, known: Any, path: str) -> None:
+    if not isinstance(update, dict):
+        raise Invalid(f"{path or 'settings'} must be an object", field=path or "settings")
+    for key, value in update.items():
+        where = f"{path}.{key}" if path else key
+        if not isinstance(known, dict) or key not in known:
+            continue  # unknown keys are the operator's own
+        expected = known[key]
+        if isinstance(expected, dict):
+            _check_types(value, expected, where)
+        elif expected is None or value is None:
+            continue
+        elif isinstance(expected, bool) != isinstance(value, bool) or not isinstance(
+            value, type(expected)
+        ):
+            raise Invalid(
+                f"{where} must be a {type(expected).__name__.replace('str', 'string')}",
+                field=where,
+            )
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+async def settings(session: AsyncSession) -> dict[str, Any]:
+    row = await session.get(BotSettings, _SETTINGS_ID)
+    return deep_merge(DEFAULT_SETTINGS, row.document if row else {})
+
+
+async def merge_settings(
+    session: AsyncSession, update: Any, actor: Actor, *, event: str = "settings.updated"
+) -> dict[str, Any]:
+    """Deep-merge ``update`` into the stored document, after checking the known keys' types."""
+    _check_types(update, DEFAULT_SETTINGS, "")
+    row = await session.get(BotSettings, _SETTINGS_ID, with_for_update=True)
+    if row is None:
+        row = BotSettings(id=_SETTINGS_ID, document={})
+        session.add(row)
+    row.document = deep_merge(row.document or {}, update)
+    row.updated_at = utcnow()
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        event,
+        f"{actor.name} changed the bot settings: {', '.join(sorted(update)) or 'nothing'}",
+        target="settings",
+    )
+    await outbox.emit(session, event, {"keys": sorted(update)})
+    return deep_merge(DEFAULT_SETTINGS, row.document)
+
+
+async def set_maintenance(
+    session: AsyncSession, enabled: bool, reason: str | None, actor: Actor
+) -> dict[str, Any]:
+    since = utcnow().isoformat() if enabled else None
+    document = await merge_settings(
+        session,
+        {
+            "maintenance": {
+                "enabled": enabled,
+                "reason": reason if enabled else None,
+                "since": since,
+            }
+        },
+        actor,
+        event="maintenance.changed",
+    )
+    return document["maintenance"]
+
+
+async def maintenance(session: AsyncSession) -> dict[str, Any]:
+    return (await settings(session))["maintenance"]
+
+
+# ---- directory -----------------------------------------------------------
+
+KINDS = ("role", "channel", "command")
+
+
+async def directory(session: AsyncSession, kind: str) -> list[DirectoryEntry]:
+    return list(
+        await session.scalars(
+            select(DirectoryEntry)
+            .where(DirectoryEntry.kind == kind)
+            .order_by(DirectoryEntry.position, DirectoryEntry.key)
+        )
+    )
+
+
+async def put_directory_entry(
+    session: AsyncSession, kind: str, key: str, name: str, detail: str, actor: Actor
+) -> None:
+    """Add or replace a role (detail: colour), channel (detail: type) or command (category)."""
+    if kind not in KINDS:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    row = await session.get(DirectoryEntry, (kind, key), with_for_update=True)
+    if row is None:
+        count = await session.scalar(
+            select(func.count()).select_from(DirectoryEntry).where(DirectoryEntry.kind == kind)
+        )
+        row = DirectoryEntry(kind=kind, key=key, position=count or 0)
+        session.add(row)
+    row.name, row.detail = name, detail
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "directory.updated",
+        f"{actor.name} set {kind} {key} ({name})",
+        target=f"{kind}:{key}",
+    )
+
+
+async def remove_directory_entry(session: AsyncSession, kind: str, key: str) -> bool:
+    result = await session.execute(
+        delete(DirectoryEntry).where(DirectoryEntry.kind == kind, DirectoryEntry.key == key)
+    )
+    return bool(result.rowcount)
+
+
+async def reload_commands(session: AsyncSession, actor: Actor) -> dict[str, Any]:
+    """Re-read the command registry from the directory and record when and how many."""
+    commands = await directory(session, "command")
+    document = await merge_settings(
+        session,
+        {"commands": {"reloadedAt": utcnow().isoformat(), "count": len(commands)}},
+        actor,
+        event="commands.reloaded",
+    )
+    return document["commands"]

@@ -1,0 +1,1 @@
+"""Items, their images, and what members hold."""

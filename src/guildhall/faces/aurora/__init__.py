@@ -1,0 +1,1 @@
+"""The Aurora bot API, with its live WebSocket."""
