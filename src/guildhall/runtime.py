@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
@@ -52,7 +52,7 @@ class Runtime:
         )
         self.catalogue = catalogue_from(settings)
         self.key_stamps = LastUsedTracker()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[object]] = set()
         self._periodic: list[asyncio.Task[None]] = []
 
     @cached_property
@@ -72,17 +72,19 @@ class Runtime:
             connector_timeout=config.connector_timeout_seconds,
         )
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, work: Coroutine[Any, Any, object]) -> None:
         """Run ``work`` beside the requests, after the one that asked for it.
 
-        For bookkeeping no client waits for (stamping a key's last use): a
-        failure is logged and never turns a committed request into an error.
+        For bookkeeping no client waits for (stamping a key's last use,
+        reconnecting sessions after a restart): a failure is logged and never
+        turns a committed request into an error. ``close`` waits for it a
+        bounded time, then cancels it.
         """
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[object]) -> None:
         self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.warning("background work failed: %s", error)
@@ -99,19 +101,40 @@ class Runtime:
             grace=config.shutdown_grace_seconds,
         )
 
-    async def start(self) -> None:
-        """Bring back what was running before a restart, and start the periodic jobs.
+    async def start(self, faces: Collection[str]) -> None:
+        """Start the background work the served ``faces`` need; returns at once.
 
-        Called once per serving process. (With several processes each one
-        sweeps; the sweeps lock rows and skip locked ones, so a session is
-        moved once.)
+        Called once per serving process. With the LD7 face: reconnect the
+        sessions that were online before a restart (in the background, so
+        the listeners start meanwhile) and sweep expired pairing codes. (With
+        several processes each one does both; both lock rows and skip locked
+        ones, so a session is moved once.)
         """
-        async with self.database.unit_of_work() as session:
-            resumed = await self.sessions.resume(session, SYSTEM)
-        for handle, failure in resumed.items():
-            if failure:
-                logger.warning("session %s could not reconnect: %s", handle, failure)
-        self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
+        if "ld7" in faces:
+            self.spawn(self.resume_sessions())
+            self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
+
+    async def resume_sessions(self) -> dict[str, str | None]:
+        """Reconnect the sessions that were online when Guildhall stopped.
+
+        Each in its own short unit of work: a slow platform holds the
+        database (on SQLite, its one write lock) for one session at a time.
+        Returns each handle with why it could not reconnect, or None.
+        """
+        async with self.database.unit_of_work(write=False) as session:
+            handles = await self.sessions.resumable(session)
+        outcome: dict[str, str | None] = {}
+        for handle in handles:
+            try:
+                async with self.database.unit_of_work() as session:
+                    outcome[handle] = await self.sessions.resume(session, handle, SYSTEM)
+            except Exception as exc:  # one session's trouble must not strand the others
+                logger.exception("session %s could not be resumed", handle)
+                outcome[handle] = str(exc) or type(exc).__name__
+                continue
+            if outcome[handle]:
+                logger.warning("session %s could not reconnect: %s", handle, outcome[handle])
+        return outcome
 
     async def _expire_pairings(self) -> None:
         async with self.database.unit_of_work() as session:
@@ -179,6 +202,11 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._periodic, return_exceptions=True)
         await self.drain()
+        # What did not finish in time stops here, before the database closes under it.
+        unfinished = set(self._background)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.
             await self.sessions.connector.close()

@@ -136,7 +136,7 @@ async def serve_sockets(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
     try:
-        await runtime.start()
+        await runtime.start({listener.face for listener in listeners})
         await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
     finally:
         await runtime.close()

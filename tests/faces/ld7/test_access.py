@@ -99,10 +99,13 @@ async def test_without_a_key_the_pairing_code_is_for_this_machine_only(
     async with client_for(runtime) as local:
         await local.post("/api/sessions", json=BOT)
         assert (await local.get("/api/sessions/bot_1234567890/pairing")).status_code == 200
-        proxied = await local.get(
-            "/api/sessions/bot_1234567890/pairing", headers={"X-Forwarded-For": "198.51.100.7"}
-        )
-        assert (proxied.status_code, proxied.json()) == (401, UNAUTHORIZED)
+        for proxy_header in (
+            {"X-Forwarded-For": "198.51.100.7"},
+            {"Forwarded": "for=198.51.100.7;proto=https"},
+            {"X-Real-IP": "198.51.100.7"},
+        ):
+            proxied = await local.get("/api/sessions/bot_1234567890/pairing", headers=proxy_header)
+            assert (proxied.status_code, proxied.json()) == (401, UNAUTHORIZED), proxy_header
     async with client_for(runtime, peer="203.0.113.9") as remote:
         response = await remote.get("/api/sessions/bot_1234567890/pairing")
         assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
@@ -124,6 +127,6 @@ def test_without_a_key_the_face_refuses_a_public_address(
     with pytest.raises(ConfigError, match=r"ld7 face has no API key.*loopback"):
         plan_listeners(exposed)
     keyed = load_settings(None, faces={"ld7": {"host": "0.0.0.0", "api_key": KEY}})
-    assert [listener.face for listener in plan_listeners(keyed)] == ["heliactyl", "ld7"]
+    assert "ld7" in [listener.face for listener in plan_listeners(keyed)]
     for host in ("127.0.0.1", "::1", "localhost"):
         assert plan_listeners(load_settings(None, faces={"ld7": {"host": host}}))

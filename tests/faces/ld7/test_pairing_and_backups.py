@@ -9,8 +9,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from guildhall.core.errors import Conflict, Invalid
+from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.sessions.models import BotSession, SessionBackup
+from guildhall.core.sessions.service import BackupView
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR
 from tests.faces.ld7.conftest import BOT, client_for, counts, online_bot, pair
@@ -25,8 +26,10 @@ async def test_a_wrong_code_is_refused_and_the_right_one_still_works(
 ) -> None:
     code = (await ld7.post("/api/sessions", json=BOT)).json()["pairingCode"]
     wrong = "AAAA-AAAA" if code != "AAAA-AAAA" else "BBBB-BBBB"
+    before = await counts(runtime)
     with pytest.raises(Invalid, match="pairing code for session bot_1234567890 is wrong"):
         await pair(runtime, "bot_1234567890", wrong)
+    assert await counts(runtime) == before  # no audit row, no event
     assert (await _info(ld7))["state"] == "pairing"
     assert (await ld7.get("/api/sessions/bot_1234567890/pairing")).json()["pairingCode"] == code
     # Typed by a person: lower case is the same code.
@@ -63,7 +66,7 @@ async def test_the_server_sweeps_expired_codes_by_itself(
     other_runtime: Callable[..., Runtime],
 ) -> None:
     runtime = other_runtime(sessions__pairing_ttl_seconds=0.2, sessions__sweep_interval_seconds=0.1)
-    await runtime.start()
+    await runtime.start({"ld7"})
     async with client_for(runtime) as ld7:
         await ld7.post("/api/sessions", json=BOT)
         for _ in range(50):
@@ -148,6 +151,94 @@ async def test_restore_into_a_stopped_session_and_not_into_a_running_one(
     )
 
 
+async def test_a_backup_of_another_phone_is_not_restored_into_a_session(
+    ld7: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await online_bot(ld7, runtime)
+    await ld7.post("/api/sessions/bot_1234567890/backup")
+    await ld7.delete("/api/sessions/bot_1234567890")
+    await ld7.post("/api/sessions", json={**BOT, "phoneNumber": "5555555555"})
+    await ld7.post("/api/sessions/bot_1234567890/stop")
+    before, info = await counts(runtime), await _info(ld7)
+    refused = await ld7.post("/api/sessions/bot_1234567890/restore")
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "success": False,
+        "message": "The backup of session bot_1234567890 is for another phone number; "
+        "delete the session to restore it",
+    }
+    assert await counts(runtime) == before
+    assert await _info(ld7) == info
+    # Deleted, it comes back with the backup's phone number.
+    await ld7.delete("/api/sessions/bot_1234567890")
+    assert (await ld7.post("/api/sessions/bot_1234567890/restore")).status_code == 200
+    assert (await _info(ld7))["phoneNumber"] == "1234567890"
+
+
+async def test_a_restore_racing_a_create_gets_a_clean_answer(
+    ld7: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The create commits while the restore waits on it (PostgreSQL: on the unique index;
+    SQLite: for the write lock): the restore answers, it does not crash."""
+    await online_bot(ld7, runtime)
+    await ld7.post("/api/sessions/bot_1234567890/backup")
+    await ld7.delete("/api/sessions/bot_1234567890")
+    created, release = asyncio.Event(), asyncio.Event()
+
+    async def create() -> None:
+        async with runtime.database.unit_of_work() as session:
+            await runtime.sessions.create(session, "bot_1234567890", "1234567890", TEST_ACTOR)
+            created.set()
+            await release.wait()
+
+    async def restore() -> BackupView:
+        await created.wait()
+        async with runtime.database.unit_of_work() as session:
+            return await runtime.sessions.restore(session, "bot_1234567890", TEST_ACTOR)
+
+    creating, restoring = asyncio.create_task(create()), asyncio.create_task(restore())
+    await created.wait()
+    await asyncio.sleep(0.2)  # the restore is now waiting for the create
+    release.set()
+    await creating
+    outcome = (await asyncio.gather(restoring, return_exceptions=True))[0]
+    if isinstance(outcome, Conflict):  # it lost the race to insert
+        assert outcome.code == "session_exists"
+    else:  # it came second and restored into the new session
+        assert isinstance(outcome, BackupView), outcome
+    assert (await counts(runtime)).sessions == 1
+
+
+async def test_a_restore_waiting_on_a_logout_finds_no_backup(
+    ld7: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Logout removes the backup; a restore that waited for it must not bring it back."""
+    await online_bot(ld7, runtime)
+    await ld7.post("/api/sessions/bot_1234567890/backup")
+    await ld7.post("/api/sessions/bot_1234567890/stop")
+    logged_out, release = asyncio.Event(), asyncio.Event()
+
+    async def logout() -> None:
+        async with runtime.database.unit_of_work() as session:
+            await runtime.sessions.logout(session, "bot_1234567890", TEST_ACTOR)
+            logged_out.set()
+            await release.wait()
+
+    async def restore() -> BackupView:
+        await logged_out.wait()
+        async with runtime.database.unit_of_work() as session:
+            return await runtime.sessions.restore(session, "bot_1234567890", TEST_ACTOR)
+
+    logging_out, restoring = asyncio.create_task(logout()), asyncio.create_task(restore())
+    await logged_out.wait()
+    await asyncio.sleep(0.2)  # the restore is now waiting for the logout
+    release.set()
+    await logging_out
+    with pytest.raises(NotFound, match="session bot_1234567890 has no backup"):
+        await restoring
+    assert ((await counts(runtime)).sessions, (await counts(runtime)).backups) == (0, 0)
+
+
 async def test_nothing_to_back_up_or_restore(ld7: httpx.AsyncClient, runtime: Runtime) -> None:
     await ld7.post("/api/sessions", json=BOT)
     unpaired = await ld7.post("/api/sessions/bot_1234567890/backup")
@@ -194,6 +285,40 @@ async def test_another_installation_secret_cannot_open_a_backup_or_a_login(
     )
 
 
+async def test_data_sealed_by_another_secret_is_a_clear_409_and_logout_still_works(
+    ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
+) -> None:
+    await online_bot(ld7, runtime)
+    await ld7.post("/api/sessions/bot_1234567890/backup")
+    await ld7.post("/api/sessions", json={**BOT, "userId": "bot_pairing"})
+    stranger = other_runtime(secret_key="another installation's secret, 32+ characters")
+    async with client_for(stranger) as other:
+        before = await counts(runtime)
+        for method, handle, path in [
+            ("GET", "bot_pairing", "pairing"),
+            ("POST", "bot_1234567890", "backup"),
+        ]:
+            response = await other.request(method, f"/api/sessions/{handle}/{path}")
+            assert (response.status_code, response.json()) == (
+                409,
+                {
+                    "success": False,
+                    "message": f"The stored data of session {handle} cannot be opened "
+                    "with this installation's secret",
+                },
+            )
+        assert await counts(runtime) == before
+
+        # A session can always be logged out: the platform is told without the login.
+        logout = await other.post("/api/sessions/bot_1234567890/logout")
+        assert logout.json() == {
+            "success": True,
+            "message": "Session bot_1234567890 logged out and deleted",
+        }
+    after = await counts(runtime)
+    assert (after.sessions, after.backups) == (1, 0)
+
+
 async def test_resume_reconnects_online_sessions_and_leaves_stopped_ones(
     ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
 ) -> None:
@@ -204,9 +329,33 @@ async def test_resume_reconnects_online_sessions_and_leaves_stopped_ones(
 
     restarted = other_runtime()  # a new process: nothing connected yet
     assert restarted.sessions.connector.is_connected("bot_online") is False  # type: ignore[attr-defined]
-    async with restarted.database.unit_of_work() as session:
-        outcome = await restarted.sessions.resume(session, TEST_ACTOR)
-    assert outcome == {"bot_online": None}
+    assert await restarted.resume_sessions() == {"bot_online": None}
     assert restarted.sessions.connector.is_connected("bot_online") is True  # type: ignore[attr-defined]
     assert restarted.sessions.connector.is_connected("bot_stopped") is False  # type: ignore[attr-defined]
     assert await _info(ld7, "bot_stopped") == stopped_before
+
+
+async def test_only_a_served_ld7_face_resumes_sessions_and_sweeps_codes(
+    ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
+) -> None:
+    await online_bot(ld7, runtime, "bot_online")
+    fast = {"sessions__pairing_ttl_seconds": 0.1, "sessions__sweep_interval_seconds": 0.05}
+
+    heliactyl_only = other_runtime(**fast)
+    await heliactyl_only.start({"heliactyl"})
+    async with client_for(heliactyl_only) as other:
+        await other.post("/api/sessions", json={**BOT, "userId": "bot_pairing"})
+        await asyncio.sleep(0.4)
+        await heliactyl_only.drain()
+        assert (await _info(other, "bot_pairing"))["state"] == "pairing"  # not swept
+    assert heliactyl_only.sessions.connector.is_connected("bot_online") is False  # type: ignore[attr-defined]
+
+    with_ld7 = other_runtime(**fast)
+    await with_ld7.start({"heliactyl", "ld7"})
+    await with_ld7.drain()  # the resume runs in the background
+    assert with_ld7.sessions.connector.is_connected("bot_online") is True  # type: ignore[attr-defined]
+    for _ in range(50):
+        if (await _info(ld7, "bot_pairing"))["state"] == "failed":
+            break
+        await asyncio.sleep(0.05)
+    assert (await _info(ld7, "bot_pairing"))["failureReason"] == "pairing code expired"

@@ -7,6 +7,7 @@ POST /api/sessions  {"userId": "bot_1234567890", "phoneNumber": "1234567890"}
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -121,6 +122,22 @@ async def test_a_second_create_for_the_same_user_is_refused(
         "Delete it first or use a different userId.",
     }
     assert await counts(runtime) == before
+
+
+async def test_concurrent_creates_for_one_user_make_one_session(
+    ld7: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The losers of the race get the documented 409, not a unique-constraint 500."""
+    responses = await asyncio.gather(*(ld7.post("/api/sessions", json=BOT) for _ in range(8)))
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 7
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json() == {
+                "success": False,
+                "message": "Session already exists for this user. "
+                "Delete it first or use a different userId.",
+            }
+    assert (await counts(runtime)).sessions == 1
 
 
 @pytest.mark.parametrize(

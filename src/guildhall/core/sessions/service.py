@@ -3,7 +3,10 @@
 ``TRANSITIONS`` is the whole life of a session; every change of state goes
 through :meth:`SessionService._move`, which refuses a move not in it (and
 changes nothing), and writes the audit row and the ``session.status`` event
-in the same transaction.
+in the same transaction. A session is born in ``created`` (``create`` and
+the restore of a deleted session insert it there) and ends when its row is
+deleted (``delete``, ``logout``); both are announced the same way (from
+``none``, to ``deleted``) but are not moves.
 
 Decisions where LD7 is silent:
 - A pairing code that expires unused moves the session to ``failed`` with
@@ -12,12 +15,23 @@ Decisions where LD7 is silent:
 - ``delete`` keeps the session's backup (a backup exists to survive
   deletion and redeploys: delete, then restore); ``logout`` ends the login at
   the platform, which makes the backup worthless, so it removes that too.
-- ``restore`` recreates a deleted session from its backup, or puts the login
-  state back into an existing one that is not online; the session is then
-  ``offline`` and starts without pairing.
+- ``logout`` always works: a login state this installation's secret cannot
+  open (sealed elsewhere) is not sent, and the platform is told without it.
+- ``restore`` recreates a deleted session from its backup (``created``, then
+  ``offline``), or puts the login state back into an existing one that is not
+  online and has the backup's phone number; the session is then ``offline``
+  and starts without pairing.
+- Two requests racing for one handle (two creates, a create and a restore):
+  the unique index decides, and the loser gets ``session_exists``.
+- Methods that touch a backup lock the session row first, then the backup
+  row, so a restore and a logout (which deletes both) wait for each other
+  and a restore never brings back the backup of a logged-out session.
 - Connector calls run inside the request's transaction, bounded by
   ``connector_timeout_seconds``, so a transition and what the platform did
   are never out of step.
+- After a restart, each session that was online is reconnected in its own
+  short unit of work (see :meth:`SessionService.resume`), so a slow platform
+  holds the database for one session at a time.
 """
 
 from __future__ import annotations
@@ -30,7 +44,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.actor import Actor
@@ -47,12 +62,18 @@ MAX_NAME_LENGTH = 100
 PAIRING_EXPIRED = "pairing code expired"
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.CREATED: frozenset({State.PAIRING, State.FAILED}),
-    State.PAIRING: frozenset({State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED}),
+    # Only inside the transaction that inserts the row: created, then restored.
+    State.CREATED: frozenset({State.PAIRING, State.OFFLINE}),
+    State.PAIRING: frozenset(
+        {State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED, State.LOGGED_OUT}
+    ),
     State.ONLINE: frozenset({State.OFFLINE, State.FAILED, State.LOGGED_OUT}),
-    State.OFFLINE: frozenset({State.PAIRING, State.ONLINE, State.FAILED}),
-    State.FAILED: frozenset({State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED}),
-    State.LOGGED_OUT: frozenset({State.PAIRING, State.OFFLINE}),
+    State.OFFLINE: frozenset({State.PAIRING, State.ONLINE, State.FAILED, State.LOGGED_OUT}),
+    State.FAILED: frozenset(
+        {State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED, State.LOGGED_OUT}
+    ),
+    # Logged out, the row is deleted in the same transaction.
+    State.LOGGED_OUT: frozenset(),
 }
 """Every move a session can make (to itself: a fresh pairing code, a new failure)."""
 
@@ -136,6 +157,21 @@ def check_phone(phone: object) -> str:
     return phone
 
 
+def check_move(row: BotSession, target: State) -> None:
+    """Refuse, changing nothing, a move ``TRANSITIONS`` does not list."""
+    previous = State(row.state)
+    if target not in TRANSITIONS[previous]:
+        raise Conflict(
+            f"session {row.handle} is {previous.value.replace('_', ' ')} and cannot "
+            f"become {target.value.replace('_', ' ')}",
+            code="illegal_transition",
+        )
+
+
+def _exists(handle: str) -> Conflict:
+    return Conflict(f"session {handle} already exists", code="session_exists")
+
+
 def check_name(name: object) -> str | None:
     if name is None:
         return None
@@ -190,13 +226,8 @@ class SessionService:
         *,
         now: datetime | None = None,
     ) -> None:
+        check_move(row, target)
         previous = State(row.state)
-        if target not in TRANSITIONS[previous]:
-            raise Conflict(
-                f"session {row.handle} is {previous.value.replace('_', ' ')} and cannot "
-                f"become {target.value.replace('_', ' ')}",
-                code="illegal_transition",
-            )
         now = now or utcnow()
         row.state = target.value
         row.updated_at = now
@@ -233,6 +264,41 @@ class SessionService:
             {"session": handle, "previous_state": before, "state": after, "reason": because},
         )
 
+    async def _insert(
+        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
+    ) -> None:
+        """Add a new session in ``created``; a handle taken meanwhile is ``session_exists``.
+
+        Callers check first; this settles a race (the loser's INSERT fails on
+        the unique index) in a SAVEPOINT, so the transaction stays usable.
+        """
+        row.state = State.CREATED.value
+        try:
+            async with session.begin_nested():
+                session.add(row)
+                await session.flush()
+        except IntegrityError:
+            raise _exists(row.handle) from None
+        await self._announce(session, row.handle, None, State.CREATED, actor, because)
+
+    async def _remove(
+        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
+    ) -> None:
+        """Delete the session's row: the end of its life, announced as ``deleted``."""
+        previous = State(row.state)
+        await session.delete(row)
+        await session.flush()
+        await self._announce(session, row.handle, previous, None, actor, because)
+
+    def _open_login(self, row: BotSession) -> bytes | None:
+        """The kept login state, or None when there is none or this secret cannot open it."""
+        if row.login_state is None:
+            return None
+        try:
+            return self._sealer.open(row.login_state)
+        except UnsealError:
+            return None
+
     async def _issue_pairing(
         self, session: AsyncSession, row: BotSession, actor: Actor, because: str
     ) -> Pairing:
@@ -255,17 +321,14 @@ class SessionService:
         """A new session, waiting for its pairing code to be entered on the phone."""
         handle, phone_number, name = check_handle(handle), check_phone(phone_number), name
         if await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
-            raise Conflict(f"session {handle} already exists", code="session_exists")
+            raise _exists(handle)
         row = BotSession(
             handle=handle,
             phone_number=phone_number,
             name=check_name(name),
             connector=self.connector.name,
-            state=State.CREATED.value,
         )
-        session.add(row)
-        await session.flush()
-        await self._announce(session, handle, None, State.CREATED, actor, "created")
+        await self._insert(session, row, actor, "created")
         pairing = await self._issue_pairing(session, row, actor, "pairing code issued")
         return _view(row), pairing
 
@@ -323,17 +386,24 @@ class SessionService:
         await self._move(session, row, State.ONLINE, actor, "paired", now=now)
         return _view(row)
 
-    async def _connect(
-        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
-    ) -> str | None:
-        """Connect with the kept login; on failure the session is ``failed``, and why returned."""
+    async def _login(self, row: BotSession) -> str | None:
+        """Connect with the kept login; why it failed, or None."""
         assert row.login_state is not None
         try:
             login_state = self._sealer.open(row.login_state)
             await self._call(self.connector.connect(row.handle, login_state))
         except (ConnectorError, UnsealError) as exc:
-            await self._move(session, row, State.FAILED, actor, str(exc))
             return str(exc)
+        return None
+
+    async def _connect(
+        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
+    ) -> str | None:
+        """Connect with the kept login; on failure the session is ``failed``, and why returned."""
+        failure = await self._login(row)
+        if failure is not None:
+            await self._move(session, row, State.FAILED, actor, failure)
+            return failure
         await self._move(session, row, State.ONLINE, actor, because)
         return None
 
@@ -360,22 +430,21 @@ class SessionService:
         """Remove the session and its login state; its backup stays (see the module notes)."""
         row = await self._row(session, check_handle(handle))
         await self._call(self.connector.disconnect(row.handle))
-        previous = State(row.state)
-        await session.delete(row)
-        await session.flush()
-        await self._announce(session, handle, previous, None, actor, "deleted")
+        await self._remove(session, row, actor, "deleted")
 
     async def logout(self, session: AsyncSession, handle: str, actor: Actor) -> None:
-        """Log out at the platform, then delete the session and its backup."""
+        """Log out at the platform, then delete the session and its backup.
+
+        A login state this installation cannot open is not sent (see the module notes).
+        """
         row = await self._row(session, check_handle(handle))
-        login_state = self._sealer.open(row.login_state) if row.login_state else None
-        await self._call(self.connector.logout(row.handle, login_state))
-        previous = State(row.state)
-        await self._announce(session, handle, previous, State.LOGGED_OUT, actor, "logged out")
-        await session.delete(row)
-        await session.execute(delete(SessionBackup).where(SessionBackup.handle == handle))
-        await session.flush()
-        await self._announce(session, handle, State.LOGGED_OUT, None, actor, "deleted")
+        check_move(row, State.LOGGED_OUT)  # before the platform is told
+        backup = await session.get(SessionBackup, row.handle, with_for_update=True)
+        await self._call(self.connector.logout(row.handle, self._open_login(row)))
+        await self._move(session, row, State.LOGGED_OUT, actor, "logged out")
+        if backup is not None:
+            await session.delete(backup)
+        await self._remove(session, row, actor, "deleted")
 
     async def backup(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
         """Keep the session's login state, sealed, replacing any earlier backup."""
@@ -407,9 +476,16 @@ class SessionService:
         return BackupView(handle, now)
 
     async def restore(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
-        """Put the backed-up login back (recreating a deleted session); it can then start."""
+        """Put the backed-up login back (recreating a deleted session); it can then start.
+
+        Refused, changing nothing, into a session that is online or has another phone number.
+        """
         handle = check_handle(handle)
-        backup = await session.get(SessionBackup, handle)
+        # Session row first, then backup: the order logout takes them in.
+        row = await session.scalar(
+            select(BotSession).where(BotSession.handle == handle).with_for_update()
+        )
+        backup = await session.get(SessionBackup, handle, with_for_update=True)
         if backup is None:
             raise NotFound(f"session {handle} has no backup", code="no_backup")
         try:
@@ -423,23 +499,29 @@ class SessionService:
             raise Invalid(
                 f"the backup of session {handle} is not usable: {exc}", code="backup_unreadable"
             ) from None
-        row = await session.scalar(
-            select(BotSession).where(BotSession.handle == handle).with_for_update()
-        )
         if row is None:
             row = BotSession(
                 handle=handle,
                 phone_number=backup.phone_number,
                 name=backup.name,
                 connector=backup.connector,
-                state=State.OFFLINE.value,
                 login_state=self._sealer.seal(login_state),
             )
-            session.add(row)
-            await session.flush()
-            await self._announce(session, handle, None, State.OFFLINE, actor, "restored")
-        elif row.state == State.OFFLINE.value:
-            row.login_state = self._sealer.seal(login_state)
+            await self._insert(session, row, actor, "recreated from its backup")
+            await self._move(session, row, State.OFFLINE, actor, "restored from backup")
+            return BackupView(handle, backup.created_at)
+        if row.state == State.ONLINE.value:
+            raise Conflict(
+                f"session {handle} is online; stop it before restoring", code="illegal_transition"
+            )
+        if row.phone_number != backup.phone_number:
+            raise Conflict(
+                f"the backup of session {handle} is for another phone number; "
+                "delete the session to restore it",
+                code="backup_mismatch",
+            )
+        row.login_state = self._sealer.seal(login_state)
+        if row.state == State.OFFLINE.value:  # not a move: the same state, a new login
             await audit.record(
                 session,
                 actor,
@@ -448,12 +530,6 @@ class SessionService:
                 target=f"session:{handle}",
             )
         else:
-            if row.state == State.ONLINE.value:
-                raise Conflict(
-                    f"session {handle} is online; stop it before restoring",
-                    code="illegal_transition",
-                )
-            row.login_state = self._sealer.seal(login_state)
             await self._move(session, row, State.OFFLINE, actor, "restored from backup")
         return BackupView(handle, backup.created_at)
 
@@ -474,36 +550,40 @@ class SessionService:
             expired.append(row.handle)
         return expired
 
-    async def resume(self, session: AsyncSession, actor: Actor) -> dict[str, str | None]:
-        """Reconnect every session that was online when Guildhall stopped.
-
-        Returns each handle with its failure (None when it came back).
-        """
-        rows = await session.scalars(
-            select(BotSession)
+    async def resumable(self, session: AsyncSession) -> list[str]:
+        """The sessions that were online when Guildhall stopped, oldest first."""
+        query = (
+            select(BotSession.handle)
             .where(BotSession.state == State.ONLINE.value)
+            .order_by(BotSession.id)
+        )
+        return list(await session.scalars(query))
+
+    async def resume(self, session: AsyncSession, handle: str, actor: Actor) -> str | None:
+        """Reconnect one session that was online when Guildhall stopped; why it failed, or None.
+
+        Run each in its own unit of work (see :meth:`resumable`). A session that
+        is no longer online, or whose row another process holds, is left alone.
+        """
+        row = await session.scalar(
+            select(BotSession)
+            .where(BotSession.handle == handle, BotSession.state == State.ONLINE.value)
             .with_for_update(skip_locked=True)
         )
-        outcome: dict[str, str | None] = {}
-        for row in list(rows):
-            # online -> online is not a move; reconnecting is bookkeeping on the same state.
-            assert row.login_state is not None
-            try:
-                await self._call(
-                    self.connector.connect(row.handle, self._sealer.open(row.login_state))
-                )
-            except (ConnectorError, UnsealError) as exc:
-                await self._move(session, row, State.FAILED, actor, str(exc))
-                outcome[row.handle] = str(exc)
-                continue
-            row.last_connected_at = utcnow()
-            await audit.record(
-                session,
-                actor,
-                "session.resumed",
-                f"{actor.name} reconnected session {row.handle} after a restart",
-                target=f"session:{row.handle}",
-            )
-            outcome[row.handle] = None
+        if row is None:
+            return None
+        failure = await self._login(row)
+        if failure is not None:
+            await self._move(session, row, State.FAILED, actor, failure)
+            return failure
+        # online -> online is not a move; reconnecting is bookkeeping on the same state.
+        row.last_connected_at = utcnow()
         await session.flush()
-        return outcome
+        await audit.record(
+            session,
+            actor,
+            "session.resumed",
+            f"{actor.name} reconnected session {row.handle} after a restart",
+            target=f"session:{row.handle}",
+        )
+        return None

@@ -4,7 +4,8 @@ When neither ``[faces.ld7] api_key`` (or ``API_KEY``) nor ``require_key`` is
 set, the protected routes are open, which Guildhall allows only on a loopback
 listener (``server.plan_listeners``). The pairing-code route is stricter:
 without a key it answers only clients on this machine, never a request that
-came through a proxy.
+came through a proxy (one carrying any of ``PROXY_HEADERS``): a reverse proxy
+on this machine would make every client look local.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SCOPE = "ld7"
 STATIC_KEY_ACTOR = Actor("api_code", "LD7 API key")
 OPEN_ACTOR = Actor("anonymous", "LD7 client without a key (loopback)")
 PUBLIC_ACTOR = Actor("anonymous", "LD7 public route")
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 async def public(_request: Request, _session: AsyncSession) -> Actor:
@@ -49,7 +51,7 @@ async def authenticate(request: Request, session: AsyncSession) -> Actor:
 
 
 def _from_this_machine(request: Request) -> bool:
-    if request.client is None or "x-forwarded-for" in request.headers:
+    if request.client is None or any(name in request.headers for name in PROXY_HEADERS):
         return False
     try:
         return ipaddress.ip_address(request.client.host).is_loopback

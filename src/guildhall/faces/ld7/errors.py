@@ -3,7 +3,8 @@
 LD7 documents the messages but not the status codes; Guildhall answers 400
 for bad input, 401 for a missing or wrong key, 404 for an unknown session or
 route, 409 for a move the session's state does not allow (and for a session
-that exists), 502 when the messaging platform fails.
+that exists, or stored data this installation's secret cannot open), 502
+when the messaging platform fails.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound
 from guildhall.core.sessions.connector import ConnectorError
 from guildhall.faces.common.responses import JSON
+from guildhall.secrets import UnsealError
 
 UNAUTHORIZED = "Unauthorized: invalid or missing API key"
 INVALID_USER_ID = "userId must be alphanumeric (a-z, 0-9, _, -)"
@@ -71,6 +73,14 @@ async def _on_connector(_request: Request, error: Exception) -> Response:
     return failure(502, f"The messaging platform failed: {error}")
 
 
+async def _on_unseal(request: Request, _error: Exception) -> Response:
+    # Sealed with another installation's secret (or altered): nothing this request can fix.
+    handle = request.path_params.get("user_id", "")
+    return failure(
+        409, f"The stored data of session {handle} cannot be opened with this installation's secret"
+    )
+
+
 async def _on_http(_request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     messages = {404: "Not found", 405: "Method not allowed"}
@@ -89,5 +99,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LD7Error, _on_ld7)
     app.add_exception_handler(CoreError, _on_core)
     app.add_exception_handler(ConnectorError, _on_connector)
+    app.add_exception_handler(UnsealError, _on_unseal)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)
