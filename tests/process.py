@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guildhall.faces import FACES
+
 READY_LINE = "Press Ctrl-C to stop."
 
 
@@ -25,6 +27,8 @@ def write_config(directory: Path, database_url: str, **faces: dict[str, object])
     lines = [f'data_dir = "{directory / "var"}"']
     if not database_url.startswith("sqlite"):
         lines.append(f'database_url = "{database_url}"')
+    # Faces a test does not name listen on a free port, never on a default one.
+    faces = {**{name: {"port": 0} for name in FACES}, **faces}
     for name, values in faces.items():
         lines.append(f"[faces.{name}]")
         for key, value in values.items():

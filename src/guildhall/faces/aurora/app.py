@@ -12,7 +12,6 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,7 +27,7 @@ from guildhall.events import audit, outbox
 from guildhall.faces.aurora import errors, live, wire
 from guildhall.faces.aurora.auth import authenticate, public
 from guildhall.faces.aurora.errors import bad_request
-from guildhall.faces.common.body import MALFORMED, is_multipart, read_form, read_json
+from guildhall.faces.common.body import Form, is_multipart, read_form, read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
 from guildhall.runtime import Runtime
@@ -171,35 +170,34 @@ def _item_fields(body: dict[str, Any]) -> items.ItemFields:
     )
 
 
-async def _image_of(form: FormData, required: bool) -> items.CheckedImage | None:
-    upload = form.get("image")
-    if upload is None:
-        if required:
-            raise bad_request("Send the image as the multipart field 'image'")
+def _image_of(form: Form, required: bool) -> items.CheckedImage | None:
+    if "image" not in form.files:
+        if required or "image" in form.fields:
+            raise bad_request("Send the image as a file in the multipart field 'image'")
         return None
-    if not isinstance(upload, UploadFile):
-        raise bad_request("The 'image' field must be a file")
-    return items.check_image(await upload.read())
+    return items.check_image(form.files["image"])
+
+
+async def _form(request: Request) -> Form:
+    form = await read_form(request)
+    if not isinstance(form, Form):
+        raise bad_request("The multipart body is malformed or larger than 16 MB")
+    return form
 
 
 async def _item_request(request: Request) -> tuple[dict[str, Any], items.CheckedImage | None]:
     """JSON, or multipart with ``data`` (the JSON fields) and ``image``."""
     if not is_multipart(request):
         return wire.json_object(await read_json(request)), None
-    form = await read_form(request)
-    if form is MALFORMED:
-        raise bad_request("The multipart body is malformed or larger than 16 MB")
-    assert isinstance(form, FormData)
-    raw = form.get("data")
+    form = await _form(request)
+    raw = form.fields.get("data")
     body: Any = {}
     if raw is not None:
-        if not isinstance(raw, str):
-            raise bad_request("The 'data' field must be JSON text")
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise bad_request("The 'data' field must be valid JSON") from None
-    return wire.json_object(body), await _image_of(form, required=False)
+    return wire.json_object(body), _image_of(form, required=False)
 
 
 async def list_items(request: Request, session: AsyncSession, _caller: Actor) -> Response:
@@ -244,11 +242,7 @@ async def delete_item(request: Request, session: AsyncSession, caller: Actor) ->
 async def upload_icon(request: Request, session: AsyncSession, caller: Actor) -> Response:
     if not is_multipart(request):
         raise bad_request("Send multipart/form-data with an 'image' file")
-    form = await read_form(request)
-    if form is MALFORMED:
-        raise bad_request("The multipart body is malformed or larger than 16 MB")
-    assert isinstance(form, FormData)
-    image = await _image_of(form, required=True)
+    image = _image_of(await _form(request), required=True)
     assert image is not None
     row = await items.set_image(session, _item_id(request), image, caller)
     return JSON({"success": True, "item": wire.item(row)})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import orjson
-from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
@@ -64,7 +65,15 @@ async def _read(request: Request, limit: int) -> Any:
         return MALFORMED
 
 
-async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData | Unreadable:
+@dataclass(frozen=True, slots=True)
+class Form:
+    """A multipart body, read whole: text fields and file contents (temp files closed)."""
+
+    fields: dict[str, str]
+    files: dict[str, bytes]
+
+
+async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> Form | Unreadable:
     """A multipart body's fields and files, or MALFORMED when unparsable or over ``limit``.
 
     Read like :func:`read_json`: in chunks, abandoned past the limit, and kept
@@ -75,7 +84,7 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> FormData |
     return request.scope[_FORM]
 
 
-async def _read_form(request: Request, limit: int) -> FormData | Unreadable:
+async def _read_form(request: Request, limit: int) -> Form | Unreadable:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -86,9 +95,20 @@ async def _read_form(request: Request, limit: int) -> FormData | Unreadable:
     # Starlette parses from the cached body, so the limit above holds for files too.
     request._body = b"".join(chunks)
     try:
-        return await request.form(max_files=4, max_fields=20, max_part_size=limit)
+        parsed = await request.form(max_files=4, max_fields=20, max_part_size=limit)
     except (HTTPException, MultiPartException):
         return MALFORMED
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    try:
+        for name, value in parsed.multi_items():
+            if isinstance(value, UploadFile):
+                files[name] = await value.read()
+            else:
+                fields[name] = value
+    finally:
+        await parsed.close()
+    return Form(fields, files)
 
 
 async def read_body(request: Request) -> None:
