@@ -27,6 +27,7 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider, Role
 from guildhall.core.actor import Actor
 from guildhall.core.billing import service as billing
+from guildhall.core.community import service as community
 from guildhall.core.errors import CoreError
 from guildhall.core.sessions.connector import ConnectorError
 from guildhall.runtime import Runtime
@@ -49,6 +50,11 @@ servers_app = typer.Typer(help="Hosted servers (the SkyPANEL face).", no_args_is
 invoices_app = typer.Typer(help="Invoices (the SkyPANEL face).", no_args_is_help=True)
 app.add_typer(servers_app, name="servers")
 app.add_typer(invoices_app, name="invoices")
+directory_app = typer.Typer(
+    help="The guild's roles, channels and bot commands (Aurora's settings meta).",
+    no_args_is_help=True,
+)
+app.add_typer(directory_app, name="directory")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -484,6 +490,44 @@ def invoices_void(
 ) -> None:
     """Void an unpaid invoice (once)."""
     _settle_invoice(config, invoice_id, pay=False)
+
+
+@directory_app.command("set")
+def directory_set(
+    kind: Annotated[str, typer.Argument(help="role, channel or command")],
+    key: Annotated[str, typer.Argument(help="Its Discord id (a command: its name).")],
+    name: Annotated[str, typer.Argument(help="Its name.")],
+    detail: Annotated[
+        str,
+        typer.Option(help="A role's colour (#FF0000), a channel's type (0), a command's category."),
+    ] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add or replace a role, channel or command (until a Discord connector reports them)."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.unit_of_work() as session:
+            await community.put_directory_entry(session, kind, key, name, detail, _operator())
+
+    _run(_with_runtime(_settings(config), work))
+    out.print(f"{kind} {key} ({name}) set")
+
+
+@directory_app.command("remove")
+def directory_remove(
+    kind: Annotated[str, typer.Argument(help="role, channel or command")],
+    key: Annotated[str, typer.Argument()],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a role, channel or command."""
+
+    async def work(runtime: Runtime) -> bool:
+        async with runtime.database.unit_of_work() as session:
+            return await community.remove_directory_entry(session, kind, key)
+
+    if not _run(_with_runtime(_settings(config), work)):
+        raise _fail(f"there is no {kind} {key}")
+    out.print(f"{kind} {key} removed")
 
 
 def main() -> None:

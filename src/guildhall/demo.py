@@ -20,6 +20,8 @@ from guildhall.core.accounts.models import Account, Provider
 from guildhall.core.actor import Actor
 from guildhall.core.billing import service as billing
 from guildhall.core.billing.models import Invoice
+from guildhall.core.community import service as community
+from guildhall.core.community.models import DirectoryEntry, GuildClass
 from guildhall.core.economy import service as economy
 from guildhall.core.hosting.models import Server
 from guildhall.core.plans import service as plans
@@ -77,6 +79,16 @@ DEMO_BOT_SESSIONS = (
 )
 
 
+# The Aurora document's examples: the Warrior class, its user's profile, and
+# the metadata of GET /api/settings/meta. (Items, quests and cases are left
+# out: its examples create them, "Health Potion" first, as id 1.)
+DEMO_DIRECTORY = (
+    ("role", "123", "Admin", "#FF0000"),
+    ("channel", "456", "general", "0"),
+    ("command", "daily", "daily", "economy"),
+)
+
+
 @dataclass(frozen=True)
 class DemoResult:
     created: list[str]
@@ -106,6 +118,23 @@ async def _load_account(session: AsyncSession, demo: DemoAccount) -> bool:
     return True
 
 
+async def _load_community(session: AsyncSession) -> None:
+    if await session.get(GuildClass, "1") is None:
+        await community.create_class(
+            session, DEMO_ACTOR, name="Warrior", balance=5000, role_id="123456789", class_id="1"
+        )
+        await community.update_member(
+            session,
+            DEMO_ACCOUNTS[0].discord,
+            community.MemberChange(xp=500, level=5, daily_streak=3, class_id="1", class_given=True),
+            "coins",
+            DEMO_ACTOR,
+        )
+    for kind, key, name, detail in DEMO_DIRECTORY:
+        if await session.get(DirectoryEntry, (kind, key)) is None:
+            await community.put_directory_entry(session, kind, key, name, detail, DEMO_ACTOR)
+
+
 async def _load_hosting(runtime: Runtime, session: AsyncSession) -> None:
     """SkyPANEL's example server ("My VPS", plan Basic) and invoice (9.99, paid) for user123."""
     owner = await accounts.require_by_identity(session, DEMO_ACCOUNTS[0].discord)
@@ -125,6 +154,7 @@ async def load(runtime: Runtime) -> DemoResult:
             if await _load_account(session, demo):
                 created.append(demo.username)
         await _load_hosting(runtime, session)
+        await _load_community(session)
         for handle, phone in DEMO_BOT_SESSIONS:
             if not await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
                 await runtime.sessions.create(session, handle, phone, DEMO_ACTOR)
