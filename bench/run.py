@@ -41,6 +41,7 @@ from typing import TextIO
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DISCORD_ID = "100000000000000001"
+MEMBERS = 500  # Aurora members to list and sort
 WARMUP_S = 1.5
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -432,12 +433,13 @@ def toml_str(value: str) -> str:
     return json.dumps(value)
 
 
-def write_config(tmp: Path, port: int, database_url: str | None) -> Path:
+def write_config(tmp: Path, port: int, aurora_port: int, database_url: str | None) -> Path:
     """Write the throw-away guildhall.toml the CLI and server read via GUILDHALL_CONFIG."""
     lines = [f"data_dir = {toml_str(str(tmp / 'var'))}"]
     if database_url is not None:
         lines.append(f"database_url = {toml_str(database_url)}")
     lines += ["", "[faces.heliactyl]", f"host = {toml_str(HOST)}", f"port = {port}", ""]
+    lines += ["[faces.aurora]", f"host = {toml_str(HOST)}", f"port = {aurora_port}", ""]
     path = tmp / "guildhall.toml"
     path.write_text("\n".join(lines))
     return path
@@ -461,12 +463,12 @@ def print_table(rows: list[Row]) -> None:
     """Print req/s, latency, errors and the ratio to the ceiling, one line per scenario."""
     ceiling = next((r.rps for r in rows if r.name == "ceiling"), 0.0)
     print(
-        f"{'scenario':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8} "
+        f"{'scenario':<14} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8} "
         f"{'vs ceiling':>11}"
     )
     for r in rows:
         ratio = f"{100.0 * r.rps / ceiling:.1f}%" if ceiling > 0 else "n/a"
-        print(f"{r.name:<10} {r.rps:>10.1f} {r.p50:>8.2f} {r.p99:>8.2f} {r.errors:>8d} {ratio:>11}")
+        print(f"{r.name:<14} {r.rps:>10.1f} {r.p50:>8.2f} {r.p99:>8.2f} {r.errors:>8d} {ratio:>11}")
 
 
 def summarize(name: str, stats: Stats) -> Row:
@@ -540,8 +542,18 @@ def new_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
+def json_object_ok(body: bytes) -> bool:
+    """Aurora answers a resource or a list as a JSON object; an error object has "error"."""
+    return body.startswith(b"{") and not body.startswith(b'{"error"')
+
+
 def scenario(
-    runner: asyncio.Runner, name: str, port: int, raw: bytes, args: argparse.Namespace
+    runner: asyncio.Runner,
+    name: str,
+    port: int,
+    raw: bytes,
+    args: argparse.Namespace,
+    check: Check = status_ok,
 ) -> Stats:
     """Run one scenario and announce it, so a long run shows progress."""
     print(
@@ -549,7 +561,50 @@ def scenario(
         file=sys.stderr,
         flush=True,
     )
-    return runner.run(run_load(port, raw, status_ok, args.connections, args.duration))
+    return runner.run(run_load(port, raw, check, args.connections, args.duration))
+
+
+SEED_MEMBERS = """
+import asyncio, sys
+from guildhall.config import load_settings
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider
+from guildhall.core.actor import Actor
+from guildhall.core.economy import service as economy
+from guildhall.runtime import Runtime
+
+async def main(count):
+    runtime = Runtime(load_settings())
+    actor = Actor("operator", "bench")
+    try:
+        async with runtime.database.unit_of_work() as session:
+            for n in range(count):
+                account = await accounts.create(
+                    session, username=f"member{n}", identities={Provider.DISCORD: f"2{n:017d}"},
+                    actor=actor,
+                )
+                ref = accounts.AccountRef(account.id, account.username, f"2{n:017d}")
+                await economy.adjust(session, ref, 1 + n * 7 % 1000, actor=actor)
+    finally:
+        await runtime.close()
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def seed_members(count: int, env: dict[str, str]) -> None:
+    """Give Aurora's user list something to sort: ``count`` members with balances."""
+    result = subprocess.run(
+        [sys.executable, "-c", SEED_MEMBERS, str(count)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"seeding members failed:\n{result.stderr}")
 
 
 def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: list[str]) -> int:
@@ -592,9 +647,11 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
             drops.append(db_name)
             database_url = f"{PG_URL_BASE}/{db_name}"
         gh_port = free_port()
-        env["GUILDHALL_CONFIG"] = str(write_config(tmp, gh_port, database_url))
+        aurora_port = free_port()
+        env["GUILDHALL_CONFIG"] = str(write_config(tmp, gh_port, aurora_port, database_url))
         run_cli(["migrate"], env)
         account = run_cli(["users", "create", "--username", "bench", "--discord", DISCORD_ID], env)
+        seed_members(MEMBERS, env)
         key = run_cli(["keys", "create", "--name", "bench", "--scope", "heliactyl"], env)
         print(
             f"guildhall: account {account}, {args.database}, {args.workers} worker(s)",
@@ -602,7 +659,16 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
         )
         gh = start_server(
             "guildhall",
-            [*guildhall_cmd(), "serve", "--face", "heliactyl", "--workers", str(args.workers)],
+            [
+                *guildhall_cmd(),
+                "serve",
+                "--face",
+                "heliactyl",
+                "--face",
+                "aurora",
+                "--workers",
+                str(args.workers),
+            ],
             gh_port,
             tmp,
             env,
@@ -636,6 +702,13 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
         add_stats = scenario(runner, "addcoins", gh.port, addcoins, args)
         rows.append(summarize("addcoins", add_stats))
         after = runner.run(read_coins(gh.port, userinfo))
+        for name, path in (
+            ("aurora users", "/api/users?limit=50"),
+            ("aurora user", f"/api/users/{DISCORD_ID}"),
+        ):
+            raw = build_request("GET", path, aurora_port, auth)
+            stats = scenario(runner, name, aurora_port, raw, args, json_object_ok)
+            rows.append(summarize(name, stats))
 
     print_table(rows)
     added = after - before

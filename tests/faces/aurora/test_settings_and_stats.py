@@ -189,3 +189,14 @@ async def test_a_separate_currency_keeps_aurora_balances_apart(
     async with runtime.database.unit_of_work(write=False) as session:
         assert await economy.balance_of(session, player.id) == 70
         assert await economy.balance_of(session, player.id, "gems") == 9
+
+
+def test_without_a_key_aurora_may_listen_on_loopback_only() -> None:
+    from guildhall.config import ConfigError, load_settings
+    from guildhall.server import plan_listeners
+
+    exposed = load_settings(None, faces={"aurora": {"host": "0.0.0.0"}})
+    with pytest.raises(ConfigError, match=r"aurora face has no API key.*loopback"):
+        plan_listeners(exposed)
+    keyed_settings = load_settings(None, faces={"aurora": {"host": "0.0.0.0", "api_key": "k" * 40}})
+    assert "aurora" in [listener.face for listener in plan_listeners(keyed_settings)]
