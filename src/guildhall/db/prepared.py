@@ -113,7 +113,9 @@ class Prepared:
         driver = await self._driver(session)
         if driver is None:
             result = await session.execute(self.statement, dict(params))
-            return [tuple(row) for row in result] if result.returns_rows else []
+            # An ORM-built select answers with rows and has no ``returns_rows``.
+            returns_rows = getattr(result, "returns_rows", True)
+            return [tuple(row) for row in result] if returns_rows else []
         compiled = self._compile(session.bind.dialect, frozenset(params))
         rows = driver.run(compiled.sql, compiled.arguments(params))
         return [compiled.convert(row) for row in rows]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,7 @@ from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.db.base import utcnow
+from guildhall.db.prepared import Prepared
 from guildhall.events import audit, outbox
 
 MAX_BIG = economy.MAX_AMOUNT
@@ -66,16 +67,16 @@ class MemberView:
     updated_at: datetime
 
 
-def _member_query(currency: str) -> Any:
-    balance = func.coalesce(Balance.amount, 0)
+def _member_select() -> Any:
+    """Members with their balance in ``:unit``: built once, run as prepared statements."""
     return (
         select(
             Identity.subject,
             Account.id,
             Account.username,
-            balance.label("balance"),
-            func.coalesce(Profile.xp, 0).label("xp"),
-            func.coalesce(Profile.level, 0).label("level"),
+            func.coalesce(Balance.amount, 0),
+            func.coalesce(Profile.xp, 0),
+            func.coalesce(Profile.level, 0),
             func.coalesce(Profile.daily_streak, 0),
             func.coalesce(Profile.is_active, True),
             GuildClass.id,
@@ -90,9 +91,48 @@ def _member_query(currency: str) -> Any:
         .join(Account, Account.id == Identity.account_id)
         .outerjoin(Profile, Profile.account_id == Account.id)
         .outerjoin(GuildClass, GuildClass.id == Profile.class_id)
-        .outerjoin(Balance, and_(Balance.account_id == Account.id, Balance.currency == currency))
+        .outerjoin(
+            Balance,
+            and_(Balance.account_id == Account.id, Balance.currency == bindparam("unit")),
+        )
         .where(Identity.provider == Provider.DISCORD.value)
     )
+
+
+_SEARCH = Account.username.ilike(bindparam("pattern"), escape="\\")
+_ONE_MEMBER = Prepared(_member_select().where(Identity.subject == bindparam("subject")))
+_SORT_COLUMNS: dict[str, Any] = {
+    "balance": func.coalesce(Balance.amount, 0),
+    "level": func.coalesce(Profile.level, 0),
+    "xp": func.coalesce(Profile.xp, 0),
+    "username": Account.username,
+}
+_PAGES: dict[tuple[str, bool, bool], Prepared] = {}
+
+
+def _page_statement(sort_by: str, descending: bool, searching: bool) -> Prepared:
+    key = (sort_by, descending, searching)
+    if key not in _PAGES:
+        column = _SORT_COLUMNS[sort_by]
+        query = _member_select()
+        if searching:
+            query = query.where(_SEARCH)
+        _PAGES[key] = Prepared(
+            query.order_by(column.desc() if descending else column.asc(), Account.id)
+            .limit(bindparam("limit"))
+            .offset(bindparam("offset"))
+        )
+    return _PAGES[key]
+
+
+_COUNT = (
+    select(func.count())
+    .select_from(Identity)
+    .join(Account, Account.id == Identity.account_id)
+    .where(Identity.provider == Provider.DISCORD.value)
+)
+_COUNT_ALL = Prepared(_COUNT)
+_COUNT_SEARCH = Prepared(_COUNT.where(_SEARCH))
 
 
 def _member(row: Any) -> MemberView:
@@ -133,9 +173,7 @@ def _member(row: Any) -> MemberView:
 
 
 async def member(session: AsyncSession, discord_id: str, currency: str) -> MemberView:
-    row = (
-        await session.execute(_member_query(currency).where(Identity.subject == discord_id))
-    ).first()
+    row = await _ONE_MEMBER.first(session, {"subject": discord_id, "unit": currency})
     if row is None:
         raise NotFound(f"no user has the Discord id {discord_id}", code="user_not_found")
     return _member(row)
@@ -152,20 +190,15 @@ async def members(
     offset: int,
 ) -> tuple[list[MemberView], int]:
     """A page of members and how many match in all."""
-    query = _member_query(currency)
+    params: dict[str, Any] = {"unit": currency, "limit": limit, "offset": offset}
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Account.username.ilike(f"%{escaped}%", escape="\\"))
-    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    column: ColumnElement[Any] = {
-        "balance": func.coalesce(Balance.amount, 0),
-        "level": func.coalesce(Profile.level, 0),
-        "xp": func.coalesce(Profile.xp, 0),
-        "username": Account.username,
-    }[sort_by]
-    order = column.desc() if descending else column.asc()
-    rows = await session.execute(query.order_by(order, Account.id).limit(limit).offset(offset))
-    return [_member(row) for row in rows], total
+        params["pattern"] = f"%{escaped}%"
+        total = await _COUNT_SEARCH.scalar(session, {"pattern": params["pattern"]})
+    else:
+        total = await _COUNT_ALL.scalar(session, {})
+    rows = await _page_statement(sort_by, descending, bool(search)).all(session, params)
+    return [_member(row) for row in rows], int(total or 0)
 
 
 async def _profile(session: AsyncSession, account_id: int) -> Profile:
