@@ -40,7 +40,7 @@ TEST_ACTOR = Actor("operator", "test suite")
 
 
 def _unavailable(what: str, reason: object) -> None:
-    message = f"{what} is not reachable ({reason}); start it or set GUILDHALL_TEST_POSTGRES"
+    message = f"{what} is not reachable ({reason}); start it or set GUILDHALL_TEST_{what.upper()}"
     if IN_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -50,7 +50,7 @@ def _unavailable(what: str, reason: object) -> None:
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own GUILDHALL_* variables must not change what tests see."""
     for name in list(os.environ):
-        if name.startswith("GUILDHALL_") and name != "GUILDHALL_TEST_POSTGRES":
+        if name.startswith("GUILDHALL_") and not name.startswith("GUILDHALL_TEST_"):
             monkeypatch.delenv(name)
 
 
@@ -161,3 +161,21 @@ async def make_key(runtime: Runtime, *scopes: str, name: str = "test", **kwargs:
             session, name=name, scopes=scopes, actor=TEST_ACTOR, **kwargs
         )
         return plaintext
+
+
+REDIS_SERVER = os.environ.get("GUILDHALL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis (``GUILDHALL_TEST_REDIS``); under CI=true its absence fails the run."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    finally:
+        client.close()
+    return REDIS_SERVER

@@ -41,12 +41,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RateLimitSettings(_Strict):
+    """At most ``requests`` per client address in each ``per_seconds`` window."""
+
+    requests: int = Field(ge=1, le=10_000_000)
+    per_seconds: int = Field(ge=1, le=86_400)
+
+
+def _limits(**groups: tuple[int, int]) -> Any:
+    return Field(
+        default_factory=lambda: {
+            group: RateLimitSettings(requests=requests, per_seconds=seconds)
+            for group, (requests, seconds) in groups.items()
+        }
+    )
+
+
 class FaceSettings(_Strict):
-    """Where one face listens, and whether it runs at all."""
+    """Where one face listens, whether it runs at all, and its rate limits per route group."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
+    rate_limits: dict[str, RateLimitSettings] = _limits(default=(6000, 60))
 
     @property
     def keyless(self) -> bool:
@@ -81,6 +98,7 @@ class LD7FaceSettings(FaceSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     api_key: str = ""
     require_key: bool = False
+    rate_limits: dict[str, RateLimitSettings] = _limits(default=(600, 60))
 
     @property
     def keyless(self) -> bool:
@@ -95,6 +113,8 @@ class SkyPanelFaceSettings(FaceSettings):
     """
 
     port: int = Field(default=8082, ge=0, le=65535)
+    # The document's: 1000 requests per 15 minutes, 10 a minute on authentication.
+    rate_limits: dict[str, RateLimitSettings] = _limits(default=(1000, 900), auth=(10, 60))
     jwt_secret: str = ""
     token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
 
@@ -117,6 +137,7 @@ class AuroraFaceSettings(FaceSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     api_key: str = ""
     require_key: bool = False
+    rate_limits: dict[str, RateLimitSettings] = _limits(default=(1200, 60))
     currency: str = Field(default="coins", min_length=1, max_length=32)
     ws_max_connections: int = Field(default=10, ge=1, le=10_000)
     ws_max_message_bytes: int = Field(default=16 * 1024, ge=64, le=1024 * 1024)
@@ -214,6 +235,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     redis_url: str = ""
+    trusted_proxies: list[str] = Field(default_factory=list)
     secret_key: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     faces: FacesSettings = FacesSettings()
@@ -228,6 +250,16 @@ class Settings(BaseSettings):
             ld7 = self.faces.ld7.model_copy(update={"api_key": legacy})
             self.faces = self.faces.model_copy(update={"ld7": ld7})
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

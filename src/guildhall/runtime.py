@@ -26,6 +26,7 @@ from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
 from guildhall.db.engine import Database
 from guildhall.db.migrate import is_current, upgrade
+from guildhall.ratelimit import RateLimiter, counter_for
 from guildhall.secrets import Secrets, master_secret
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -88,6 +89,11 @@ class Runtime:
         self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.warning("background work failed: %s", error)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """Counts requests per face, route group and client: in Redis when it is configured."""
+        return RateLimiter(counter_for(self.settings.redis_url))
 
     @cached_property
     def hosting(self) -> Hosting:
@@ -207,6 +213,8 @@ class Runtime:
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
+        if "rate_limiter" in self.__dict__:
+            await self.rate_limiter.close()
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.
             await self.sessions.connector.close()

@@ -27,6 +27,7 @@ from guildhall.events import audit, outbox
 from guildhall.faces.aurora import errors, live, wire
 from guildhall.faces.aurora.auth import authenticate, public
 from guildhall.faces.aurora.errors import bad_request
+from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import Form, is_multipart, read_form, read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -537,4 +538,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     for path, handler, methods in routes:
         app.add_api_route(path, endpoint(handler, authenticate), methods=methods)
     live.install(app, runtime)
+    ratelimit.install(app, runtime, "aurora", errors.too_many)
     return app

@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound
+from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
+from guildhall.ratelimit import Verdict
 
 
 class AuroraError(Exception):
@@ -69,6 +71,14 @@ async def _on_http(request: Request, error: Exception) -> Response:
 
 async def _on_unexpected(_request: Request, _error: Exception) -> Response:
     return render(AuroraError(500, "Internal server error"))
+
+
+def too_many(verdict: Verdict) -> Response:
+    response = render(
+        AuroraError(429, "Too many requests", f"Try again in {verdict.reset_seconds} seconds")
+    )
+    response.headers.update(headers_for(verdict))
+    return response
 
 
 def install(app: FastAPI) -> None:

@@ -19,6 +19,7 @@ from guildhall.core.economy import service as economy
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
 from guildhall.events import audit
+from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -153,4 +154,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods in routes:
         app.add_api_route(path, endpoint(handler, authenticate), methods=methods)
+    ratelimit.install(app, runtime, "heliactyl", errors.too_many)
     return app

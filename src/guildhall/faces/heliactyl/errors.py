@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from guildhall.core.errors import CoreError
+from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
+from guildhall.ratelimit import Verdict
 
 
 class StatusError(Exception):
@@ -93,6 +95,15 @@ async def _on_http(_request: Request, error: Exception) -> Response:
 
 async def _on_unexpected(_request: Request, _error: Exception) -> Response:
     return JSON({"status": "error", "message": "Internal error"}, status_code=500)
+
+
+def too_many(verdict: Verdict) -> Response:
+    """Rate-limited: a real 429 (it comes before authentication, like the 401 and 403)."""
+    return JSON(
+        {"status": "error", "message": "Too many requests"},
+        status_code=429,
+        headers=headers_for(verdict),
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from guildhall.core.actor import Actor
+from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -161,4 +162,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check in routes:
         app.add_api_route(path, endpoint(handler, check), methods=methods)
+    ratelimit.install(app, runtime, "ld7", errors.too_many)
     return app

@@ -16,7 +16,9 @@ from starlette.responses import Response
 
 from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound
 from guildhall.core.sessions.connector import ConnectorError
+from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
+from guildhall.ratelimit import Verdict
 from guildhall.secrets import UnsealError
 
 UNAUTHORIZED = "Unauthorized: invalid or missing API key"
@@ -93,6 +95,17 @@ async def _on_http(_request: Request, error: Exception) -> Response:
 
 async def _on_unexpected(_request: Request, _error: Exception) -> Response:
     return failure(500, "Internal server error")
+
+
+def too_many(verdict: Verdict) -> Response:
+    return JSON(
+        {
+            "success": False,
+            "message": f"Too many requests; try again in {verdict.reset_seconds} seconds",
+        },
+        status_code=429,
+        headers=headers_for(verdict),
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from guildhall.core.accounts import passwords
 from guildhall.core.accounts import service as accounts
 from guildhall.core.actor import Actor
 from guildhall.core.billing import service as billing
+from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
@@ -112,6 +113,11 @@ class VersionGate:
         await self.app(scope, receive, send)
 
 
+def _groups(_method: str, path: str) -> tuple[str, ...]:
+    """Every route counts in ``default``; login routes also in ``auth``."""
+    return ("default", "auth") if path.startswith("/api/auth/") else ("default",)
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(
         title="Guildhall: SkyPANEL API",
@@ -135,4 +141,5 @@ def create_app(runtime: Runtime) -> FastAPI:
         "/api/billing/invoices", endpoint(list_invoices, auth.authenticate), methods=["GET"]
     )
     app.add_middleware(VersionGate)
+    ratelimit.install(app, runtime, "skypanel", errors.too_many, _groups)
     return app

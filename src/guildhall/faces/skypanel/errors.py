@@ -25,7 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from guildhall.core.errors import CoreError, Forbidden, NotFound
+from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
+from guildhall.ratelimit import Verdict
 
 
 class SkyError(Exception):
@@ -97,6 +99,19 @@ async def _on_http(request: Request, error: Exception) -> Response:
 
 async def _on_unexpected(_request: Request, _error: Exception) -> Response:
     return render(SkyError(500, "INTERNAL_ERROR", "Internal server error"))
+
+
+def too_many(verdict: Verdict) -> Response:
+    response = render(
+        SkyError(
+            429,
+            "RATE_LIMITED",
+            "Too many requests",
+            {"limit": verdict.limit.requests, "windowSeconds": verdict.limit.per_seconds},
+        )
+    )
+    response.headers.update(headers_for(verdict))
+    return response
 
 
 def install(app: FastAPI) -> None:
