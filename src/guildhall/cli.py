@@ -55,6 +55,10 @@ directory_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(directory_app, name="directory")
+webhooks_app = typer.Typer(
+    help="Signed webhook endpoints and their deliveries.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -121,6 +125,10 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
     except ValueError:
         raise _fail(f"{option} {value!r} is not an ISO 8601 date and time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
 @app.command()
@@ -328,9 +336,6 @@ def keys_list(config: ConfigOption = None) -> None:
         async with runtime.database.unit_of_work(write=False) as session:
             return await access.list_keys(session)
 
-    def when(moment: datetime | None) -> str:
-        return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
-
     table = Table("id", "name", "prefix", "scopes", "created", "expires", "last used", "state")
     now = datetime.now(UTC)
     for key in _run(_with_runtime(_settings(config), work)):
@@ -345,9 +350,9 @@ def keys_list(config: ConfigOption = None) -> None:
             key.name,
             key.prefix + "…",
             " ".join(key.scopes),
-            when(key.created_at),
-            when(key.expires_at),
-            when(key.last_used_at),
+            _when(key.created_at),
+            _when(key.expires_at),
+            _when(key.last_used_at),
             state,
         )
     out.print(table)
@@ -528,6 +533,101 @@ def directory_remove(
     if not _run(_with_runtime(_settings(config), work)):
         raise _fail(f"there is no {kind} {key}")
     out.print(f"{kind} {key} removed")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="http:// or https:// URL that receives POSTs.")],
+    event: Annotated[list[str], typer.Option(help="An event name, or * for all (repeatable).")],
+    config: ConfigOption = None,
+) -> None:
+    """Add an endpoint; prints its id, then its signing secret alone on the last line."""
+
+    async def work(runtime: Runtime) -> tuple[int, str]:
+        async with runtime.database.unit_of_work() as session:
+            return await runtime.webhooks.add(session, url, event, _operator())
+
+    endpoint_id, secret = _run(_with_runtime(_settings(config), work))
+    out.print(f"webhook {endpoint_id}")
+    err.print("Signing secret (shown once; verify deliveries with it):")
+    out.print(secret)
+
+
+@webhooks_app.command("list")
+def webhooks_list(config: ConfigOption = None) -> None:
+    """List endpoints, the events they receive, and their state."""
+
+    async def work(runtime: Runtime) -> list[Any]:
+        async with runtime.database.unit_of_work(write=False) as session:
+            return await runtime.webhooks.endpoints(session)
+
+    table = Table("id", "url", "events", "created", "pending", "state")
+    for endpoint in _run(_with_runtime(_settings(config), work)):
+        state = f"failing since {_when(endpoint.failing_since)}" if endpoint.failing_since else "ok"
+        table.add_row(
+            str(endpoint.id),
+            endpoint.url,
+            " ".join(endpoint.events),
+            _when(endpoint.created_at),
+            str(endpoint.pending),
+            state,
+        )
+    out.print(table)
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(
+    endpoint_id: Annotated[int, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
+    """Remove an endpoint and its pending deliveries."""
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            return await runtime.webhooks.remove(session, endpoint_id, _operator())
+
+    url = _run(_with_runtime(_settings(config), work))
+    out.print(f"removed webhook {endpoint_id} ({url})")
+
+
+@webhooks_app.command("test")
+def webhooks_test(
+    endpoint_id: Annotated[int, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
+    """Send a signed webhook.test event now and say how the endpoint answered."""
+
+    async def work(runtime: Runtime) -> Any:
+        return await runtime.webhooks.send_test(endpoint_id)
+
+    outcome = _run(_with_runtime(_settings(config), work))
+    answer = f"HTTP {outcome.status_code}" if outcome.status_code else outcome.error
+    out.print(f"webhook {endpoint_id}: {answer} in {outcome.duration_ms} ms")
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    endpoint_id: Annotated[int, typer.Argument(metavar="ID")],
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+) -> None:
+    """Recent delivery attempts to an endpoint, newest first."""
+
+    async def work(runtime: Runtime) -> list[Any]:
+        async with runtime.database.unit_of_work(write=False) as session:
+            return await runtime.webhooks.attempts(session, endpoint_id, limit)
+
+    table = Table("delivery", "event", "attempted", "status", "ms", "delivery state")
+    for attempt in _run(_with_runtime(_settings(config), work)):
+        table.add_row(
+            str(attempt.delivery_id),
+            attempt.event,
+            _when(attempt.attempted_at),
+            str(attempt.status_code) if attempt.status_code else (attempt.error or "-"),
+            str(attempt.duration_ms),
+            attempt.delivery_status,
+        )
+    out.print(table)
 
 
 def main() -> None:

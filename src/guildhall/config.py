@@ -183,6 +183,16 @@ class HostingSettings(_Strict):
     plans: dict[str, HostingPlanSettings] = Field(default_factory=_builtin_hosting_plans)
 
 
+class WebhookSettings(_Strict):
+    """How signed event deliveries are sent and retried."""
+
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+    retry_base_seconds: float = Field(default=5, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=3600, gt=0, le=86_400)
+    give_up_after_seconds: float = Field(default=86_400, gt=0, le=30 * 86_400)
+    poll_seconds: float = Field(default=0.5, gt=0, le=60)
+
+
 class SessionsSettings(_Strict):
     """Messaging-bot sessions (the LD7 face): which connector, and pairing timing."""
 
@@ -242,6 +252,7 @@ class Settings(BaseSettings):
     packages: PackagesSettings = PackagesSettings()
     sessions: SessionsSettings = SessionsSettings()
     hosting: HostingSettings = HostingSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")
     def _ld7_environment_key(self) -> Settings:

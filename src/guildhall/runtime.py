@@ -26,6 +26,7 @@ from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
 from guildhall.db.engine import Database
 from guildhall.db.migrate import is_current, upgrade
+from guildhall.events.webhooks import Webhooks
 from guildhall.ratelimit import RateLimiter, counter_for
 from guildhall.secrets import Secrets, master_secret
 
@@ -91,6 +92,13 @@ class Runtime:
             logger.warning("background work failed: %s", error)
 
     @cached_property
+    def webhooks(self) -> Webhooks:
+        """Webhook endpoints and the worker that delivers events to them."""
+        return Webhooks(
+            self.database, self.secrets.sealer("webhooks:secrets"), self.settings.webhooks
+        )
+
+    @cached_property
     def rate_limiter(self) -> RateLimiter:
         """Counts requests per face, route group and client: in Redis when it is configured."""
         return RateLimiter(counter_for(self.settings.redis_url))
@@ -110,12 +118,14 @@ class Runtime:
     async def start(self, faces: Collection[str]) -> None:
         """Start the background work the served ``faces`` need; returns at once.
 
-        Called once per serving process. With the LD7 face: reconnect the
+        Called once per serving process. Always: the webhook worker (leases
+        keep several processes from sending one delivery twice). With the LD7 face: reconnect the
         sessions that were online before a restart (in the background, so
         the listeners start meanwhile) and sweep expired pairing codes. (With
         several processes each one does both; both lock rows and skip locked
         ones, so a session is moved once.)
         """
+        self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
         if "ld7" in faces:
             self.spawn(self.resume_sessions())
             self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
@@ -146,7 +156,7 @@ class Runtime:
         async with self.database.unit_of_work() as session:
             await self.sessions.expire_pairings(session, SYSTEM)
 
-    def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(seconds)
@@ -215,6 +225,8 @@ class Runtime:
         await asyncio.gather(*unfinished, return_exceptions=True)
         if "rate_limiter" in self.__dict__:
             await self.rate_limiter.close()
+        if "webhooks" in self.__dict__:
+            await self.webhooks.close()
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.
             await self.sessions.connector.close()

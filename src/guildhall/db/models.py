@@ -17,7 +17,13 @@ from guildhall.core.moderation.models import Ban, ModerationCase
 from guildhall.core.plans.models import Plan
 from guildhall.core.sessions.models import BotSession, SessionBackup
 from guildhall.db.base import Base
-from guildhall.events.models import AuditEntry, OutboxEvent
+from guildhall.events.models import (
+    AuditEntry,
+    OutboxEvent,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 metadata = Base.metadata
 
@@ -44,5 +50,8 @@ __all__ = [
     "Quest",
     "Server",
     "SessionBackup",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

@@ -16,6 +16,40 @@ from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
 from guildhall.events.models import OutboxEvent
 
+EVENTS = (
+    # SkyPANEL's documented webhook events
+    "server.created",
+    "server.updated",
+    "server.deleted",
+    "invoice.created",
+    "invoice.paid",
+    "ticket.created",
+    "ticket.updated",
+    # and the rest of the core's
+    "user.banned",
+    "user.unbanned",
+    "user.updated",
+    "coins.changed",
+    "session.status",
+    "moderation.case_created",
+    "moderation.case_cleared",
+    "item.created",
+    "item.updated",
+    "item.deleted",
+    "inventory.changed",
+    "class.created",
+    "class.updated",
+    "class.deleted",
+    "quest.created",
+    "quest.updated",
+    "quest.deleted",
+    "settings.updated",
+    "maintenance.changed",
+    "commands.reloaded",
+    "cache.cleared",
+)
+"""Every event the core emits; webhook endpoints subscribe to these (or ``*``)."""
+
 _INSERT = Prepared(insert(OutboxEvent.__table__))
 
 

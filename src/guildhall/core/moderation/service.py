@@ -14,7 +14,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid
 from guildhall.core.moderation.models import Ban
 from guildhall.db.base import utcnow
-from guildhall.events import audit
+from guildhall.events import audit, outbox
 
 DEFAULT_REASON = "No reason provided"
 
@@ -68,6 +68,15 @@ async def ban(
     session.add(entry)
     await session.flush()
     until = f"until {expires_at.isoformat()}" if expires_at else "permanently"
+    await outbox.emit(
+        session,
+        "user.banned",
+        {
+            "userId": account.subject,
+            "reason": reason,
+            "expiresAt": expires_at.isoformat() if expires_at else None,
+        },
+    )
     await audit.record(
         session,
         actor,
@@ -83,6 +92,7 @@ async def unban(session: AsyncSession, account: AccountRef, *, actor: Actor) -> 
     """Lift the account's ban; False (and nothing written) if it had none."""
     if not await _lift(session, account.id, actor, utcnow()):
         return False
+    await outbox.emit(session, "user.unbanned", {"userId": account.subject})
     await audit.record(
         session,
         actor,

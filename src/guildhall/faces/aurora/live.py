@@ -33,8 +33,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from guildhall.core.community.stats import dashboard
 from guildhall.events.models import OutboxEvent
 from guildhall.faces.aurora.auth import check, presented_key
-from guildhall.faces.common.times import iso_millis
 from guildhall.runtime import Runtime
+from guildhall.times import iso_millis
 
 logger = logging.getLogger(__name__)
 REREAD_WINDOW = 500

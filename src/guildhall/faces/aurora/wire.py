@@ -27,7 +27,7 @@ from guildhall.core.moderation.cases import case_label
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.faces.aurora.errors import bad_request
 from guildhall.faces.common.body import ABSENT, MALFORMED
-from guildhall.faces.common.times import iso_millis
+from guildhall.times import iso_millis
 
 MAX_BIG = 999_999_999_999_999
 

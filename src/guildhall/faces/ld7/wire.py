@@ -25,8 +25,8 @@ from typing import Any
 from guildhall.core.errors import Invalid
 from guildhall.core.sessions.service import Pairing, SessionView, check_handle
 from guildhall.faces.common.body import ABSENT, MALFORMED
-from guildhall.faces.common.times import iso_millis
 from guildhall.faces.ld7.errors import INVALID_USER_ID, LD7Error
+from guildhall.times import iso_millis
 
 REQUIRED = "userId and phoneNumber are required"
 

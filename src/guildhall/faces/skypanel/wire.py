@@ -23,8 +23,8 @@ from guildhall.core.accounts.service import AccountView
 from guildhall.core.billing.service import InvoiceView
 from guildhall.core.hosting.service import ServerView
 from guildhall.faces.common.body import ABSENT, MALFORMED
-from guildhall.faces.common.times import iso_millis
 from guildhall.faces.skypanel.errors import SkyError
+from guildhall.times import iso_millis
 
 MAX_NAME = 100
 VENDOR_TYPE = re.compile(r"application/vnd\.skypanel\.v(\d+)\+json")

@@ -1,4 +1,4 @@
-"""Time formats the documents show."""
+"""Time formats the documents show (JavaScript's ``toISOString()`` above all)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,397 @@
+"""Signed, durable webhooks: every committed core event, to every endpoint that wants it.
+
+The path of an event:
+
+1. A service writes it to the outbox in the transaction of the change, so a
+   rolled-back change sends nothing and a committed one is never lost.
+2. The worker (:meth:`Webhooks.run_once`, in every serving process) fans new
+   outbox rows out into one delivery per subscribed endpoint, marking the
+   rows dispatched, in one short transaction (locked rows are skipped, so two
+   processes never fan out one event twice).
+3. It takes the oldest pending delivery of each endpoint (so one endpoint
+   receives its events in order), leases it in a short transaction, POSTs it
+   outside any transaction, and records the attempt. A 2xx delivers it;
+   anything else (an error status, a timeout, a refused connection) schedules
+   a retry with exponential backoff and jitter until ``give_up_after_seconds``
+   (a day), when the delivery fails and the endpoint is marked failing.
+   A process that dies mid-attempt leaves a lease that expires: the delivery
+   is tried again (at least once; receivers dedupe by ``webhook-id``).
+
+Deliveries follow the Standard Webhooks scheme (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature`` = HMAC-SHA256 with the
+endpoint's ``whsec_`` secret), so receivers verify them with any Standard
+Webhooks library. The body is SkyPANEL's ``{event, data, timestamp}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from guildhall.config import WebhookSettings
+from guildhall.core.actor import Actor
+from guildhall.core.errors import Invalid, NotFound
+from guildhall.db.base import utcnow
+from guildhall.db.engine import Database
+from guildhall.events import audit
+from guildhall.events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from guildhall.events.outbox import EVENTS
+from guildhall.secrets import Sealer
+from guildhall.times import iso_millis
+
+URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.IGNORECASE)
+LEASE_MARGIN = timedelta(seconds=30)
+DISPATCH_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    id: int
+    url: str
+    events: list[str]
+    created_at: datetime
+    failing_since: datetime | None
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    delivery_id: int
+    event: str
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    delivery_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def body_of(event: str, data: dict[str, Any], timestamp: datetime) -> str:
+    return orjson.dumps({"event": event, "data": data, "timestamp": iso_millis(timestamp)}).decode()
+
+
+class Webhooks:
+    def __init__(self, database: Database, sealer: Sealer, settings: WebhookSettings) -> None:
+        self.database = database
+        self._sealer = sealer
+        self.settings = settings
+        self._client: httpx.AsyncClient | None = None
+        self._give_up_after = timedelta(seconds=settings.give_up_after_seconds)
+
+    # ---- operator actions -------------------------------------------------
+
+    async def add(
+        self, session: AsyncSession, url: str, events: list[str], actor: Actor
+    ) -> tuple[int, str]:
+        """A new endpoint and its signing secret (shown once, stored sealed)."""
+        if not URL.fullmatch(url) or len(url) > 2000:
+            raise Invalid(f"{url!r} is not an http:// or https:// URL", field="url")
+        unknown = [name for name in events if name != "*" and name not in EVENTS]
+        if not events or unknown:
+            raise Invalid(
+                f"unknown event {unknown[0]!r}; events are * or one of {', '.join(EVENTS)}"
+                if unknown
+                else "name at least one --event",
+                field="event",
+            )
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        endpoint = WebhookEndpoint(
+            url=url, events=sorted(set(events)), secret=self._sealer.seal(secret.encode())
+        )
+        session.add(endpoint)
+        # Events from before the endpoint existed are not its to receive.
+        await session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.dispatched_at.is_(None))
+            .values(dispatched_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "webhook.added",
+            f"{actor.name} added webhook #{endpoint.id} to {url} for {', '.join(endpoint.events)}",
+            target=f"webhook:{endpoint.id}",
+        )
+        return endpoint.id, secret
+
+    async def endpoints(self, session: AsyncSession) -> list[EndpointView]:
+        pending = (
+            select(WebhookDelivery.endpoint_id, func.count().label("pending"))
+            .where(WebhookDelivery.status == "pending")
+            .group_by(WebhookDelivery.endpoint_id)
+            .subquery()
+        )
+        rows = await session.execute(
+            select(WebhookEndpoint, func.coalesce(pending.c.pending, 0))
+            .outerjoin(pending, pending.c.endpoint_id == WebhookEndpoint.id)
+            .order_by(WebhookEndpoint.id)
+        )
+        return [
+            EndpointView(e.id, e.url, list(e.events), e.created_at, e.failing_since, count)
+            for e, count in rows
+        ]
+
+    async def remove(self, session: AsyncSession, endpoint_id: int, actor: Actor) -> str:
+        endpoint = await self._endpoint(session, endpoint_id)
+        await session.delete(endpoint)
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "webhook.removed",
+            f"{actor.name} removed webhook #{endpoint_id} ({endpoint.url})",
+            target=f"webhook:{endpoint_id}",
+        )
+        return endpoint.url
+
+    async def attempts(
+        self, session: AsyncSession, endpoint_id: int, limit: int = 20
+    ) -> list[AttemptView]:
+        await self._endpoint(session, endpoint_id)
+        rows = await session.execute(
+            select(WebhookAttempt, WebhookDelivery.event, WebhookDelivery.status)
+            .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookAttempt.id.desc())
+            .limit(limit)
+        )
+        return [
+            AttemptView(
+                a.delivery_id, event, a.attempted_at, a.status_code, a.error, a.duration_ms, status
+            )
+            for a, event, status in rows
+        ]
+
+    async def send_test(self, endpoint_id: int) -> Outcome:
+        """Queue a ``webhook.test`` event for one endpoint and attempt it now."""
+        async with self.database.unit_of_work() as session:
+            endpoint = await self._endpoint(session, endpoint_id)
+            now = utcnow()
+            delivery = WebhookDelivery(
+                endpoint_id=endpoint.id,
+                message_id=f"msg_test_{secrets.token_hex(8)}",
+                event="webhook.test",
+                body=body_of("webhook.test", {"endpoint": endpoint.id}, now),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                leased_until=now + self._lease(),
+                created_at=now,
+            )
+            session.add(delivery)
+            await session.flush()
+            claim = (
+                delivery.id,
+                endpoint.url,
+                self._secret(endpoint),
+                delivery.message_id,
+                delivery.body,
+            )
+        return await self._attempt(*claim)
+
+    async def _endpoint(self, session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            raise NotFound(f"webhook #{endpoint_id} does not exist", code="webhook_not_found")
+        return endpoint
+
+    def _secret(self, endpoint: WebhookEndpoint) -> str:
+        return self._sealer.open(endpoint.secret).decode()
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.timeout_seconds) + LEASE_MARGIN
+
+    # ---- the worker -------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Fan out new events, then deliver what is due; how many attempts were made."""
+        async with self.database.unit_of_work(write=False) as session:
+            if await session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0:
+                return 0
+        await self.dispatch()
+        made = 0
+        while attempts := await self.deliver_due():
+            made += attempts
+        return made
+
+    async def dispatch(self) -> int:
+        """One delivery per subscribed endpoint for each new outbox event."""
+        async with self.database.unit_of_work() as session:
+            events = list(
+                await session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.dispatched_at.is_(None))
+                    .order_by(OutboxEvent.id)
+                    .limit(DISPATCH_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not events:
+                return 0
+            endpoints = list(await session.scalars(select(WebhookEndpoint)))
+            now = utcnow()
+            for event in events:
+                for endpoint in endpoints:
+                    if "*" in endpoint.events or event.event in endpoint.events:
+                        session.add(
+                            WebhookDelivery(
+                                endpoint_id=endpoint.id,
+                                message_id=f"msg_{event.id}",
+                                event=event.event,
+                                body=body_of(event.event, event.payload, event.created_at),
+                                status="pending",
+                                attempts=0,
+                                next_attempt_at=now,
+                                created_at=now,
+                            )
+                        )
+                event.dispatched_at = now
+            await session.flush()
+            return len(events)
+
+    async def deliver_due(self) -> int:
+        """Attempt the oldest pending delivery of each endpoint, if it is due."""
+        now = utcnow()
+        claims = []
+        async with self.database.unit_of_work() as session:
+            heads = (
+                select(func.min(WebhookDelivery.id))
+                .where(WebhookDelivery.status == "pending")
+                .group_by(WebhookDelivery.endpoint_id)
+            )
+            due = await session.execute(
+                select(WebhookDelivery, WebhookEndpoint)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .where(
+                    WebhookDelivery.id.in_(heads),
+                    WebhookDelivery.next_attempt_at <= now,
+                    (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now),
+                )
+            )
+            for delivery, endpoint in due.all():
+                leased = await session.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery.id,
+                        (WebhookDelivery.leased_until.is_(None))
+                        | (WebhookDelivery.leased_until < now),
+                    )
+                    .values(leased_until=now + self._lease())
+                    .execution_options(synchronize_session=False)
+                )
+                if leased.rowcount:
+                    claims.append(
+                        (
+                            delivery.id,
+                            endpoint.url,
+                            self._secret(endpoint),
+                            delivery.message_id,
+                            delivery.body,
+                        )
+                    )
+        await asyncio.gather(*(self._attempt(*claim) for claim in claims))
+        return len(claims)
+
+    async def _attempt(
+        self, delivery_id: int, url: str, secret: str, message_id: str, body: str
+    ) -> Outcome:
+        outcome = await self._post(url, secret, message_id, body)
+        await self._record(delivery_id, outcome)
+        return outcome
+
+    async def _post(self, url: str, secret: str, message_id: str, body: str) -> Outcome:
+        sent_at = utcnow()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "Guildhall-Webhooks/1",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": Webhook(secret).sign(message_id, sent_at, body),
+        }
+        started = time.perf_counter()
+        try:
+            response = await self.client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            return Outcome(None, "timed out", self._ms(started))
+        except httpx.HTTPError as exc:
+            return Outcome(None, (str(exc) or type(exc).__name__)[:500], self._ms(started))
+        return Outcome(response.status_code, None, self._ms(started))
+
+    @staticmethod
+    def _ms(started: float) -> int:
+        return int((time.perf_counter() - started) * 1000)
+
+    def _retry_delay(self, attempts: int) -> timedelta:
+        base = self.settings.retry_base_seconds * 2 ** (attempts - 1)
+        capped = min(base, self.settings.retry_max_seconds)
+        return timedelta(seconds=capped * random.uniform(0.8, 1.2))
+
+    async def _record(self, delivery_id: int, outcome: Outcome) -> None:
+        now = utcnow()
+        async with self.database.unit_of_work() as session:
+            delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            if delivery is None:  # its endpoint was removed meanwhile
+                return
+            session.add(
+                WebhookAttempt(
+                    delivery_id=delivery_id,
+                    attempted_at=now,
+                    status_code=outcome.status_code,
+                    error=outcome.error,
+                    duration_ms=outcome.duration_ms,
+                )
+            )
+            delivery.attempts += 1
+            delivery.leased_until = None
+            endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+            if outcome.ok:
+                delivery.status, delivery.delivered_at = "delivered", now
+                if endpoint is not None:
+                    endpoint.failing_since = None
+            elif now - delivery.created_at >= timedelta(
+                seconds=self.settings.give_up_after_seconds
+            ):
+                delivery.status = "failed"
+                if endpoint is not None and endpoint.failing_since is None:
+                    endpoint.failing_since = now
+            else:
+                delivery.next_attempt_at = now + self._retry_delay(delivery.attempts)
+            await session.flush()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.timeout_seconds, follow_redirects=False
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
