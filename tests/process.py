@@ -22,19 +22,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(directory: Path, database_url: str, **faces: dict[str, object]) -> Path:
-    """A config file with its own data directory and the given face sections."""
+def _toml(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value).lower()
+
+
+def write_config(
+    directory: Path,
+    database_url: str,
+    *,
+    filename: str = "guildhall.toml",
+    top: dict[str, object] | None = None,
+    tables: dict[str, dict[str, object]] | None = None,
+    **faces: dict[str, object],
+) -> Path:
+    """A config file with its own data directory, the given face sections, top-level
+    settings (``top``) and other tables (``tables``, by dotted name)."""
     lines = [f'data_dir = "{directory / "var"}"']
     if not database_url.startswith("sqlite"):
         lines.append(f'database_url = "{database_url}"')
+    lines += [f"{key} = {_toml(value)}" for key, value in (top or {}).items()]
     # Faces a test does not name listen on a free port, never on a default one.
-    faces = {**{name: {"port": 0} for name in FACES}, **faces}
-    for name, values in faces.items():
-        lines.append(f"[faces.{name}]")
-        for key, value in values.items():
-            rendered = f'"{value}"' if isinstance(value, str) else str(value).lower()
-            lines.append(f"{key} = {rendered}")
-    path = directory / "guildhall.toml"
+    sections = {f"faces.{name}": {"port": 0} for name in FACES}
+    sections |= {f"faces.{name}": values for name, values in faces.items()}
+    sections |= tables or {}
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items()]
+    path = directory / filename
     path.write_text("\n".join(lines) + "\n")
     return path
 

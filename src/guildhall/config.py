@@ -245,6 +245,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     redis_url: str = ""
+    redis_prefix: str = Field(default="guildhall", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     trusted_proxies: list[str] = Field(default_factory=list)
     secret_key: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -67,12 +67,14 @@ return count
 class RedisCounter:
     """Exact across every process sharing the Redis server."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, prefix: str = "guildhall") -> None:
         self._client = client
+        self._prefix = prefix
         self._script = client.register_script(_INCREMENT)
 
     async def hit(self, key: str, window: int, ttl: int) -> int:
-        return int(await self._script(keys=[f"guildhall:ratelimit:{key}:{window}"], args=[ttl]))
+        name = f"{self._prefix}:ratelimit:{key}:{window}"
+        return int(await self._script(keys=[name], args=[ttl]))
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -95,7 +97,8 @@ class RateLimiter:
         return Verdict(count <= limit.requests, limit, max(0, limit.requests - count), reset)
 
 
-def counter_for(redis_url: str) -> Counter:
+def counter_for(redis_url: str, prefix: str = "guildhall") -> Counter:
+    """Redis when a URL is given (keys under ``prefix``, so installations can share one)."""
     if redis_url:
-        return RedisCounter(Redis.from_url(redis_url))
+        return RedisCounter(Redis.from_url(redis_url), prefix)
     return MemoryCounter()

@@ -101,7 +101,7 @@ class Runtime:
     @cached_property
     def rate_limiter(self) -> RateLimiter:
         """Counts requests per face, route group and client: in Redis when it is configured."""
-        return RateLimiter(counter_for(self.settings.redis_url))
+        return RateLimiter(counter_for(self.settings.redis_url, self.settings.redis_prefix))
 
     @cached_property
     def hosting(self) -> Hosting:
