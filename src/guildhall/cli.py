@@ -541,15 +541,15 @@ def webhooks_add(
     event: Annotated[list[str], typer.Option(help="An event name, or * for all (repeatable).")],
     config: ConfigOption = None,
 ) -> None:
-    """Add an endpoint; prints its id, then its signing secret alone on the last line."""
+    """Add an endpoint; prints its id alone, then its signing secret alone on the last line."""
 
     async def work(runtime: Runtime) -> tuple[int, str]:
         async with runtime.database.unit_of_work() as session:
             return await runtime.webhooks.add(session, url, event, _operator())
 
     endpoint_id, secret = _run(_with_runtime(_settings(config), work))
-    out.print(f"webhook {endpoint_id}")
-    err.print("Signing secret (shown once; verify deliveries with it):")
+    err.print(f"Webhook #{endpoint_id} added. Its signing secret is shown once; keep it.")
+    out.print(endpoint_id)
     out.print(secret)
 
 
