@@ -151,6 +151,29 @@ class AuroraFaceSettings(FaceSettings):
         return not (self.api_key or self.require_key)
 
 
+class RustmailOAuthSettings(_Strict):
+    """The panel's OAuth2 provider: Discord's endpoints unless told otherwise."""
+
+    client_id: str = ""
+    client_secret: str = ""
+    redirect_url: str = "http://127.0.0.1:3002/api/auth/callback"
+    authorize_url: str = "https://discord.com/oauth2/authorize"
+    token_url: str = "https://discord.com/api/oauth2/token"
+    userinfo_url: str = "https://discord.com/api/users/@me"
+    scope: str = "identify"
+
+
+class RustmailFaceSettings(FaceSettings):
+    """Rustmail REST API and panel. Super admins hold every permission."""
+
+    port: int = Field(default=3002, ge=0, le=65535)
+    super_admin_users: list[str] = Field(default_factory=list)
+    super_admin_roles: list[str] = Field(default_factory=list)
+    session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
+    login_ttl_seconds: int = Field(default=600, ge=10, le=3600)
+    oauth: RustmailOAuthSettings = RustmailOAuthSettings()
+
+
 class FacesSettings(_Strict):
     """One section per face; faces not built yet are absent, and unknown ones refused."""
 
@@ -158,6 +181,7 @@ class FacesSettings(_Strict):
     ld7: LD7FaceSettings = LD7FaceSettings()
     skypanel: SkyPanelFaceSettings = SkyPanelFaceSettings()
     aurora: AuroraFaceSettings = AuroraFaceSettings()
+    rustmail: RustmailFaceSettings = RustmailFaceSettings()
 
 
 DEFAULT_SERVER_COMMAND = "sleep infinity"

@@ -1,12 +1,15 @@
 """Every model, imported once so the metadata is complete (for Alembic and tests)."""
 
 from guildhall.core.access.models import ApiKey
+from guildhall.core.access.panel import LoginState, PanelPermission, PanelSession
 from guildhall.core.accounts.models import Account, Identity
 from guildhall.core.billing.models import Invoice
 from guildhall.core.community.models import (
     BotSettings,
     DirectoryEntry,
     GuildClass,
+    GuildMember,
+    MemberRole,
     Profile,
     Quest,
 )
@@ -16,6 +19,7 @@ from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.core.moderation.models import Ban, ModerationCase
 from guildhall.core.plans.models import Plan
 from guildhall.core.sessions.models import BotSession, SessionBackup
+from guildhall.core.support.models import BotState, Ticket
 from guildhall.db.base import Base
 from guildhall.events.models import (
     AuditEntry,
@@ -35,21 +39,28 @@ __all__ = [
     "Ban",
     "BotSession",
     "BotSettings",
+    "BotState",
     "DirectoryEntry",
     "GuildClass",
+    "GuildMember",
     "Identity",
     "InventoryEntry",
     "Invoice",
     "Item",
     "ItemImage",
     "LedgerEntry",
+    "LoginState",
+    "MemberRole",
     "ModerationCase",
     "OutboxEvent",
+    "PanelPermission",
+    "PanelSession",
     "Plan",
     "Profile",
     "Quest",
     "Server",
     "SessionBackup",
+    "Ticket",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

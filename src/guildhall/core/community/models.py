@@ -85,3 +85,22 @@ class DirectoryEntry(Base):
     name: Mapped[str] = mapped_column(String(100))
     detail: Mapped[str] = mapped_column(String(100), default="")
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GuildMember(Base):
+    """A member of the guild, as a connector (or the operator) reports them."""
+
+    __tablename__ = "guild_members"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100))
+    avatar: Mapped[str | None] = mapped_column(String(64))
+
+
+class MemberRole(Base):
+    __tablename__ = "guild_member_roles"
+
+    member_id: Mapped[str] = mapped_column(
+        ForeignKey("guild_members.id", ondelete="CASCADE"), primary_key=True
+    )
+    role_id: Mapped[str] = mapped_column(String(32), primary_key=True)

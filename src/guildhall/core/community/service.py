@@ -25,6 +25,8 @@ from guildhall.core.community.models import (
     BotSettings,
     DirectoryEntry,
     GuildClass,
+    GuildMember,
+    MemberRole,
     Profile,
     Quest,
 )
@@ -477,7 +479,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 """The known keys and their types; a partial update must keep each known key's type."""
 
-_SETTINGS_ID = 1
+
+@dataclass(frozen=True)
+class Document:
+    """A settings document stored in ``bot_settings``: its row and its known keys."""
+
+    id: int
+    defaults: dict[str, Any]
+
+
+AURORA_SETTINGS = Document(1, DEFAULT_SETTINGS)
 
 
 def _check_types(update: Any, known: Any, path: str) -> None:
@@ -511,19 +522,24 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-async def settings(session: AsyncSession) -> dict[str, Any]:
-    row = await session.get(BotSettings, _SETTINGS_ID)
-    return deep_merge(DEFAULT_SETTINGS, row.document if row else {})
+async def settings(session: AsyncSession, document: Document = AURORA_SETTINGS) -> dict[str, Any]:
+    row = await session.get(BotSettings, document.id)
+    return deep_merge(document.defaults, row.document if row else {})
 
 
 async def merge_settings(
-    session: AsyncSession, update: Any, actor: Actor, *, event: str = "settings.updated"
+    session: AsyncSession,
+    update: Any,
+    actor: Actor,
+    *,
+    event: str = "settings.updated",
+    document: Document = AURORA_SETTINGS,
 ) -> dict[str, Any]:
     """Deep-merge ``update`` into the stored document, after checking the known keys' types."""
-    _check_types(update, DEFAULT_SETTINGS, "")
-    row = await session.get(BotSettings, _SETTINGS_ID, with_for_update=True)
+    _check_types(update, document.defaults, "")
+    row = await session.get(BotSettings, document.id, with_for_update=True)
     if row is None:
-        row = BotSettings(id=_SETTINGS_ID, document={})
+        row = BotSettings(id=document.id, document={})
         session.add(row)
     row.document = deep_merge(row.document or {}, update)
     row.updated_at = utcnow()
@@ -536,7 +552,7 @@ async def merge_settings(
         target="settings",
     )
     await outbox.emit(session, event, {"keys": sorted(update)})
-    return deep_merge(DEFAULT_SETTINGS, row.document)
+    return deep_merge(document.defaults, row.document)
 
 
 async def set_maintenance(
@@ -618,3 +634,47 @@ async def reload_commands(session: AsyncSession, actor: Actor) -> dict[str, Any]
         event="commands.reloaded",
     )
     return document["commands"]
+
+
+async def put_member(
+    session: AsyncSession,
+    member_id: str,
+    username: str,
+    roles: list[str],
+    actor: Actor,
+    avatar: str | None = None,
+) -> None:
+    """Add or replace a guild member and the roles they hold."""
+    if not member_id.isdigit() or len(member_id) > 32:
+        raise Invalid("a member id is a Discord id (digits)", field="id")
+    row = await session.get(GuildMember, member_id, with_for_update=True)
+    if row is None:
+        row = GuildMember(id=member_id)
+        session.add(row)
+    row.username, row.avatar = username, avatar
+    await session.flush()
+    await session.execute(delete(MemberRole).where(MemberRole.member_id == member_id))
+    for role_id in sorted(set(roles)):
+        session.add(MemberRole(member_id=member_id, role_id=role_id))
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "directory.updated",
+        f"{actor.name} set member {username} ({member_id}) with roles {', '.join(roles) or 'none'}",
+        target=f"member:{member_id}",
+    )
+
+
+async def guild_member(session: AsyncSession, member_id: str) -> GuildMember | None:
+    return await session.get(GuildMember, member_id)
+
+
+async def guild_members(session: AsyncSession) -> list[GuildMember]:
+    return list(await session.scalars(select(GuildMember).order_by(GuildMember.username)))
+
+
+async def roles_of(session: AsyncSession, member_id: str) -> list[str]:
+    return list(
+        await session.scalars(select(MemberRole.role_id).where(MemberRole.member_id == member_id))
+    )

@@ -1,0 +1,1 @@
+"""OAuth2 identity providers (Discord by default) for panel logins."""

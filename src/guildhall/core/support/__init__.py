@@ -1,0 +1,1 @@
+"""Support: modmail tickets and the bot runtime that opens their channels."""

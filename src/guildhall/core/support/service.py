@@ -1,0 +1,264 @@
+"""Tickets and the bot runtime.
+
+The bot runtime owns the bot's state (online, uptime, presence, guild count)
+in the database, so every server process reports the same bot; start, stop,
+restart and presence change it and are audited. This is the built-in local
+runtime: it allocates a ticket's channel id itself, from a database counter
+(one atomic UPDATE ... RETURNING, safe under concurrency). A Discord
+connector will later open real channels instead.
+
+One open ticket per member is enforced by a partial unique index; a second
+concurrent create loses at the database and answers a conflict.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guildhall.core.accounts.service import AccountRef
+from guildhall.core.actor import Actor
+from guildhall.core.community import service as community
+from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.core.support.models import CLOSED, OPEN, BotState, Ticket
+from guildhall.db.base import utcnow
+from guildhall.events import audit, outbox
+
+_STATE_ID = 1
+CHANNEL_BASE = 900_000_000_000_000_000
+MAX_PRESENCE = 128
+
+
+@dataclass(frozen=True, slots=True)
+class BotStatus:
+    online: bool
+    uptime: int
+    presence: str
+    guild_count: int
+    ticket_count: int
+
+
+async def _state(session: AsyncSession, *, lock: bool = False) -> BotState:
+    state = await session.get(BotState, _STATE_ID, with_for_update=lock)
+    if state is None:
+        try:
+            async with session.begin_nested():
+                session.add(
+                    BotState(
+                        id=_STATE_ID,
+                        online=False,
+                        presence="DM for support",
+                        channel_counter=0,
+                        guild_count=1,
+                    )
+                )
+        except IntegrityError:
+            pass  # another request made it first
+        state = await session.get(BotState, _STATE_ID, with_for_update=lock)
+        assert state is not None
+    return state
+
+
+async def status(session: AsyncSession) -> BotStatus:
+    state = await session.get(BotState, _STATE_ID)
+    open_tickets = await session.scalar(
+        select(func.count()).select_from(Ticket).where(Ticket.status == OPEN)
+    )
+    if state is None:
+        return BotStatus(False, 0, "DM for support", 1, open_tickets or 0)
+    uptime = (
+        int((utcnow() - state.started_at).total_seconds())
+        if state.online and state.started_at
+        else 0
+    )
+    return BotStatus(state.online, uptime, state.presence, state.guild_count, open_tickets or 0)
+
+
+async def start(session: AsyncSession, actor: Actor) -> bool:
+    """Start the bot; False (and nothing changed) when it already runs."""
+    state = await _state(session, lock=True)
+    if state.online:
+        return False
+    state.online, state.started_at = True, utcnow()
+    await _announce(session, actor, "bot.started", "started the bot")
+    return True
+
+
+async def stop(session: AsyncSession, actor: Actor) -> bool:
+    state = await _state(session, lock=True)
+    if not state.online:
+        return False
+    state.online, state.started_at = False, None
+    await _announce(session, actor, "bot.stopped", "stopped the bot")
+    return True
+
+
+async def restart(session: AsyncSession, actor: Actor) -> None:
+    state = await _state(session, lock=True)
+    state.online, state.started_at = True, utcnow()
+    await _announce(session, actor, "bot.restarted", "restarted the bot")
+
+
+async def set_presence(session: AsyncSession, text: str, actor: Actor) -> None:
+    text = text.strip()
+    if not text or len(text) > MAX_PRESENCE or "\x00" in text:
+        raise Invalid(f"the status must be 1 to {MAX_PRESENCE} characters", field="status")
+    state = await _state(session, lock=True)
+    state.presence = text
+    await _announce(session, actor, "bot.presence", f"set the bot's status to {text!r}")
+
+
+async def _announce(session: AsyncSession, actor: Actor, action: str, what: str) -> None:
+    await session.flush()
+    await audit.record(session, actor, action, f"{actor.name} {what}", target="bot")
+
+
+async def _allocate_channel(session: AsyncSession) -> str:
+    await _state(session)
+    counter = await session.scalar(
+        update(BotState)
+        .where(BotState.id == _STATE_ID)
+        .values(channel_counter=BotState.channel_counter + 1)
+        .returning(BotState.channel_counter)
+    )
+    return str(CHANNEL_BASE + int(counter))
+
+
+def _event(ticket: Ticket) -> dict[str, object]:
+    return {
+        "id": ticket.public_id,
+        "user_id": ticket.user_id,
+        "channel_id": ticket.channel_id,
+        "status": "open" if ticket.status == OPEN else "closed",
+    }
+
+
+async def open_ticket(
+    session: AsyncSession, account: AccountRef, user_name: str, actor: Actor
+) -> Ticket:
+    """Open a ticket for the member; Conflict if one is open already."""
+    already = await session.scalar(
+        select(Ticket.public_id).where(Ticket.account_id == account.id, Ticket.status == OPEN)
+    )
+    if already is not None:
+        raise Conflict(f"{account.describe()} already has an open ticket", code="ticket_open")
+    ticket = Ticket(
+        public_id=secrets.token_hex(6),
+        account_id=account.id,
+        user_id=account.subject,
+        user_name=user_name,
+        channel_id=await _allocate_channel(session),
+        status=OPEN,
+        message_count=0,
+        created_at=utcnow(),
+    )
+    session.add(ticket)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"{account.describe()} already has an open ticket", code="ticket_open"
+        ) from None
+    await audit.record(
+        session,
+        actor,
+        "ticket.created",
+        f"{actor.name} opened ticket {ticket.public_id} for {account.describe()}",
+        target_account_id=account.id,
+        target=f"ticket:{ticket.public_id}",
+    )
+    await outbox.emit(session, "ticket.created", _event(ticket))
+    return ticket
+
+
+async def close_ticket(session: AsyncSession, public_id: str, actor: Actor) -> Ticket:
+    ticket = await session.scalar(
+        select(Ticket).where(Ticket.public_id == public_id).with_for_update()
+    )
+    if ticket is None:
+        raise NotFound(f"ticket {public_id} does not exist", code="ticket_not_found")
+    if ticket.status == CLOSED:
+        raise Conflict(f"ticket {public_id} is already closed", code="ticket_closed")
+    ticket.status, ticket.closed_at = CLOSED, utcnow()
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "ticket.updated",
+        f"{actor.name} closed ticket {public_id}",
+        target_account_id=ticket.account_id,
+        target=f"ticket:{public_id}",
+    )
+    await outbox.emit(session, "ticket.updated", _event(ticket))
+    return ticket
+
+
+async def tickets(
+    session: AsyncSession, status_filter: int | None, limit: int, offset: int
+) -> tuple[list[Ticket], int]:
+    query = select(Ticket)
+    if status_filter is not None:
+        query = query.where(Ticket.status == status_filter)
+    total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await session.scalars(query.order_by(Ticket.id.desc()).limit(limit).offset(offset))
+    return list(rows), total
+
+
+# ---- the bot's configuration ---------------------------------------------
+
+CONFIG = community.Document(
+    2,
+    {
+        "bot": {
+            "token": "",
+            "client_secret": "",
+            "status": "DM for support",
+            "welcome_message": "Thanks for your message! Staff will answer you here.",
+            "close_message": "This ticket is now closed. Send a message to open a new one.",
+            "enable_logs": True,
+            "enable_features": False,
+            "enable_panel": True,
+        },
+        "thread": {"embedded_message": True, "user_message_color": "5865f2"},
+    },
+)
+SECRET_KEYS = frozenset({"token", "client_secret"})
+MASK = "********"
+
+
+def _masked(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _masked(value)
+        if isinstance(value, dict)
+        else (MASK if key in SECRET_KEYS and value else value)
+        for key, value in document.items()
+    }
+
+
+def _without_masks(update: dict[str, Any]) -> dict[str, Any]:
+    """A secret sent back as its mask means "keep it": drop it from the update."""
+    return {
+        key: _without_masks(value) if isinstance(value, dict) else value
+        for key, value in update.items()
+        if not (key in SECRET_KEYS and value == MASK)
+    }
+
+
+async def config(session: AsyncSession) -> dict[str, Any]:
+    """The configuration with secrets masked."""
+    return _masked(await community.settings(session, CONFIG))
+
+
+async def update_config(session: AsyncSession, update: Any, actor: Actor) -> dict[str, Any]:
+    if not isinstance(update, dict):
+        raise Invalid("the configuration must be an object", field="config")
+    document = await community.merge_settings(
+        session, _without_masks(update), actor, event="settings.updated", document=CONFIG
+    )
+    return _masked(document)
