@@ -518,6 +518,44 @@ def directory_set(
     out.print(f"{kind} {key} ({name}) set")
 
 
+@directory_app.command("add-member")
+def directory_add_member(
+    member_id: Annotated[str, typer.Argument(metavar="ID", help="The member's Discord id.")],
+    username: Annotated[str, typer.Option(help="Their user name.")],
+    role: Annotated[
+        list[str] | None, typer.Option(help="A role id they hold (repeatable).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add or replace a guild member (Rustmail's members, and who may open tickets)."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.unit_of_work() as session:
+            await community.put_member(session, member_id, username, role or [], _operator())
+
+    _run(_with_runtime(_settings(config), work))
+    out.print(f"member {member_id} ({username}) set")
+
+
+@directory_app.command("add-role")
+def directory_add_role(
+    role_id: Annotated[str, typer.Argument(metavar="ID", help="The role's Discord id.")],
+    name: Annotated[str, typer.Option(help="The role's name.")],
+    color: Annotated[int, typer.Option(min=0, max=0xFFFFFF, help="Discord colour.")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Add or replace a guild role."""
+
+    async def work(runtime: Runtime) -> None:
+        async with runtime.database.unit_of_work() as session:
+            await community.put_directory_entry(
+                session, "role", role_id, name, f"#{color:06X}", _operator()
+            )
+
+    _run(_with_runtime(_settings(config), work))
+    out.print(f"role {role_id} ({name}) set")
+
+
 @directory_app.command("remove")
 def directory_remove(
     kind: Annotated[str, typer.Argument(help="role, channel or command")],

@@ -89,6 +89,14 @@ DEMO_DIRECTORY = (
 )
 
 
+# Rustmail's examples: the member its curl creates a ticket for, and a staff member.
+DEMO_MEMBERS = (
+    ("689149284871962727", "supportseeker", ()),
+    ("123456789012345678", "StaffMember", ("123456789012345678",)),
+)
+DEMO_ROLES = (("123456789012345678", "Moderator", "#3498DB"),)
+
+
 @dataclass(frozen=True)
 class DemoResult:
     created: list[str]
@@ -130,9 +138,12 @@ async def _load_community(session: AsyncSession) -> None:
             "coins",
             DEMO_ACTOR,
         )
-    for kind, key, name, detail in DEMO_DIRECTORY:
+    for kind, key, name, detail in DEMO_DIRECTORY + tuple(("role", *r) for r in DEMO_ROLES):
         if await session.get(DirectoryEntry, (kind, key)) is None:
             await community.put_directory_entry(session, kind, key, name, detail, DEMO_ACTOR)
+    for member_id, username, roles in DEMO_MEMBERS:
+        if await community.guild_member(session, member_id) is None:
+            await community.put_member(session, member_id, username, list(roles), DEMO_ACTOR)
 
 
 async def _load_hosting(runtime: Runtime, session: AsyncSession) -> None:

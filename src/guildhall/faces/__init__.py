@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from guildhall.faces.aurora.app import create_app as aurora_app
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
+from guildhall.faces.rustmail.app import create_app as rustmail_app
 from guildhall.faces.skypanel.app import create_app as skypanel_app
 from guildhall.runtime import Runtime
 
@@ -21,4 +22,5 @@ FACES: dict[str, Callable[[Runtime], FastAPI]] = {
     "ld7": ld7_app,
     "skypanel": skypanel_app,
     "aurora": aurora_app,
+    "rustmail": rustmail_app,
 }

@@ -155,8 +155,28 @@ async def stamp_last_used(session: AsyncSession, key_id: int) -> None:
     )
 
 
-async def list_keys(session: AsyncSession) -> list[ApiKey]:
-    return list(await session.scalars(select(ApiKey).order_by(ApiKey.id)))
+async def list_keys(session: AsyncSession, prefix: str | None = None) -> list[ApiKey]:
+    """Every key, or those whose plaintext starts with ``prefix`` (one face's keys)."""
+    query = select(ApiKey).order_by(ApiKey.id)
+    if prefix is not None:
+        query = query.where(ApiKey.prefix.startswith(prefix, autoescape=True))
+    return list(await session.scalars(query))
+
+
+async def delete(session: AsyncSession, key_id: int, actor: Actor) -> None:
+    """Remove a key for good; it is refused from the next request on."""
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key has the id {key_id}", code="key_not_found")
+    await session.delete(key)
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "api_key.deleted",
+        f"{actor.name} deleted API key {key.name!r} (#{key.id})",
+        target=f"api_key:{key.id}",
+    )
 
 
 async def revoke(session: AsyncSession, key_id: int, actor: Actor) -> ApiKey:

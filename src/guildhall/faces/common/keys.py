@@ -13,17 +13,23 @@ async def _stamp(runtime: Runtime, key_id: int) -> None:
         await access.stamp_last_used(session, key_id)
 
 
-async def verify_key(
-    runtime: Runtime, session: AsyncSession, token: str, scope: str
+async def identify_key(
+    runtime: Runtime, session: AsyncSession, token: str
 ) -> access.KeyPrincipal | None:
-    """The key's principal if it is valid and grants ``scope``, else None.
+    """The key's principal if it exists, is not revoked and has not expired, else None.
 
     Its last use is stamped at most once a minute per process, after the
     request and outside its transaction (see ``access.LastUsedTracker``).
     """
     principal = await access.authenticate(session, token)
-    if principal is None or not principal.allows(scope):
-        return None
-    if runtime.key_stamps.due(principal.id):
+    if principal is not None and runtime.key_stamps.due(principal.id):
         runtime.spawn(_stamp(runtime, principal.id))
     return principal
+
+
+async def verify_key(
+    runtime: Runtime, session: AsyncSession, token: str, scope: str
+) -> access.KeyPrincipal | None:
+    """The key's principal if it is valid and grants ``scope``, else None."""
+    principal = await identify_key(runtime, session, token)
+    return principal if principal is not None and principal.allows(scope) else None

@@ -1,0 +1,1 @@
+"""The Rustmail REST API and its panel login."""

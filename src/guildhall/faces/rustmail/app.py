@@ -1,0 +1,379 @@
+"""Routes of the Rustmail face: panel login, bot control, tickets, keys, permissions.
+
+Panel routes authenticate by session cookie and check one permission each
+(``auth.needs``); external routes take an API key (``auth.api_key``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from guildhall.connectors.oauth.provider import OAuthProvider, ProviderError
+from guildhall.core.access import panel
+from guildhall.core.access import service as access
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider
+from guildhall.core.actor import Actor
+from guildhall.core.community import service as community
+from guildhall.core.errors import Conflict, Invalid
+from guildhall.core.support import service as support
+from guildhall.faces.common import ratelimit
+from guildhall.faces.common.body import read_json
+from guildhall.faces.common.responses import JSON
+from guildhall.faces.common.session import endpoint, runtime_of
+from guildhall.faces.rustmail import errors, wire
+from guildhall.faces.rustmail.auth import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    api_key,
+    needs,
+    panel_caller,
+    public,
+)
+from guildhall.faces.rustmail.errors import RustmailError, bad_request
+from guildhall.runtime import Runtime
+
+KEY_PREFIX = "rustmail_"
+SUCCESS = {"success": True}
+
+
+def _settings(request: Request):
+    return runtime_of(request).settings.faces.rustmail
+
+
+def _provider(request: Request) -> OAuthProvider:
+    oauth = _settings(request).oauth
+    return OAuthProvider(
+        client_id=oauth.client_id,
+        client_secret=oauth.client_secret,
+        redirect_url=oauth.redirect_url,
+        authorize_url=oauth.authorize_url,
+        token_url=oauth.token_url,
+        userinfo_url=oauth.userinfo_url,
+        scope=oauth.scope,
+    )
+
+
+def _cookie(response: Response, request: Request, name: str, value: str, seconds: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=seconds,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+# ---- login -----------------------------------------------------------------
+
+
+async def login(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    settings = _settings(request)
+    browser = secrets.token_urlsafe(32)
+    state = await panel.begin_login(
+        session,
+        browser,
+        wire.safe_next(request.query_params.get("next")),
+        timedelta(seconds=settings.login_ttl_seconds),
+    )
+    response = RedirectResponse(_provider(request).authorization_url(state), status_code=302)
+    _cookie(response, request, LOGIN_COOKIE, browser, settings.login_ttl_seconds)
+    return response
+
+
+async def callback(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    state = request.query_params.get("state", "")
+    code = request.query_params.get("code", "")
+    browser = request.cookies.get(LOGIN_COOKIE, "")
+    if not state or not browser:
+        raise bad_request("Missing login state")
+    try:
+        next_path = await panel.finish_login(session, state, browser)
+    except Invalid:
+        raise bad_request("Invalid or reused login state") from None
+    if not code:
+        raise bad_request("Missing authorization code")
+    try:
+        person = await _provider(request).identify(code)
+    except ProviderError as exc:
+        raise RustmailError(400, "OAUTH_ERROR", f"Login failed: {exc}") from None
+    account = await accounts.find_by_identity(session, person.id)
+    if account is None:
+        account = await _new_account(session, person.id, person.username)
+    settings = _settings(request)
+    token = await panel.open_session(
+        session,
+        account.id,
+        person.id,
+        person.avatar,
+        timedelta(seconds=settings.session_ttl_seconds),
+    )
+    response = RedirectResponse(next_path, status_code=302)
+    _cookie(response, request, SESSION_COOKIE, token, settings.session_ttl_seconds)
+    response.delete_cookie(LOGIN_COOKIE, path="/")
+    return response
+
+
+async def _new_account(session: AsyncSession, discord_id: str, username: str):
+    actor = Actor("system", "Rustmail panel login")
+    for candidate in (username, f"{username}-{discord_id[-6:]}", f"discord-{discord_id}"):
+        try:
+            async with session.begin_nested():
+                made = await accounts.create(
+                    session,
+                    username=candidate,
+                    identities={Provider.DISCORD: discord_id},
+                    actor=actor,
+                )
+            return accounts.AccountRef(made.id, made.username, discord_id)
+        except (Conflict, Invalid):
+            continue
+    raise bad_request("Cannot create an account for this Discord user")
+
+
+async def logout(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await panel.close_session(session, token)
+    response = RedirectResponse("/", status_code=302)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# ---- bot ---------------------------------------------------------------------
+
+
+async def bot_status(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    state = await support.status(session)
+    return JSON(
+        {
+            "online": state.online,
+            "uptime": state.uptime,
+            "presence": state.presence,
+            "guild_count": state.guild_count,
+            "ticket_count": state.ticket_count,
+        }
+    )
+
+
+async def bot_start(_request: Request, session: AsyncSession, caller: Actor) -> Response:
+    started = await support.start(session, caller)
+    return JSON(
+        {"success": True, "message": "Bot started" if started else "Bot is already running"}
+    )
+
+
+async def bot_stop(_request: Request, session: AsyncSession, caller: Actor) -> Response:
+    stopped = await support.stop(session, caller)
+    return JSON(
+        {"success": True, "message": "Bot stopped" if stopped else "Bot is already stopped"}
+    )
+
+
+async def bot_restart(_request: Request, session: AsyncSession, caller: Actor) -> Response:
+    await support.restart(session, caller)
+    return JSON({"success": True, "message": "Bot restarted"})
+
+
+async def bot_presence(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    status = wire.json_object(await read_json(request)).get("status")
+    if not isinstance(status, str):
+        raise bad_request("status must be a string")
+    await support.set_presence(session, status, caller)
+    return JSON(SUCCESS)
+
+
+async def get_config(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    return JSON(await support.config(session))
+
+
+async def put_config(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    await support.update_config(session, wire.json_object(await read_json(request)), caller)
+    return JSON(SUCCESS)
+
+
+async def list_tickets(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    params = request.query_params
+    status = params.get("status") or "open"
+    if status not in wire.STATUSES:
+        raise bad_request("status must be open, closed or all")
+    limit, offset = params.get("limit") or "50", params.get("offset") or "0"
+    if not (limit.isdigit() and offset.isdigit()) or len(limit) > 9 or len(offset) > 9:
+        raise bad_request("limit and offset must be whole numbers")
+    rows, total = await support.tickets(
+        session, wire.STATUSES[status], min(int(limit), 200), int(offset)
+    )
+    return JSON({"tickets": [wire.ticket(row) for row in rows], "total": total})
+
+
+# ---- external API --------------------------------------------------------
+
+
+async def external_create(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    discord_id = wire.json_object(await read_json(request)).get("discord_id")
+    if not isinstance(discord_id, str) or not discord_id.isdigit() or len(discord_id) > 32:
+        raise bad_request("discord_id must be a Discord user id (a string of digits)")
+    member = await community.guild_member(session, discord_id)
+    if member is None:
+        raise RustmailError(404, "USER_NOT_FOUND", "User not found in community server")
+    account = await accounts.find_by_identity(session, discord_id)
+    if account is None:
+        account = await _new_account(session, discord_id, member.username)
+    opened = await support.open_ticket(session, account, member.username, caller)
+    return JSON({"success": True, "ticket_id": opened.public_id, "channel_id": opened.channel_id})
+
+
+# ---- API keys ----------------------------------------------------------------
+
+
+async def list_keys(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    keys = await access.list_keys(session, prefix=KEY_PREFIX)
+    return JSON({"keys": [wire.api_key(key) for key in keys]})
+
+
+async def create_key(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    name, permissions, expires = wire.new_key_request(wire.json_object(await read_json(request)))
+    key, plaintext = await access.create(
+        session,
+        name=name,
+        scopes=permissions,
+        actor=caller,
+        expires_at=expires,
+        prefix=KEY_PREFIX,
+        token=secrets.token_hex(32),
+    )
+    return JSON({"id": key.id, "key": plaintext, "name": key.name})
+
+
+async def _own_key(session: AsyncSession, key_id: str) -> int:
+    if not key_id.isdigit() or len(key_id) > 18:
+        raise RustmailError(404, "NOT_FOUND", "API key not found")
+    keys = {key.id for key in await access.list_keys(session, prefix=KEY_PREFIX)}
+    if int(key_id) not in keys:
+        raise RustmailError(404, "NOT_FOUND", "API key not found")
+    return int(key_id)
+
+
+async def revoke_key(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    await access.revoke(session, await _own_key(session, request.path_params["id"]), caller)
+    return JSON(SUCCESS)
+
+
+async def delete_key(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    await access.delete(session, await _own_key(session, request.path_params["id"]), caller)
+    return JSON(SUCCESS)
+
+
+# ---- administration ------------------------------------------------------------
+
+
+async def members(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    found = await community.guild_members(session)
+    return JSON(
+        {"members": [{"id": m.id, "username": m.username, "avatar": m.avatar} for m in found]}
+    )
+
+
+async def roles(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    found = await community.directory(session, "role")
+    return JSON(
+        {
+            "roles": [
+                {"id": r.key, "name": r.name, "color": wire.role_color(r.detail)} for r in found
+            ]
+        }
+    )
+
+
+async def list_grants(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    return JSON({"permissions": [wire.grant(row) for row in await panel.grants(session)]})
+
+
+async def add_grant(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    body = wire.json_object(await read_json(request))
+    fields = [body.get(name) for name in ("subject_type", "subject_id", "permission")]
+    if not all(isinstance(value, str) and value for value in fields):
+        raise bad_request("subject_type, subject_id and permission are required")
+    grant_id = await panel.grant(
+        session, *fields, granted_by=request.state.panel.user.discord_id, actor=caller
+    )
+    return JSON({"success": True, "id": grant_id})
+
+
+async def remove_grant(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    grant_id = request.path_params["id"]
+    if not grant_id.isdigit() or len(grant_id) > 18:
+        raise RustmailError(404, "NOT_FOUND", "Permission grant not found")
+    await panel.revoke(session, int(grant_id), caller)
+    return JSON(SUCCESS)
+
+
+# ---- the logged-in user --------------------------------------------------------
+
+
+async def avatar(request: Request, _session: AsyncSession, _caller: Actor) -> Response:
+    user = request.state.panel.user
+    return JSON({"avatar_url": wire.avatar_url(user.discord_id, user.avatar)})
+
+
+async def my_permissions(request: Request, _session: AsyncSession, _caller: Actor) -> Response:
+    caller = request.state.panel
+    return JSON({"is_super_admin": caller.super_admin, "permissions": sorted(caller.permissions)})
+
+
+async def panel_check(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    try:
+        caller = await panel_caller(request, session)
+    except RustmailError:
+        return JSON({"authenticated": False, "user_id": None})
+    return JSON({"authenticated": True, "user_id": caller.user.discord_id})
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Guildhall: Rustmail API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
+    routes = [
+        ("/api/auth/login", login, get, public, True),
+        ("/api/auth/callback", callback, get, public, True),
+        ("/api/auth/logout", logout, get, public, True),
+        ("/api/bot/status", bot_status, get, needs("view_panel"), None),
+        ("/api/bot/start", bot_start, post, needs("manage_bot"), None),
+        ("/api/bot/stop", bot_stop, post, needs("manage_bot"), None),
+        ("/api/bot/restart", bot_restart, post, needs("manage_bot"), None),
+        ("/api/bot/presence", bot_presence, post, needs("manage_bot"), None),
+        ("/api/bot/config", get_config, get, needs("manage_config"), None),
+        ("/api/bot/config", put_config, put, needs("manage_config"), None),
+        ("/api/bot/tickets", list_tickets, get, needs("view_tickets"), None),
+        ("/api/externals/tickets/create", external_create, post, api_key("write:tickets"), None),
+        ("/api/apikeys", list_keys, get, needs("manage_api_keys"), None),
+        ("/api/apikeys", create_key, post, needs("manage_api_keys"), None),
+        ("/api/apikeys/{id}/revoke", revoke_key, post, needs("manage_api_keys"), None),
+        ("/api/apikeys/{id}", delete_key, delete, needs("manage_api_keys"), None),
+        ("/api/admin/members", members, get, needs("manage_permissions"), None),
+        ("/api/admin/roles", roles, get, needs("manage_permissions"), None),
+        ("/api/admin/permissions", list_grants, get, needs("manage_permissions"), None),
+        ("/api/admin/permissions", add_grant, post, needs("manage_permissions"), None),
+        ("/api/admin/permissions/{id}", remove_grant, delete, needs("manage_permissions"), None),
+        ("/api/user/avatar", avatar, get, needs(None), None),
+        ("/api/user/permissions", my_permissions, get, needs(None), None),
+        ("/api/panel/check", panel_check, get, public, None),
+    ]
+    for path, handler, methods, check, write in routes:
+        app.add_api_route(path, endpoint(handler, check, write=write), methods=methods)
+    ratelimit.install(app, runtime, "rustmail", errors.too_many)
+    return app

@@ -1,0 +1,130 @@
+"""Rustmail's request fields and response bodies.
+
+Decisions where the document is silent:
+- Times in ``/api/apikeys`` and ``/api/admin/permissions`` are Unix seconds
+  (as shown); ticket ``created_at`` is ISO 8601 UTC (as shown).
+- ``POST /api/apikeys`` takes ``permissions`` from ``read:tickets`` and
+  ``write:tickets`` and ``expires_at`` as Unix seconds or null.
+- ``GET /api/panel/check`` without a session answers
+  ``{"authenticated": false, "user_id": null}`` (a check, not a refusal).
+- A role's ``color`` is Discord's integer colour.
+- After login the browser goes to the ``next`` path given to
+  ``/api/auth/login`` if it is a path on the panel itself (``/...``, never
+  ``//host`` or a full URL), else to ``/``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from guildhall.core.access.models import ApiKey
+from guildhall.core.access.panel import PanelPermission
+from guildhall.core.support.models import OPEN, Ticket
+from guildhall.db.base import utcnow
+from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.rustmail.errors import bad_request
+
+KEY_PERMISSIONS = ("read:tickets", "write:tickets")
+STATUSES = {"open": OPEN, "closed": 0, "all": None}
+
+
+def json_object(body: Any) -> dict[str, Any]:
+    if body is MALFORMED:
+        raise bad_request("The request body must be valid JSON")
+    if body is ABSENT:
+        return {}
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object")
+    return body
+
+
+def unix(moment: datetime | None) -> int | None:
+    return int(moment.timestamp()) if moment else None
+
+
+def safe_next(path: str | None) -> str:
+    """A path on the panel itself, or ``/``: never another site."""
+    if (
+        not path
+        or not path.startswith("/")
+        or path.startswith("//")
+        or "\\" in path
+        or any(ord(c) < 32 for c in path)
+        or len(path) > 500
+    ):
+        return "/"
+    return path
+
+
+def ticket(row: Ticket) -> dict[str, Any]:
+    return {
+        "id": row.public_id,
+        "user_id": row.user_id,
+        "user_name": row.user_name,
+        "channel_id": row.channel_id,
+        "created_at": row.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": row.status,
+        "message_count": row.message_count,
+    }
+
+
+def api_key(row: ApiKey) -> dict[str, Any]:
+    now = utcnow()
+    active = row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "permissions": list(row.scopes),
+        "created_at": unix(row.created_at),
+        "expires_at": unix(row.expires_at),
+        "last_used_at": unix(row.last_used_at),
+        "is_active": active,
+    }
+
+
+def new_key_request(body: dict[str, Any]) -> tuple[str, list[str], datetime | None]:
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise bad_request("name is required")
+    permissions = body.get("permissions")
+    if (
+        not isinstance(permissions, list)
+        or not permissions
+        or any(p not in KEY_PERMISSIONS for p in permissions)
+    ):
+        raise bad_request(f"permissions must be a list of {', '.join(KEY_PERMISSIONS)}")
+    expires = body.get("expires_at")
+    if expires is None:
+        return name, permissions, None
+    if isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0:
+        raise bad_request("expires_at must be Unix seconds or null")
+    try:
+        return name, permissions, datetime.fromtimestamp(expires, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise bad_request("expires_at is out of range") from None
+
+
+def grant(row: PanelPermission) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "subject_type": row.subject_type,
+        "subject_id": row.subject_id,
+        "permission": row.permission,
+        "granted_by": row.granted_by,
+        "granted_at": unix(row.granted_at),
+    }
+
+
+def role_color(detail: str) -> int:
+    text = detail.removeprefix("#")
+    try:
+        return int(text, 16) if text else 0
+    except ValueError:
+        return 0
+
+
+def avatar_url(discord_id: str, avatar: str | None) -> str:
+    if avatar:
+        return f"https://cdn.discordapp.com/avatars/{discord_id}/{avatar}.png"
+    return f"https://cdn.discordapp.com/embed/avatars/{int(discord_id) % 6}.png"
