@@ -183,3 +183,44 @@ def test_serve_prints_each_face_url_and_a_working_key(database_url: str, tmp_pat
     finally:
         assert served.stop() == 0
         served.output()
+
+
+def test_directory_members_and_roles_for_the_panel(database_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, database_url)
+    if not database_url.startswith("sqlite"):
+        guildhall(config, "migrate")
+    role = guildhall(
+        config, "directory", "add-role", "42", "--name", "Moderator", "--color", "3447003"
+    )
+    assert "role 42 (Moderator) set" in role.stdout
+    member = guildhall(
+        config,
+        "directory",
+        "add-member",
+        "123456789012345678",
+        "--username",
+        "StaffMember",
+        "--role",
+        "42",
+    )
+    assert "member 123456789012345678 (StaffMember) set" in member.stdout
+    bad = guildhall(config, "directory", "add-member", "not-an-id", "--username", "x", check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+    import asyncio
+
+    from guildhall.config import load_settings
+    from guildhall.core.community import service as community
+    from guildhall.runtime import Runtime
+
+    async def read() -> tuple[list[str], list[tuple[str, str, str]]]:
+        runtime = Runtime(load_settings(config))
+        try:
+            async with runtime.database.unit_of_work(write=False) as session:
+                roles = await community.roles_of(session, "123456789012345678")
+                entries = await community.directory(session, "role")
+                return roles, [(e.key, e.name, e.detail) for e in entries]
+        finally:
+            await runtime.close()
+
+    assert asyncio.run(read()) == (["42"], [("42", "Moderator", "#3498DB")])

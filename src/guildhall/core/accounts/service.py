@@ -13,6 +13,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from sqlalchemy import bindparam, case, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.models import Account, Identity, Provider, Role
@@ -233,3 +234,29 @@ async def list_identities(session: AsyncSession, account_id: int) -> list[Identi
 
 async def list_accounts(session: AsyncSession) -> list[Account]:
     return list(await session.scalars(select(Account).order_by(Account.id)))
+
+
+async def ensure_for_identity(
+    session: AsyncSession, provider: Provider, subject: str, username: str, actor: Actor
+) -> AccountRef:
+    """The account an identity names, created (named after ``username``) if there is none.
+
+    Safe under concurrency: when another transaction creates it first, the
+    unique constraints refuse ours and the account it made is returned.
+    """
+    for candidate in (username, f"{username}-{subject[-6:]}", f"{provider}-{subject}"):
+        found = await find_by_identity(session, subject)
+        if found is not None:
+            return found
+        try:
+            async with session.begin_nested():
+                made = await create(
+                    session, username=candidate, identities={provider: subject}, actor=actor
+                )
+            return AccountRef(made.id, made.username, subject)
+        except (Conflict, Invalid, IntegrityError):
+            continue
+    found = await find_by_identity(session, subject)
+    if found is None:
+        raise Conflict(f"no account can be made for {provider} id {subject}")
+    return found

@@ -21,7 +21,7 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
-from guildhall.core.errors import Conflict, Invalid
+from guildhall.core.errors import Invalid
 from guildhall.core.support import service as support
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import read_json
@@ -40,6 +40,7 @@ from guildhall.faces.rustmail.errors import RustmailError, bad_request
 from guildhall.runtime import Runtime
 
 KEY_PREFIX = "rustmail_"
+LOGIN_ACTOR = Actor("system", "Rustmail panel login")
 SUCCESS = {"success": True}
 
 
@@ -105,9 +106,9 @@ async def callback(request: Request, session: AsyncSession, _caller: Actor) -> R
         person = await _provider(request).identify(code)
     except ProviderError as exc:
         raise RustmailError(400, "OAUTH_ERROR", f"Login failed: {exc}") from None
-    account = await accounts.find_by_identity(session, person.id)
-    if account is None:
-        account = await _new_account(session, person.id, person.username)
+    account = await accounts.ensure_for_identity(
+        session, Provider.DISCORD, person.id, person.username, LOGIN_ACTOR
+    )
     settings = _settings(request)
     token = await panel.open_session(
         session,
@@ -120,23 +121,6 @@ async def callback(request: Request, session: AsyncSession, _caller: Actor) -> R
     _cookie(response, request, SESSION_COOKIE, token, settings.session_ttl_seconds)
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
-
-
-async def _new_account(session: AsyncSession, discord_id: str, username: str):
-    actor = Actor("system", "Rustmail panel login")
-    for candidate in (username, f"{username}-{discord_id[-6:]}", f"discord-{discord_id}"):
-        try:
-            async with session.begin_nested():
-                made = await accounts.create(
-                    session,
-                    username=candidate,
-                    identities={Provider.DISCORD: discord_id},
-                    actor=actor,
-                )
-            return accounts.AccountRef(made.id, made.username, discord_id)
-        except (Conflict, Invalid):
-            continue
-    raise bad_request("Cannot create an account for this Discord user")
 
 
 async def logout(request: Request, session: AsyncSession, _caller: Actor) -> Response:
@@ -224,9 +208,9 @@ async def external_create(request: Request, session: AsyncSession, caller: Actor
     member = await community.guild_member(session, discord_id)
     if member is None:
         raise RustmailError(404, "USER_NOT_FOUND", "User not found in community server")
-    account = await accounts.find_by_identity(session, discord_id)
-    if account is None:
-        account = await _new_account(session, discord_id, member.username)
+    account = await accounts.ensure_for_identity(
+        session, Provider.DISCORD, discord_id, member.username, caller
+    )
     opened = await support.open_ticket(session, account, member.username, caller)
     return JSON({"success": True, "ticket_id": opened.public_id, "channel_id": opened.channel_id})
 

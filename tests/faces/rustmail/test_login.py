@@ -1,0 +1,156 @@
+"""The panel's OAuth2 login, the whole redirect round trip against a real local
+provider, with a cookie-keeping client; and what the session then allows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from guildhall.core.access.panel import PanelSession
+from guildhall.core.accounts import service as accounts
+from guildhall.runtime import Runtime
+from tests.faces.rustmail.conftest import client_for
+from tests.faces.rustmail.provider import Provider, running_provider
+
+CALLBACK = "http://panel.test/api/auth/callback"
+
+
+async def _start(panel: httpx.AsyncClient, next_path: str = "/tickets") -> httpx.Response:
+    response = await panel.get("/api/auth/login", params={"next": next_path})
+    assert response.status_code == 302
+    return response
+
+
+async def _through_provider(login: httpx.Response) -> str:
+    """The browser at the provider: it approves and is sent back with a code."""
+    async with httpx.AsyncClient() as browser:
+        approved = await browser.get(login.headers["location"])
+    assert approved.status_code == 302
+    return approved.headers["location"]
+
+
+def _runtime(
+    make_runtime: Callable[..., Runtime],
+    provider: Provider,
+    callback: str = CALLBACK,
+    **extra: object,
+) -> Runtime:
+    return make_runtime(oauth=provider.settings(callback), **extra)
+
+
+async def test_the_whole_login_round_trip(make_runtime: Callable[..., Runtime]) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider, super_admin_users=["555000111222333444"])
+        async with client_for(runtime) as panel:
+            login = await _start(panel)
+            target = urlparse(login.headers["location"])
+            assert f"{target.scheme}://{target.netloc}{target.path}" == f"{provider.base}/authorize"
+            query = parse_qs(target.query)
+            assert query["scope"] == ["identify"] and query["redirect_uri"] == [CALLBACK]
+            assert "httponly" in login.headers["set-cookie"].lower()
+
+            back = await panel.get(await _through_provider(login))
+            assert back.status_code == 302
+            assert back.headers["location"] == "/tickets"
+            cookie = back.headers["set-cookie"]
+            assert "rustmail_session=" in cookie and "HttpOnly" in cookie
+            assert "SameSite=lax" in cookie and "Secure" not in cookie
+
+            check = (await panel.get("/api/panel/check")).json()
+            assert check == {"authenticated": True, "user_id": "555000111222333444"}
+            avatar = (await panel.get("/api/user/avatar")).json()["avatar_url"]
+            assert avatar == "https://cdn.discordapp.com/avatars/555000111222333444/a1b2c3.png"
+            mine = (await panel.get("/api/user/permissions")).json()
+            assert mine["is_super_admin"] is True and "manage_bot" in mine["permissions"]
+
+    async with runtime.database.unit_of_work(write=False) as session:
+        account = await accounts.require_by_identity(session, "555000111222333444")
+        assert account.username == "staffer"
+        stored = list(await session.scalars(select(PanelSession.id_hash)))
+    token = panel.cookies.get("rustmail_session")
+    assert token is not None and token not in stored and len(stored) == 1  # only its hash
+
+
+async def test_forged_reused_foreign_and_missing_states_are_400(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider)
+        async with client_for(runtime) as panel, client_for(runtime) as stranger:
+            callback = await _through_provider(await _start(panel))
+            code = parse_qs(urlparse(callback).query)["code"][0]
+            forged = await panel.get("/api/auth/callback", params={"code": code, "state": "x"})
+            assert forged.status_code == 400
+            assert forged.json()["code"] == "BAD_REQUEST"
+            foreign = await stranger.get(callback)  # another browser: no matching cookie
+            assert foreign.status_code == 400
+            assert (await panel.get(callback)).status_code == 302  # the rightful browser
+            reused = await panel.get(callback)
+            assert reused.status_code == 400
+            missing = await panel.get("/api/auth/callback", params={"code": code})
+            assert missing.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", ""],
+)
+async def test_no_open_redirect(make_runtime: Callable[..., Runtime], next_path: str) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider)
+        async with client_for(runtime) as panel:
+            back = await panel.get(await _through_provider(await _start(panel, next_path)))
+            assert back.headers["location"] == "/"
+
+
+async def test_the_cookie_is_secure_over_https(make_runtime: Callable[..., Runtime]) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider, "https://panel.test/api/auth/callback")
+        async with client_for(runtime, "https://panel.test") as panel:
+            back = await panel.get(await _through_provider(await _start(panel)))
+            assert "Secure" in back.headers["set-cookie"]
+
+
+async def test_a_provider_refusal_is_a_clear_400(make_runtime: Callable[..., Runtime]) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider)
+        async with client_for(runtime) as panel:
+            callback = await _through_provider(await _start(panel))
+            provider.codes.clear()  # the code is no longer valid at the provider
+            refused = await panel.get(callback)
+            assert refused.status_code == 400
+            assert refused.json()["code"] == "OAUTH_ERROR"
+            assert (await panel.get("/api/panel/check")).json()["authenticated"] is False
+
+
+async def test_logout_ends_the_session_on_the_server_and_expiry_counts(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider, super_admin_users=["555000111222333444"])
+        async with client_for(runtime) as panel:
+            await panel.get(await _through_provider(await _start(panel)))
+            token = panel.cookies.get("rustmail_session")
+            out = await panel.get("/api/auth/logout")
+            assert out.status_code == 302 and out.headers["location"] == "/"
+        async with client_for(runtime) as replay:
+            replay.cookies.set("rustmail_session", token)
+            assert (await replay.get("/api/bot/status")).status_code == 401
+
+            async with client_for(runtime) as again:
+                await again.get(await _through_provider(await _start(again)))
+                assert (await again.get("/api/bot/status")).status_code == 200
+                async with runtime.database.unit_of_work() as session:
+                    await session.execute(
+                        update(PanelSession).values(expires_at=PanelSession.created_at)
+                    )
+                expired = await again.get("/api/bot/status")
+                assert expired.status_code == 401
+                assert expired.json() == {
+                    "error": "Authentication required",
+                    "code": "UNAUTHORIZED",
+                }
