@@ -125,6 +125,9 @@ async def serve_sockets(
             log_level=settings.log_level,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
+            # Forwarded headers are believed only from trusted_proxies, by the
+            # faces themselves (faces/common/ratelimit.py), never by uvicorn.
+            proxy_headers=False,
         )
         servers.append((_FaceServer(config), sock))
 

@@ -239,3 +239,19 @@ async def test_the_operator_commands(database_url: str, tmp_path: Path) -> None:
         assert f"removed webhook 1 ({receiver.url})" in out
         code, _, err = await _cli(config, "webhooks", "test", "1")
         assert code == 1 and "Webhook #1 does not exist." in err
+
+
+async def test_a_new_endpoint_takes_no_events_from_an_existing_one(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    runtime = make_runtime()
+    account = await make_account(runtime, "alice", discord="111")
+    async with receiving() as first, receiving() as second:
+        await _endpoint(runtime, first.url, "coins.changed")
+        await _coins(runtime, account, 3)  # committed, not yet sent
+        await _endpoint(runtime, second.url, "coins.changed")
+        await _drain(runtime, lambda: len(first.received) == 1)
+        await asyncio.sleep(0.1)
+        await runtime.webhooks.run_once()
+    assert [json.loads(r.body)["data"]["amount"] for r in first.received] == ["3"]
+    assert second.received == []

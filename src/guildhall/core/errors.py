@@ -41,3 +41,16 @@ class LimitExceeded(CoreError):
     """A value would leave its allowed range (a balance below zero, say)."""
 
     code = "limit_exceeded"
+
+
+def is_digits(value: object, max_length: int = 18) -> bool:
+    """A non-empty string of ASCII digits no longer than ``max_length``.
+
+    ``str.isdigit`` alone also accepts "²" and other digits ``int`` refuses.
+    """
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_length
+        and value.isascii()
+        and value.isdigit()
+    )

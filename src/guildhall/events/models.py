@@ -69,6 +69,8 @@ class WebhookEndpoint(Base):
     secret: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Events up to this outbox id were committed before the endpoint existed.
+    since_event_id: Mapped[int] = mapped_column(BigIntId, default=0)
 
 
 class WebhookDelivery(Base):

@@ -119,16 +119,13 @@ class Webhooks:
             )
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         endpoint = WebhookEndpoint(
-            url=url, events=sorted(set(events)), secret=self._sealer.seal(secret.encode())
+            url=url,
+            events=sorted(set(events)),
+            secret=self._sealer.seal(secret.encode()),
+            # Events from before the endpoint existed are not its to receive.
+            since_event_id=await session.scalar(select(func.max(OutboxEvent.id))) or 0,
         )
         session.add(endpoint)
-        # Events from before the endpoint existed are not its to receive.
-        await session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.dispatched_at.is_(None))
-            .values(dispatched_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
         await session.flush()
         await audit.record(
             session,
@@ -240,7 +237,12 @@ class Webhooks:
         return made
 
     async def dispatch(self) -> int:
-        """One delivery per subscribed endpoint for each new outbox event."""
+        """One delivery per subscribed endpoint for each new outbox event.
+
+        The rows are locked without skipping: a second process waits for the
+        first to commit and then finds them dispatched, so deliveries are
+        created (and numbered) in event order whatever the number of processes.
+        """
         async with self.database.unit_of_work() as session:
             events = list(
                 await session.scalars(
@@ -248,7 +250,7 @@ class Webhooks:
                     .where(OutboxEvent.dispatched_at.is_(None))
                     .order_by(OutboxEvent.id)
                     .limit(DISPATCH_BATCH)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update()
                 )
             )
             if not events:
@@ -257,7 +259,8 @@ class Webhooks:
             now = utcnow()
             for event in events:
                 for endpoint in endpoints:
-                    if "*" in endpoint.events or event.event in endpoint.events:
+                    wanted = "*" in endpoint.events or event.event in endpoint.events
+                    if wanted and event.id > endpoint.since_event_id:
                         session.add(
                             WebhookDelivery(
                                 endpoint_id=endpoint.id,

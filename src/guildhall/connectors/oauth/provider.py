@@ -61,7 +61,8 @@ class OAuthProvider:
                         "Accept": "application/json",
                     },
                 )
-                access_token = token.json().get("access_token") if token.is_success else None
+                answer = token.json() if token.is_success else None
+                access_token = answer.get("access_token") if isinstance(answer, dict) else None
                 if not access_token:
                     raise ProviderError(f"the provider refused the code (HTTP {token.status_code})")
                 user = await client.get(

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.core.actor import Actor
-from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
 from guildhall.events import audit
 
@@ -184,7 +184,7 @@ async def grant(
         raise Invalid("subject_type must be user or role", field="subject_type")
     if permission not in PERMISSIONS:
         raise Invalid(f"permission must be one of {', '.join(PERMISSIONS)}", field="permission")
-    if not subject_id or not subject_id.isdigit() or len(subject_id) > 32:
+    if not is_digits(subject_id, 32):
         raise Invalid("subject_id must be a Discord id", field="subject_id")
     row = PanelPermission(
         subject_type=subject_type,

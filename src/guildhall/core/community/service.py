@@ -32,7 +32,7 @@ from guildhall.core.community.models import (
 )
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import Balance
-from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
 from guildhall.events import audit, outbox
@@ -645,7 +645,7 @@ async def put_member(
     avatar: str | None = None,
 ) -> None:
     """Add or replace a guild member and the roles they hold."""
-    if not member_id.isdigit() or len(member_id) > 32:
+    if not is_digits(member_id, 32):
         raise Invalid("a member id is a Discord id (digits)", field="id")
     row = await session.get(GuildMember, member_id, with_for_update=True)
     if row is None:

@@ -21,6 +21,7 @@ from guildhall.core.community import service as community
 from guildhall.core.community.stats import StatsCache, dashboard
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.service import EntryType
+from guildhall.core.errors import is_digits
 from guildhall.core.items import service as items
 from guildhall.core.moderation import cases
 from guildhall.events import audit, outbox
@@ -29,6 +30,7 @@ from guildhall.faces.aurora.auth import authenticate, public
 from guildhall.faces.aurora.errors import bad_request
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import Form, is_multipart, read_form, read_json
+from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
 from guildhall.runtime import Runtime
@@ -450,7 +452,11 @@ async def settings_meta(_request: Request, session: AsyncSession, _caller: Actor
         {
             "roles": [{"id": r.key, "name": r.name, "color": r.detail or None} for r in roles],
             "channels": [
-                {"id": c.key, "name": c.name, "type": int(c.detail) if c.detail.isdigit() else 0}
+                {
+                    "id": c.key,
+                    "name": c.name,
+                    "type": int(c.detail) if is_digits(c.detail, 4) else 0,
+                }
                 for c in channels
             ],
             "commands": [{"name": c.key, "category": c.detail} for c in commands],
@@ -538,5 +544,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     for path, handler, methods in routes:
         app.add_api_route(path, endpoint(handler, authenticate), methods=methods)
     live.install(app, runtime)
+    if runtime.settings.faces.aurora.keyless:
+        app.add_middleware(LocalOriginGuard, refuse=errors.cross_site)
     ratelimit.install(app, runtime, "aurora", errors.too_many)
     return app

@@ -22,11 +22,16 @@ PUBLIC_ACTOR = Actor("anonymous", "Aurora public route")
 
 
 def presented_key(connection: HTTPConnection) -> str:
+    """The key from ``Authorization: Bearer`` or ``X-API-Key``; a WebSocket may also use
+    ``?key=`` (browsers cannot set headers on one)."""
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return connection.headers.get("x-api-key", "").strip()
+    key = connection.headers.get("x-api-key", "").strip()
+    if not key and connection.scope["type"] == "websocket":
+        key = connection.query_params.get("key", "").strip()
+    return key
 
 
 async def check(runtime: Runtime, session: AsyncSession, token: str) -> Actor | None:

@@ -73,6 +73,12 @@ async def _on_unexpected(_request: Request, _error: Exception) -> Response:
     return render(AuroraError(500, "Internal server error"))
 
 
+def cross_site() -> Response:
+    return render(
+        AuroraError(403, "Forbidden", "Requests from other sites need an API key on this server")
+    )
+
+
 def too_many(verdict: Verdict) -> Response:
     response = render(
         AuroraError(429, "Too many requests", f"Try again in {verdict.reset_seconds} seconds")

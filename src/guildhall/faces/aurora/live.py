@@ -50,24 +50,29 @@ class LiveHub:
         self.settings = runtime.settings.faces.aurora
         self.clients: set[WebSocket] = set()
         self._jobs: list[asyncio.Task[None]] = []
+        self._lifecycle = asyncio.Lock()  # the feed starts once, and stops once
         self._start_id = 0  # events up to this one were committed before the feed started
         self._last_id = 0
         self._sent: set[int] = set()
 
-    @property
-    def full(self) -> bool:
-        return len(self.clients) >= self.settings.ws_max_connections
+    def reserve(self, websocket: WebSocket) -> bool:
+        """Take a place for ``websocket`` at once (before any await), or say there is none."""
+        if len(self.clients) >= self.settings.ws_max_connections:
+            return False
+        self.clients.add(websocket)
+        return True
 
     async def join(self, websocket: WebSocket) -> None:
-        if not self.clients:
-            await self._start()
-        self.clients.add(websocket)
+        async with self._lifecycle:
+            if not self._jobs:
+                await self._start()
         await self.send(websocket, await self._stats_message())
 
     async def leave(self, websocket: WebSocket) -> None:
         self.clients.discard(websocket)
-        if not self.clients:
-            await self._stop()
+        async with self._lifecycle:
+            if not self.clients and self._jobs:
+                await self._stop()
 
     async def _start(self) -> None:
         async with self.runtime.database.unit_of_work(write=False) as session:
@@ -156,14 +161,17 @@ def _is_ping(text: str) -> bool:
 
 async def _serve(hub: LiveHub, websocket: WebSocket) -> None:
     settings = hub.settings
-    async with hub.runtime.database.unit_of_work(write=False) as session:
-        allowed = await check(hub.runtime, session, presented_key(websocket))
-    if allowed is None or hub.full:
-        await websocket.close(code=1008 if allowed is None else 1013)
+    if not hub.reserve(websocket):
+        await websocket.close(code=1013)  # refused at the handshake: HTTP 403
         return
-    await websocket.accept()
-    await hub.join(websocket)
     try:
+        async with hub.runtime.database.unit_of_work(write=False) as session:
+            allowed = await check(hub.runtime, session, presented_key(websocket))
+        if allowed is None:
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        await hub.join(websocket)
         while True:
             try:
                 async with asyncio.timeout(settings.ws_idle_seconds):

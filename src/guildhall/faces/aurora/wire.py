@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from guildhall.core.community.service import ClassView, MemberView
+from guildhall.core.errors import is_digits
 from guildhall.core.items.models import InventoryEntry, Item
 from guildhall.core.moderation.cases import case_label
 from guildhall.core.moderation.models import ModerationCase
@@ -48,7 +49,7 @@ def big(value: Any, field: str) -> int:
         raise bad_request(f"{field} must be a string of digits")
     if isinstance(value, int) and 0 <= value <= MAX_BIG:
         return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 15:
+    if is_digits(value, 15):
         return int(value)
     raise bad_request(f"{field} must be a string of digits from 0 to {MAX_BIG}")
 
@@ -59,7 +60,7 @@ def optional_big(body: dict[str, Any], field: str) -> int | None:
 
 def small(value: Any, field: str, maximum: int = 1_000_000) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        if isinstance(value, str) and value.isdigit() and int(value) <= maximum:
+        if is_digits(value) and int(value) <= maximum:
             return int(value)
         raise bad_request(f"{field} must be a whole number from 0 to {maximum}")
     return value
@@ -97,7 +98,7 @@ def page(params: Any, default_limit: int, cap: int = 100) -> tuple[int, int]:
         raw = params.get(name)
         if raw is None or raw == "":
             return default
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        if not is_digits(raw, 9):
             raise bad_request(f"{name} must be a whole number")
         return int(raw)
 

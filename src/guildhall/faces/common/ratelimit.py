@@ -20,6 +20,7 @@ the trusted hops; a header sent by anyone else changes nothing.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from guildhall.runtime import Runtime
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+logger = logging.getLogger(__name__)
 
 
 def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
@@ -51,6 +53,16 @@ def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
         if not _within(hop, trusted):
             return hop if _is_address(hop) else peer
     return peer
+
+
+def request_scheme(scope: Scope, trusted: Sequence[Network]) -> str:
+    """``https`` or ``http`` as the client used it: a trusted proxy's X-Forwarded-Proto wins."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if trusted and _within(peer, trusted):
+        proto = Headers(scope=scope).get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            return proto
+    return str(scope.get("scheme", "http"))
 
 
 def _is_address(text: str) -> bool:
@@ -118,7 +130,12 @@ class RateLimitMiddleware:
             limit = self.limits.get(group)
             if limit is None:
                 continue
-            verdict = await self.limiter.check(f"{self.face}:{group}:{client}", limit)
+            try:
+                verdict = await self.limiter.check(f"{self.face}:{group}:{client}", limit)
+            except Exception as exc:  # the counter's store is down: serve, do not fail
+                logger.warning("rate limiter unavailable, request let through: %s", exc)
+                tightest = None
+                break
             if (
                 tightest is None
                 or not verdict.allowed

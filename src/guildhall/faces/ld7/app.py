@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from guildhall.core.actor import Actor
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import read_json
+from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
 from guildhall.faces.ld7 import dashboard, errors, wire
@@ -162,5 +163,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check in routes:
         app.add_api_route(path, endpoint(handler, check), methods=methods)
+    if runtime.settings.faces.ld7.keyless:
+        app.add_middleware(LocalOriginGuard, refuse=errors.cross_site)
     ratelimit.install(app, runtime, "ld7", errors.too_many)
     return app

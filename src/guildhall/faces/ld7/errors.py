@@ -97,6 +97,10 @@ async def _on_unexpected(_request: Request, _error: Exception) -> Response:
     return failure(500, "Internal server error")
 
 
+def cross_site() -> Response:
+    return failure(403, "Requests from other sites need an API key on this server")
+
+
 def too_many(verdict: Verdict) -> Response:
     return JSON(
         {

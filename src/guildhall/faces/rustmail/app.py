@@ -21,7 +21,7 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
-from guildhall.core.errors import Invalid
+from guildhall.core.errors import Invalid, is_digits
 from guildhall.core.support import service as support
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.body import read_json
@@ -61,6 +61,11 @@ def _provider(request: Request) -> OAuthProvider:
     )
 
 
+def _scheme(request: Request) -> str:
+    trusted = ratelimit.parse_networks(runtime_of(request).settings.trusted_proxies)
+    return ratelimit.request_scheme(request.scope, trusted)
+
+
 def _cookie(response: Response, request: Request, name: str, value: str, seconds: int) -> None:
     response.set_cookie(
         name,
@@ -68,7 +73,7 @@ def _cookie(response: Response, request: Request, name: str, value: str, seconds
         max_age=seconds,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_scheme(request) == "https",
         path="/",
     )
 
@@ -190,7 +195,7 @@ async def list_tickets(request: Request, session: AsyncSession, _caller: Actor) 
     if status not in wire.STATUSES:
         raise bad_request("status must be open, closed or all")
     limit, offset = params.get("limit") or "50", params.get("offset") or "0"
-    if not (limit.isdigit() and offset.isdigit()) or len(limit) > 9 or len(offset) > 9:
+    if not (is_digits(limit, 9) and is_digits(offset, 9)):
         raise bad_request("limit and offset must be whole numbers")
     rows, total = await support.tickets(
         session, wire.STATUSES[status], min(int(limit), 200), int(offset)
@@ -203,7 +208,7 @@ async def list_tickets(request: Request, session: AsyncSession, _caller: Actor) 
 
 async def external_create(request: Request, session: AsyncSession, caller: Actor) -> Response:
     discord_id = wire.json_object(await read_json(request)).get("discord_id")
-    if not isinstance(discord_id, str) or not discord_id.isdigit() or len(discord_id) > 32:
+    if not is_digits(discord_id, 32):
         raise bad_request("discord_id must be a Discord user id (a string of digits)")
     member = await community.guild_member(session, discord_id)
     if member is None:
@@ -238,7 +243,7 @@ async def create_key(request: Request, session: AsyncSession, caller: Actor) -> 
 
 
 async def _own_key(session: AsyncSession, key_id: str) -> int:
-    if not key_id.isdigit() or len(key_id) > 18:
+    if not is_digits(key_id):
         raise RustmailError(404, "NOT_FOUND", "API key not found")
     keys = {key.id for key in await access.list_keys(session, prefix=KEY_PREFIX)}
     if int(key_id) not in keys:
@@ -294,7 +299,7 @@ async def add_grant(request: Request, session: AsyncSession, caller: Actor) -> R
 
 async def remove_grant(request: Request, session: AsyncSession, caller: Actor) -> Response:
     grant_id = request.path_params["id"]
-    if not grant_id.isdigit() or len(grant_id) > 18:
+    if not is_digits(grant_id):
         raise RustmailError(404, "NOT_FOUND", "Permission grant not found")
     await panel.revoke(session, int(grant_id), caller)
     return JSON(SUCCESS)
