@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -14,3 +15,14 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
     dialect = session.bind.dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     await session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
+
+
+async def flush_unless_duplicate(session: AsyncSession) -> bool:
+    """Flush pending changes in a savepoint; False (and they are undone) when a unique
+    constraint refuses them, as it does when a concurrent transaction got there first."""
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        return False
+    return True

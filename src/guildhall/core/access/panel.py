@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit
 
 PERMISSIONS = (
@@ -194,11 +194,8 @@ async def grant(
         granted_at=utcnow(),
     )
     session.add(row)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict(f"that {subject_type} already has {permission}") from None
+    if not await flush_unless_duplicate(session):
+        raise Conflict(f"that {subject_type} already has {permission}")
     await audit.record(
         session,
         actor,

@@ -117,6 +117,22 @@ async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | 
     return AccountRef(row[0], row[1], subject) if row else None
 
 
+async def find_by_provider(
+    session: AsyncSession, provider: Provider, subject: str
+) -> AccountRef | None:
+    """The account one provider's identity names (a Discord id only, say)."""
+    if not _plausible_subject(subject):
+        return None
+    row = (
+        await session.execute(
+            select(Account.id, Account.username)
+            .join(Identity, Identity.account_id == Account.id)
+            .where(Identity.provider == provider.value, Identity.subject == subject)
+        )
+    ).first()
+    return AccountRef(row[0], row[1], subject) if row else None
+
+
 async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef:
     account = await find_by_identity(session, subject)
     if account is None:
@@ -245,7 +261,7 @@ async def ensure_for_identity(
     unique constraints refuse ours and the account it made is returned.
     """
     for candidate in (username, f"{username}-{subject[-6:]}", f"{provider}-{subject}"):
-        found = await find_by_identity(session, subject)
+        found = await find_by_provider(session, provider, subject)
         if found is not None:
             return found
         try:
@@ -256,7 +272,7 @@ async def ensure_for_identity(
             return AccountRef(made.id, made.username, subject)
         except (Conflict, Invalid, IntegrityError):
             continue
-    found = await find_by_identity(session, subject)
+    found = await find_by_provider(session, provider, subject)
     if found is None:
         raise Conflict(f"no account can be made for {provider} id {subject}")
     return found

@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.models import Account, Identity, Provider
-from guildhall.core.accounts.service import USERNAME, AccountRef, require_by_identity
+from guildhall.core.accounts.service import USERNAME, AccountRef, find_by_provider
 from guildhall.core.actor import Actor
 from guildhall.core.community.models import (
     BotSettings,
@@ -35,6 +34,7 @@ from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
+from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit, outbox
 
 MAX_BIG = economy.MAX_AMOUNT
@@ -206,11 +206,16 @@ async def members(
 async def _profile(session: AsyncSession, account_id: int) -> Profile:
     profile = await session.get(Profile, account_id, with_for_update=True)
     if profile is None:
-        profile = Profile(
-            account_id=account_id, xp=0, level=0, daily_streak=0, is_active=True, settings={}
+        session.add(
+            Profile(
+                account_id=account_id, xp=0, level=0, daily_streak=0, is_active=True, settings={}
+            )
         )
-        session.add(profile)
-        await session.flush()
+        await flush_unless_duplicate(session)  # a concurrent request may have made it
+        profile = await session.get(
+            Profile, account_id, with_for_update=True, populate_existing=True
+        )
+        assert profile is not None
     return profile
 
 
@@ -232,7 +237,7 @@ class MemberChange:
 async def update_member(
     session: AsyncSession, discord_id: str, change: MemberChange, currency: str, actor: Actor
 ) -> MemberView:
-    ref = await require_by_identity(session, discord_id)
+    ref = await member_ref(session, discord_id)
     changed: list[str] = []
     if change.username is not None and change.username != ref.username:
         if not USERNAME.match(change.username):
@@ -246,6 +251,8 @@ async def update_member(
         account = await session.get(Account, ref.id, with_for_update=True)
         assert account is not None
         account.username = change.username
+        if not await flush_unless_duplicate(session):
+            raise Conflict(f"the username {change.username!r} is taken", field="username")
         changed.append("username")
     if change.balance is not None:
         await economy.set_balance(
@@ -285,7 +292,11 @@ async def update_member(
 
 
 async def member_ref(session: AsyncSession, discord_id: str) -> AccountRef:
-    return await require_by_identity(session, discord_id)
+    """The account of a member, by Discord id only (as ``GET /api/users/:id`` finds it)."""
+    found = await find_by_provider(session, Provider.DISCORD, discord_id)
+    if found is None:
+        raise NotFound(f"no user has the Discord id {discord_id}", code="user_not_found")
+    return found
 
 
 # ---- classes -------------------------------------------------------------
@@ -324,11 +335,8 @@ async def create_class(
         raise Conflict(f"class {class_id} already exists", code="duplicate_id")
     row = GuildClass(id=class_id, name=name, balance=balance, role_id=role_id)
     session.add(row)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict(f"a class named {name!r} already exists", code="duplicate_name") from None
+    if not await flush_unless_duplicate(session):
+        raise Conflict(f"a class named {name!r} already exists", code="duplicate_name")
     await audit.record(
         session,
         actor,
@@ -356,6 +364,8 @@ async def update_class(
     if name is not None:
         await _name_free(session, name, except_id=class_id)
         row.name = name
+        if not await flush_unless_duplicate(session):
+            raise Conflict(f"a class named {name!r} already exists", code="duplicate_name")
     if balance is not None:
         row.balance = balance
     if role_given:

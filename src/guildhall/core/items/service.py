@@ -23,7 +23,6 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.service import AccountRef
@@ -31,9 +30,11 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.db.base import utcnow
+from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit, outbox
 
 MAX_IMAGE_BYTES = 15 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # an icon needs far fewer; decoding more is a memory bomb
 MAX_QUANTITY = 999_999_999_999_999
 RARITIES = ("C", "R", "SR", "SSR")
 IMAGE_FORMATS = {
@@ -54,7 +55,10 @@ class CheckedImage:
 
 
 def check_image(data: bytes) -> CheckedImage:
-    """The image if its bytes really are a PNG, JPEG, WebP or GIF of at most 15 MB."""
+    """The image if its bytes really are a PNG, JPEG, WebP or GIF of at most 15 MB.
+
+    It decodes the whole first frame: CPU work, so callers run it in a thread.
+    """
     if len(data) > MAX_IMAGE_BYTES:
         raise Invalid("the image is larger than 15 MB", code="image_too_large", field="image")
     if not data:
@@ -64,6 +68,13 @@ def check_image(data: bytes) -> CheckedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
                 kind = probe.format
+                width, height = probe.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise Invalid(
+                        "the image has more than 40 million pixels",
+                        code="image_too_large",
+                        field="image",
+                    )
                 probe.verify()  # structure and checksums
             with Image.open(io.BytesIO(data)) as full:
                 full.load()  # every pixel decodes: a truncated file fails here
@@ -164,13 +175,8 @@ async def create(
         usage_data=fields.usage_data or {},
     )
     session.add(item)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict(
-            f"an item named {fields.name!r} already exists", code="duplicate_name"
-        ) from None
+    if not await flush_unless_duplicate(session):
+        raise Conflict(f"an item named {fields.name!r} already exists", code="duplicate_name")
     if image is not None:
         await _store_image(session, item, image)
     await audit.record(
@@ -205,7 +211,8 @@ async def update_item(
         if value is not None:
             setattr(item, name, value.strip() if name == "name" else value)
     item.updated_at = utcnow()
-    await session.flush()
+    if not await flush_unless_duplicate(session):
+        raise Conflict(f"an item named {fields.name!r} already exists", code="duplicate_name")
     await audit.record(
         session,
         actor,

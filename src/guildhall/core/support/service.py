@@ -27,6 +27,7 @@ from guildhall.core.community import service as community
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.support.models import CLOSED, OPEN, BotState, Ticket
 from guildhall.db.base import utcnow
+from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit, outbox
 
 _STATE_ID = 1
@@ -158,13 +159,8 @@ async def open_ticket(
         created_at=utcnow(),
     )
     session.add(ticket)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict(
-            f"{account.describe()} already has an open ticket", code="ticket_open"
-        ) from None
+    if not await flush_unless_duplicate(session):
+        raise Conflict(f"{account.describe()} already has an open ticket", code="ticket_open")
     await audit.record(
         session,
         actor,

@@ -6,6 +6,7 @@ live WebSocket is in ``live.py``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -15,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from guildhall.core.accounts.service import find_by_identity
+from guildhall.core.accounts.models import Provider
+from guildhall.core.accounts.service import find_by_provider
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
 from guildhall.core.community.stats import StatsCache, dashboard
@@ -173,12 +175,13 @@ def _item_fields(body: dict[str, Any]) -> items.ItemFields:
     )
 
 
-def _image_of(form: Form, required: bool) -> items.CheckedImage | None:
+async def _image_of(form: Form, required: bool) -> items.CheckedImage | None:
     if "image" not in form.files:
         if required or "image" in form.fields:
             raise bad_request("Send the image as a file in the multipart field 'image'")
         return None
-    return items.check_image(form.files["image"])
+    # Decoding is CPU work: off the event loop, so other requests keep going.
+    return await asyncio.to_thread(items.check_image, form.files["image"])
 
 
 async def _form(request: Request) -> Form:
@@ -200,7 +203,7 @@ async def _item_request(request: Request) -> tuple[dict[str, Any], items.Checked
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise bad_request("The 'data' field must be valid JSON") from None
-    return wire.json_object(body), _image_of(form, required=False)
+    return wire.json_object(body), await _image_of(form, required=False)
 
 
 async def list_items(request: Request, session: AsyncSession, _caller: Actor) -> Response:
@@ -245,7 +248,7 @@ async def delete_item(request: Request, session: AsyncSession, caller: Actor) ->
 async def upload_icon(request: Request, session: AsyncSession, caller: Actor) -> Response:
     if not is_multipart(request):
         raise bad_request("Send multipart/form-data with an 'image' file")
-    image = _image_of(await _form(request), required=True)
+    image = await _image_of(await _form(request), required=True)
     assert image is not None
     row = await items.set_image(session, _item_id(request), image, caller)
     return JSON({"success": True, "item": wire.item(row)})
@@ -374,7 +377,7 @@ async def list_transactions(request: Request, session: AsyncSession, _caller: Ac
     limit, offset = wire.page(params, 50)
     account_id = None
     if user_id := params.get("userId"):
-        ref = await find_by_identity(session, user_id)
+        ref = await find_by_provider(session, Provider.DISCORD, user_id)
         if ref is None:
             return JSON({"transactions": [], "total": 0})
         account_id = ref.id
