@@ -30,6 +30,7 @@ from guildhall.core.billing import service as billing
 from guildhall.core.community import service as community
 from guildhall.core.errors import CoreError
 from guildhall.core.sessions.connector import ConnectorError
+from guildhall.core.support import service as support
 from guildhall.runtime import Runtime
 from guildhall.secrets import UnsealError
 
@@ -59,6 +60,8 @@ webhooks_app = typer.Typer(
     help="Signed webhook endpoints and their deliveries.", no_args_is_help=True
 )
 app.add_typer(webhooks_app, name="webhooks")
+tickets_app = typer.Typer(help="Modmail tickets (the Rustmail face).", no_args_is_help=True)
+app.add_typer(tickets_app, name="tickets")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -666,6 +669,20 @@ def webhooks_deliveries(
             attempt.delivery_status,
         )
     out.print(table)
+
+
+@tickets_app.command("close")
+def tickets_close(
+    ticket_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
+    """Close an open ticket (its member may then open a new one)."""
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            return (await support.close_ticket(session, ticket_id, _operator())).user_name
+
+    user_name = _run(_with_runtime(_settings(config), work))
+    out.print(f"closed ticket {ticket_id} ({user_name})")
 
 
 def main() -> None:

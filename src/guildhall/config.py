@@ -167,6 +167,7 @@ class RustmailFaceSettings(FaceSettings):
     """Rustmail REST API and panel. Super admins hold every permission."""
 
     port: int = Field(default=3002, ge=0, le=65535)
+    rate_limits: dict[str, RateLimitSettings] = _limits(default=(6000, 60), auth=(30, 60))
     super_admin_users: list[str] = Field(default_factory=list)
     super_admin_roles: list[str] = Field(default_factory=list)
     session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from guildhall.config import ConfigError, Settings
 from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
+from guildhall.core.access import panel
 from guildhall.core.access.service import LastUsedTracker
 from guildhall.core.actor import SYSTEM
 from guildhall.core.hosting.service import Hosting
@@ -26,12 +27,15 @@ from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
 from guildhall.db.engine import Database
 from guildhall.db.migrate import is_current, upgrade
+from guildhall.events import outbox
 from guildhall.events.webhooks import Webhooks
 from guildhall.ratelimit import RateLimiter, counter_for
 from guildhall.secrets import Secrets, master_secret
 
 CONNECT_TIMEOUT_SECONDS = 10
 BACKGROUND_DRAIN_SECONDS = 10
+HOUSEKEEPING_SECONDS = 3600
+OUTBOX_RETENTION_DAYS = 7
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +130,7 @@ class Runtime:
         ones, so a session is moved once.)
         """
         self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
+        self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
         if "ld7" in faces:
             self.spawn(self.resume_sessions())
             self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
@@ -151,6 +156,12 @@ class Runtime:
             if outcome[handle]:
                 logger.warning("session %s could not reconnect: %s", handle, outcome[handle])
         return outcome
+
+    async def _housekeeping(self) -> None:
+        """Hourly: expired panel logins and sessions go, and old dispatched events."""
+        async with self.database.unit_of_work() as session:
+            await panel.purge_expired(session)
+            await outbox.prune(session, timedelta(days=OUTBOX_RETENTION_DAYS))
 
     async def _expire_pairings(self) -> None:
         async with self.database.unit_of_work() as session:

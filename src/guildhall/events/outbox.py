@@ -7,9 +7,10 @@ every consumer (webhooks, live clients) reads one format.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.db.base import utcnow
@@ -67,3 +68,15 @@ async def recent(session: AsyncSession, event: str | None = None, limit: int = 1
         {"event": row.event, "data": row.payload, "timestamp": row.created_at.isoformat()}
         for row in await session.scalars(query)
     ]
+
+
+async def prune(session: AsyncSession, older_than: timedelta) -> int:
+    """Drop dispatched events older than ``older_than``; the outbox is a queue, not an archive
+    (the audit log is the record). Returns how many went."""
+    cutoff = utcnow() - older_than
+    result = await session.execute(
+        delete(OutboxEvent).where(
+            OutboxEvent.dispatched_at.is_not(None), OutboxEvent.created_at < cutoff
+        )
+    )
+    return result.rowcount or 0

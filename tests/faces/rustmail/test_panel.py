@@ -138,3 +138,11 @@ async def test_super_admin_roles_from_config_hold_every_permission(
         mine = (await boss.get("/api/user/permissions")).json()
         assert mine["is_super_admin"] is True
         assert (await boss.get("/api/admin/permissions")).status_code == 200
+
+
+async def test_panel_check_needs_view_panel(rt: Runtime) -> None:
+    async with client_for(rt) as staff:
+        staff.cookies.set("rustmail_session", await logged_in(rt, STAFF))
+        refused = await staff.get("/api/panel/check")
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "FORBIDDEN"

@@ -234,3 +234,11 @@ async def held(session: AsyncSession, discord_id: str, role_ids: list[str]) -> s
             )
         )
     return set(await session.scalars(query))
+
+
+async def purge_expired(session: AsyncSession) -> int:
+    """Drop login states and sessions past their expiry; how many went."""
+    now = utcnow()
+    states = await session.execute(delete(LoginState).where(LoginState.expires_at <= now))
+    sessions = await session.execute(delete(PanelSession).where(PanelSession.expires_at <= now))
+    return (states.rowcount or 0) + (sessions.rowcount or 0)

@@ -39,14 +39,14 @@ class Ticket(Base):
 
 
 class BotState(Base):
-    """The bot runtime's one row: whether it runs, since when, its presence, and the
-    counter channels are numbered from (the local runtime allocates them)."""
+    """The bot runtime's one row: whether it runs, since when, and the counter channels
+    are numbered from (the local runtime allocates them). Its presence is the
+    configuration's ``bot.status``: one value, whichever route sets it."""
 
     __tablename__ = "bot_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    presence: Mapped[str] = mapped_column(String(128), default="DM for support")
     channel_counter: Mapped[int] = mapped_column(BigInteger, default=0)
     guild_count: Mapped[int] = mapped_column(Integer, default=1)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.service import AccountRef
@@ -47,20 +46,9 @@ class BotStatus:
 async def _state(session: AsyncSession, *, lock: bool = False) -> BotState:
     state = await session.get(BotState, _STATE_ID, with_for_update=lock)
     if state is None:
-        try:
-            async with session.begin_nested():
-                session.add(
-                    BotState(
-                        id=_STATE_ID,
-                        online=False,
-                        presence="DM for support",
-                        channel_counter=0,
-                        guild_count=1,
-                    )
-                )
-        except IntegrityError:
-            pass  # another request made it first
-        state = await session.get(BotState, _STATE_ID, with_for_update=lock)
+        session.add(BotState(id=_STATE_ID, online=False, channel_counter=0, guild_count=1))
+        await flush_unless_duplicate(session)  # or another request made it first
+        state = await session.get(BotState, _STATE_ID, with_for_update=lock, populate_existing=True)
         assert state is not None
     return state
 
@@ -70,14 +58,15 @@ async def status(session: AsyncSession) -> BotStatus:
     open_tickets = await session.scalar(
         select(func.count()).select_from(Ticket).where(Ticket.status == OPEN)
     )
+    presence = (await community.settings(session, CONFIG))["bot"]["status"]
     if state is None:
-        return BotStatus(False, 0, "DM for support", 1, open_tickets or 0)
+        return BotStatus(False, 0, presence, 1, open_tickets or 0)
     uptime = (
         int((utcnow() - state.started_at).total_seconds())
         if state.online and state.started_at
         else 0
     )
-    return BotStatus(state.online, uptime, state.presence, state.guild_count, open_tickets or 0)
+    return BotStatus(state.online, uptime, presence, state.guild_count, open_tickets or 0)
 
 
 async def start(session: AsyncSession, actor: Actor) -> bool:
@@ -109,9 +98,9 @@ async def set_presence(session: AsyncSession, text: str, actor: Actor) -> None:
     text = text.strip()
     if not text or len(text) > MAX_PRESENCE or "\x00" in text:
         raise Invalid(f"the status must be 1 to {MAX_PRESENCE} characters", field="status")
-    state = await _state(session, lock=True)
-    state.presence = text
-    await _announce(session, actor, "bot.presence", f"set the bot's status to {text!r}")
+    await community.merge_settings(
+        session, {"bot": {"status": text}}, actor, event="settings.updated", document=CONFIG
+    )
 
 
 async def _announce(session: AsyncSession, actor: Actor, action: str, what: str) -> None:

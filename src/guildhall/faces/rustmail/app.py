@@ -323,7 +323,14 @@ async def panel_check(request: Request, session: AsyncSession, _caller: Actor) -
         caller = await panel_caller(request, session)
     except RustmailError:
         return JSON({"authenticated": False, "user_id": None})
+    if "view_panel" not in caller.permissions:
+        raise errors.forbidden("view_panel")
     return JSON({"authenticated": True, "user_id": caller.user.discord_id})
+
+
+def _groups(_method: str, path: str) -> tuple[str, ...]:
+    """Logins count in ``auth`` too: each one writes a login state."""
+    return ("default", "auth") if path.startswith("/api/auth/") else ("default",)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -364,5 +371,5 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check, write in routes:
         app.add_api_route(path, endpoint(handler, check, write=write), methods=methods)
-    ratelimit.install(app, runtime, "rustmail", errors.too_many)
+    ratelimit.install(app, runtime, "rustmail", errors.too_many, _groups)
     return app

@@ -6,7 +6,8 @@ Decisions where the document is silent:
 - ``POST /api/apikeys`` takes ``permissions`` from ``read:tickets`` and
   ``write:tickets`` and ``expires_at`` as Unix seconds or null.
 - ``GET /api/panel/check`` without a session answers
-  ``{"authenticated": false, "user_id": null}`` (a check, not a refusal).
+  ``{"authenticated": false, "user_id": null}`` (a check, not a refusal); a
+  session without ``view_panel`` gets 403.
 - A role's ``color`` is Discord's integer colour.
 - After login the browser goes to the ``next`` path given to
   ``/api/auth/login`` if it is a path on the panel itself (``/...``, never

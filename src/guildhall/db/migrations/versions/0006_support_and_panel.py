@@ -23,7 +23,6 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("online", sa.Boolean(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("presence", sa.String(length=128), nullable=False),
         sa.Column("channel_counter", sa.BigInteger(), nullable=False),
         sa.Column("guild_count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bot_state")),
