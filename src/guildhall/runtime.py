@@ -23,6 +23,7 @@ from guildhall.core.access import panel
 from guildhall.core.access.service import LastUsedTracker
 from guildhall.core.actor import SYSTEM
 from guildhall.core.hosting.service import Hosting
+from guildhall.core.moderation import service as moderation
 from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
 from guildhall.db.engine import Database
@@ -35,6 +36,7 @@ from guildhall.secrets import Secrets, master_secret
 CONNECT_TIMEOUT_SECONDS = 10
 BACKGROUND_DRAIN_SECONDS = 10
 HOUSEKEEPING_SECONDS = 3600
+BAN_EXPIRY_SECONDS = 30
 OUTBOX_RETENTION_DAYS = 7
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ class Runtime:
         """
         self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
         self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
+        self._every(BAN_EXPIRY_SECONDS, self._announce_expired_bans)
         if "ld7" in faces:
             self.spawn(self.resume_sessions())
             self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
@@ -156,6 +159,10 @@ class Runtime:
             if outcome[handle]:
                 logger.warning("session %s could not reconnect: %s", handle, outcome[handle])
         return outcome
+
+    async def _announce_expired_bans(self) -> None:
+        async with self.database.unit_of_work() as session:
+            await moderation.announce_expired(session, SYSTEM)
 
     async def _housekeeping(self) -> None:
         """Hourly: expired panel logins and sessions go, and old dispatched events."""

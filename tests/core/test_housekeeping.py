@@ -67,3 +67,23 @@ async def test_a_closed_ticket_lets_its_member_open_another(runtime: Runtime) ->
         assert second.channel_id != first.channel_id
         events = [e["event"] for e in reversed(await outbox.recent(session))]
     assert events[-3:] == ["ticket.created", "ticket.updated", "ticket.created"]
+
+
+async def test_a_ban_that_runs_out_is_announced_once(runtime: Runtime) -> None:
+    from guildhall.core.moderation import service as moderation
+    from guildhall.core.moderation.models import Ban
+
+    account = await make_account(runtime, "alice", discord="111")
+    async with runtime.database.unit_of_work() as session:
+        await moderation.ban(
+            session, account, actor=TEST_ACTOR, expires_at=utcnow() + timedelta(hours=1)
+        )
+        assert await moderation.announce_expired(session, TEST_ACTOR) == 0  # still running
+    async with runtime.database.unit_of_work() as session:
+        await session.execute(update(Ban).values(expires_at=utcnow() - timedelta(seconds=1)))
+    async with runtime.database.unit_of_work() as session:
+        assert await moderation.announce_expired(session, TEST_ACTOR) == 1
+    async with runtime.database.unit_of_work() as session:
+        assert await moderation.announce_expired(session, TEST_ACTOR) == 0
+        events = await outbox.recent(session, "user.unbanned")
+    assert [e["data"] for e in events] == [{"userId": "111", "reason": "expired"}]

@@ -24,6 +24,8 @@ class Ban(Base):
     actor: Mapped[str] = mapped_column(String(200))
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lifted_by: Mapped[str | None] = mapped_column(String(200))
+    # When the worker announced that the ban ran out (user.unbanned); None before.
+    expiry_announced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ModerationCase(Base):

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guildhall.core.accounts.models import Account, Identity, Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid
@@ -102,3 +103,46 @@ async def unban(session: AsyncSession, account: AccountRef, *, actor: Actor) -> 
         target=f"account:{account.id}",
     )
     return True
+
+
+async def announce_expired(session: AsyncSession, actor: Actor) -> int:
+    """Announce (``user.unbanned``, and an audit row) each ban that ran out by itself.
+
+    The ban stopped counting at its expiry whatever this job does; this only
+    tells webhooks and live clients, once: rows are locked and skipped by
+    other processes, and marked announced.
+    """
+    now = utcnow()
+    expired = list(
+        await session.scalars(
+            select(Ban)
+            .where(
+                Ban.lifted_at.is_(None),
+                Ban.expires_at.is_not(None),
+                Ban.expires_at <= now,
+                Ban.expiry_announced_at.is_(None),
+            )
+            .order_by(Ban.id)
+            .limit(500)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for entry in expired:
+        entry.expiry_announced_at = now
+        subject = await session.scalar(
+            select(Identity.subject).where(
+                Identity.account_id == entry.account_id,
+                Identity.provider == Provider.DISCORD.value,
+            )
+        ) or await session.scalar(select(Account.uuid).where(Account.id == entry.account_id))
+        await outbox.emit(session, "user.unbanned", {"userId": subject, "reason": "expired"})
+        await audit.record(
+            session,
+            actor,
+            "user.unbanned",
+            f"The ban of account #{entry.account_id} ({subject}) expired",
+            target_account_id=entry.account_id,
+            target=f"account:{entry.account_id}",
+        )
+    await session.flush()
+    return len(expired)
