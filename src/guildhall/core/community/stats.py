@@ -2,7 +2,9 @@
 
 The activity aggregation reads a day of ledger and moderation rows, so it is
 computed at most once per ``ttl`` and kept in :class:`StatsCache` (one per
-process); ``clear`` drops it, which the clear-cache admin action does.
+process); ``clear_for`` drops it, which the clear-cache admin action does
+(in the process that serves the request: other processes' caches expire by
+``ttl``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.models import Identity, Provider
+from guildhall.core.actor import Actor
 from guildhall.core.community.models import Profile, Quest
 from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.items.models import Item
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
+from guildhall.events import audit, outbox
 
 
 async def dashboard(session: AsyncSession, currency: str) -> dict[str, int]:
@@ -111,4 +115,13 @@ class StatsCache:
         """Drop what is cached; how many entries were dropped."""
         dropped = 0 if self._value is None else 1
         self._value = None
+        return dropped
+
+    async def clear_for(self, session: AsyncSession, actor: Actor) -> int:
+        """The admin action: drop the cache, and say so in the audit log and the events."""
+        dropped = self.clear()
+        await audit.record(
+            session, actor, "cache.cleared", f"{actor.name} cleared the caches ({dropped} entries)"
+        )
+        await outbox.emit(session, "cache.cleared", {"entries": dropped})
         return dropped

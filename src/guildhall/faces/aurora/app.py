@@ -26,7 +26,6 @@ from guildhall.core.economy.service import EntryType
 from guildhall.core.errors import is_digits
 from guildhall.core.items import service as items
 from guildhall.core.moderation import cases
-from guildhall.events import audit, outbox
 from guildhall.faces.aurora import errors, live, wire
 from guildhall.faces.aurora.auth import authenticate, public
 from guildhall.faces.aurora.errors import bad_request
@@ -473,11 +472,7 @@ async def reload_commands(_request: Request, session: AsyncSession, caller: Acto
 
 
 async def clear_cache(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    cleared = _stats_cache(request).clear()
-    await audit.record(
-        session, caller, "cache.cleared", f"{caller.name} cleared the caches ({cleared} entries)"
-    )
-    await outbox.emit(session, "cache.cleared", {"entries": cleared})
+    cleared = await _stats_cache(request).clear_for(session, caller)
     return JSON({"success": True, "message": "Cache cleared", "cleared": cleared})
 
 
