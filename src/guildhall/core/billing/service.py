@@ -23,6 +23,7 @@ from guildhall.core.billing.models import Invoice, InvoiceStatus
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.db.base import utcnow
 from guildhall.events import audit, outbox
+from guildhall.events.announce import announce
 
 CURRENCY = re.compile(r"[A-Z]{3}")
 # ISO 4217 currencies whose minor unit is not the cent.
@@ -132,16 +133,16 @@ async def create(
     session.add(row)
     await session.flush()
     view = _view(row, utcnow().date())
-    await audit.record(
+    await announce(
         session,
         actor,
         "invoice.created",
         f"{actor.name} invoiced {account.describe()} {view.amount} {currency}, "
         f"due {due.isoformat()} ({view.public_id})",
+        view.event_data(),
         target_account_id=account.id,
         target=f"invoice:{view.public_id}",
     )
-    await outbox.emit(session, "invoice.created", view.event_data())
     return view
 
 

@@ -36,6 +36,7 @@ from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
 from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit, outbox
+from guildhall.events.announce import announce
 
 MAX_BIG = economy.MAX_AMOUNT
 MAX_PAGE = 100
@@ -279,15 +280,15 @@ async def update_member(
         changed.extend(profile_changes)
     await session.flush()
     if changed:
-        await audit.record(
+        await announce(
             session,
             actor,
             "user.updated",
             f"{actor.name} updated {ref.describe()}: {', '.join(sorted(changed))}",
+            {"id": discord_id, "fields": sorted(changed)},
             target_account_id=ref.id,
             target=f"account:{ref.id}",
         )
-        await outbox.emit(session, "user.updated", {"id": discord_id, "fields": sorted(changed)})
     return await member(session, discord_id, currency)
 
 
@@ -337,14 +338,14 @@ async def create_class(
     session.add(row)
     if not await flush_unless_duplicate(session):
         raise Conflict(f"a class named {name!r} already exists", code="duplicate_name")
-    await audit.record(
+    await announce(
         session,
         actor,
         "class.created",
         f"{actor.name} created class {name} ({class_id})",
+        {"id": class_id, "name": name},
         target=f"class:{class_id}",
     )
-    await outbox.emit(session, "class.created", {"id": class_id, "name": name})
     return _class_view(row)
 
 
@@ -371,14 +372,14 @@ async def update_class(
     if role_given:
         row.role_id = role_id
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "class.updated",
         f"{actor.name} updated class {row.name} ({class_id})",
+        {"id": class_id, "name": row.name},
         target=f"class:{class_id}",
     )
-    await outbox.emit(session, "class.updated", {"id": class_id, "name": row.name})
     return _class_view(row)
 
 
@@ -388,14 +389,14 @@ async def delete_class(session: AsyncSession, class_id: str, actor: Actor) -> No
         raise NotFound(f"class {class_id} does not exist", code="class_not_found")
     await session.delete(row)
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "class.deleted",
         f"{actor.name} deleted class {row.name} ({class_id})",
+        {"id": class_id},
         target=f"class:{class_id}",
     )
-    await outbox.emit(session, "class.deleted", {"id": class_id})
 
 
 # ---- quests --------------------------------------------------------------
@@ -428,14 +429,14 @@ async def create_quest(session: AsyncSession, fields: QuestFields, actor: Actor)
     )
     session.add(row)
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "quest.created",
         f"{actor.name} created quest {row.name} (#{row.id})",
+        {"id": row.id, "name": row.name},
         target=f"quest:{row.id}",
     )
-    await outbox.emit(session, "quest.created", {"id": row.id, "name": row.name})
     return row
 
 
@@ -450,14 +451,14 @@ async def update_quest(
         if value is not None:
             setattr(row, name, value)
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "quest.updated",
         f"{actor.name} updated quest {row.name} (#{row.id})",
+        {"id": row.id, "name": row.name},
         target=f"quest:{row.id}",
     )
-    await outbox.emit(session, "quest.updated", {"id": row.id, "name": row.name})
     return row
 
 
@@ -467,14 +468,14 @@ async def delete_quest(session: AsyncSession, quest_id: int, actor: Actor) -> No
         raise NotFound(f"quest {quest_id} does not exist", code="quest_not_found")
     await session.delete(row)
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "quest.deleted",
         f"{actor.name} deleted quest {row.name} (#{quest_id})",
+        {"id": quest_id},
         target=f"quest:{quest_id}",
     )
-    await outbox.emit(session, "quest.deleted", {"id": quest_id})
 
 
 # ---- settings ------------------------------------------------------------

@@ -24,7 +24,7 @@ from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.items.models import Item
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
-from guildhall.events import audit, outbox
+from guildhall.events.announce import announce
 
 
 async def dashboard(session: AsyncSession, currency: str) -> dict[str, int]:
@@ -120,8 +120,11 @@ class StatsCache:
     async def clear_for(self, session: AsyncSession, actor: Actor) -> int:
         """The admin action: drop the cache, and say so in the audit log and the events."""
         dropped = self.clear()
-        await audit.record(
-            session, actor, "cache.cleared", f"{actor.name} cleared the caches ({dropped} entries)"
+        await announce(
+            session,
+            actor,
+            "cache.cleared",
+            f"{actor.name} cleared the caches ({dropped} entries)",
+            {"entries": dropped},
         )
-        await outbox.emit(session, "cache.cleared", {"entries": dropped})
         return dropped

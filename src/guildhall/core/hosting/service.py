@@ -35,7 +35,7 @@ from guildhall.core.hosting.models import PowerState, Server
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
 from guildhall.db.prepared import Prepared
-from guildhall.events import audit, outbox
+from guildhall.events.announce import announce
 
 _servers = Server.__table__
 _SERVERS_OF = Prepared(
@@ -165,15 +165,15 @@ class Hosting:
             row.status_changed_at = utcnow()
             await session.flush()
         view = self._view(row)
-        await audit.record(
+        await announce(
             session,
             actor,
             "server.updated",
             f"{actor.name} {why}: server {row.public_id} ({row.name}) is {status.value}",
+            view.event_data(),
             target_account_id=row.account_id,
             target=f"server:{row.public_id}",
         )
-        await outbox.emit(session, "server.updated", view.event_data())
         return view
 
     async def create(
@@ -199,15 +199,15 @@ class Hosting:
         session.add(row)
         await session.flush()
         view = self._view(row)
-        await audit.record(
+        await announce(
             session,
             actor,
             "server.created",
             f"{actor.name} created server {public_id} ({name}, plan {plan}) for {owner.describe()}",
+            view.event_data(),
             target_account_id=owner.id,
             target=f"server:{public_id}",
         )
-        await outbox.emit(session, "server.created", view.event_data())
         return view
 
     async def _row(
@@ -285,13 +285,13 @@ class Hosting:
             view = self._view(row)
             await session.delete(row)
             await session.flush()
-            await audit.record(
+            await announce(
                 session,
                 actor,
                 "server.deleted",
                 f"{actor.name} deleted server {public_id} ({row.name})",
+                {**view.event_data(), "status": "deleted"},
                 target_account_id=row.account_id,
                 target=f"server:{public_id}",
             )
-            await outbox.emit(session, "server.deleted", {**view.event_data(), "status": "deleted"})
         return view

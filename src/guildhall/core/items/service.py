@@ -32,6 +32,7 @@ from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.db.base import utcnow
 from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit, outbox
+from guildhall.events.announce import announce
 
 MAX_IMAGE_BYTES = 15 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # an icon needs far fewer; decoding more is a memory bomb
@@ -179,14 +180,14 @@ async def create(
         raise Conflict(f"an item named {fields.name!r} already exists", code="duplicate_name")
     if image is not None:
         await _store_image(session, item, image)
-    await audit.record(
+    await announce(
         session,
         actor,
         "item.created",
         f"{actor.name} created item {item.name} (#{item.id})",
+        {"id": item.id, "name": item.name},
         target=f"item:{item.id}",
     )
-    await outbox.emit(session, "item.created", {"id": item.id, "name": item.name})
     return item
 
 
@@ -213,14 +214,14 @@ async def update_item(
     item.updated_at = utcnow()
     if not await flush_unless_duplicate(session):
         raise Conflict(f"an item named {fields.name!r} already exists", code="duplicate_name")
-    await audit.record(
+    await announce(
         session,
         actor,
         "item.updated",
         f"{actor.name} updated item {item.name} (#{item.id})",
+        {"id": item.id, "name": item.name},
         target=f"item:{item.id}",
     )
-    await outbox.emit(session, "item.updated", {"id": item.id, "name": item.name})
     return item
 
 
@@ -245,14 +246,14 @@ async def _store_image(session: AsyncSession, item: Item, image: CheckedImage) -
 async def set_image(session: AsyncSession, item_id: int, image: CheckedImage, actor: Actor) -> Item:
     item = await get(session, item_id, lock=True)
     await _store_image(session, item, image)
-    await audit.record(
+    await announce(
         session,
         actor,
         "item.updated",
         f"{actor.name} replaced the image of item {item.name}",
+        {"id": item.id, "name": item.name},
         target=f"item:{item.id}",
     )
-    await outbox.emit(session, "item.updated", {"id": item.id, "name": item.name})
     return item
 
 
@@ -263,14 +264,14 @@ async def delete_item(session: AsyncSession, item_id: int, actor: Actor) -> None
     await session.execute(delete(InventoryEntry).where(InventoryEntry.item_id == item_id))
     await session.delete(item)
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "item.deleted",
         f"{actor.name} deleted item {item.name} (#{item_id})",
+        {"id": item_id},
         target=f"item:{item_id}",
     )
-    await outbox.emit(session, "item.deleted", {"id": item_id})
 
 
 async def image(session: AsyncSession, filename: str) -> ItemImage:

@@ -20,7 +20,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
-from guildhall.events import audit, outbox
+from guildhall.events.announce import announce
 
 TYPES = ("warn", "timeout", "kick", "ban", "note", "prune")
 CASE_ID = re.compile(r"CASE-(\d{4,18})")
@@ -67,19 +67,15 @@ async def create(session: AsyncSession, new: NewCase, actor: Actor) -> Moderatio
     session.add(row)
     await session.flush()
     label = case_label(row.id)
-    await audit.record(
+    await announce(
         session,
         actor,
         "moderation.case_created",
         f"{new.moderator_name or new.moderator_id} opened {label} ({new.type}) against "
         f"user {new.username or new.user_id} ({new.user_id}): {new.reason or 'no reason'}",
+        {"caseId": label, "type": new.type, "userId": new.user_id},
         target_account_id=row.account_id,
         target=f"case:{label}",
-    )
-    await outbox.emit(
-        session,
-        "moderation.case_created",
-        {"caseId": label, "type": new.type, "userId": new.user_id},
     )
     return row
 
@@ -144,15 +140,13 @@ async def clear(
         raise NotFound(f"case {label} does not exist", code="case_not_found")
     if not changed.rowcount:
         raise Conflict(f"{case_label(number)} is already cleared", code="case_cleared")
-    await audit.record(
+    await announce(
         session,
         actor,
         "moderation.case_cleared",
         f"{cleared_by_name or cleared_by} cleared {case_label(number)}: {reason or 'no reason'}",
+        {"caseId": case_label(number), "userId": row.user_id},
         target_account_id=row.account_id,
         target=f"case:{case_label(number)}",
-    )
-    await outbox.emit(
-        session, "moderation.case_cleared", {"caseId": case_label(number), "userId": row.user_id}
     )
     return row

@@ -53,7 +53,8 @@ from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.sessions.connector import ConnectorError, MessagingConnector
 from guildhall.core.sessions.models import BotSession, SessionBackup, State
 from guildhall.db.base import utcnow
-from guildhall.events import audit, outbox
+from guildhall.events import audit
+from guildhall.events.announce import announce
 from guildhall.secrets import Sealer, UnsealError
 
 HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -251,17 +252,13 @@ class SessionService:
     ) -> None:
         before = previous.value if previous else "none"
         after = target.value if target else "deleted"
-        await audit.record(
+        await announce(
             session,
             actor,
             "session.status",
             f"{actor.name} moved session {handle} from {before} to {after}: {because}",
-            target=f"session:{handle}",
-        )
-        await outbox.emit(
-            session,
-            "session.status",
             {"session": handle, "previous_state": before, "state": after, "reason": because},
+            target=f"session:{handle}",
         )
 
     async def _insert(

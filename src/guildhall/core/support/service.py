@@ -27,7 +27,8 @@ from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.support.models import CLOSED, OPEN, BotState, Ticket
 from guildhall.db.base import utcnow
 from guildhall.db.sql import flush_unless_duplicate
-from guildhall.events import audit, outbox
+from guildhall.events import audit
+from guildhall.events.announce import announce
 
 _STATE_ID = 1
 CHANNEL_BASE = 900_000_000_000_000_000
@@ -150,15 +151,15 @@ async def open_ticket(
     session.add(ticket)
     if not await flush_unless_duplicate(session):
         raise Conflict(f"{account.describe()} already has an open ticket", code="ticket_open")
-    await audit.record(
+    await announce(
         session,
         actor,
         "ticket.created",
         f"{actor.name} opened ticket {ticket.public_id} for {account.describe()}",
+        _event(ticket),
         target_account_id=account.id,
         target=f"ticket:{ticket.public_id}",
     )
-    await outbox.emit(session, "ticket.created", _event(ticket))
     return ticket
 
 
@@ -172,15 +173,15 @@ async def close_ticket(session: AsyncSession, public_id: str, actor: Actor) -> T
         raise Conflict(f"ticket {public_id} is already closed", code="ticket_closed")
     ticket.status, ticket.closed_at = CLOSED, utcnow()
     await session.flush()
-    await audit.record(
+    await announce(
         session,
         actor,
         "ticket.updated",
         f"{actor.name} closed ticket {public_id}",
+        _event(ticket),
         target_account_id=ticket.account_id,
         target=f"ticket:{public_id}",
     )
-    await outbox.emit(session, "ticket.updated", _event(ticket))
     return ticket
 
 
