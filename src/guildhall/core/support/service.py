@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
@@ -161,6 +163,18 @@ async def open_ticket(
         target=f"ticket:{ticket.public_id}",
     )
     return ticket
+
+
+async def open_ticket_for_member(session: AsyncSession, discord_id: str, actor: Actor) -> Ticket:
+    """Open a ticket for a guild member by Discord id: only members of the community may
+    have one, and a member with no account yet gets one, named after them."""
+    member = await community.guild_member(session, discord_id)
+    if member is None:
+        raise NotFound("user not found in community server", code="member_not_found")
+    account = await accounts.ensure_for_identity(
+        session, Provider.DISCORD, discord_id, member.username, actor
+    )
+    return await open_ticket(session, account, member.username, actor)
 
 
 async def close_ticket(session: AsyncSession, public_id: str, actor: Actor) -> Ticket:

@@ -210,13 +210,7 @@ async def external_create(request: Request, session: AsyncSession, caller: Actor
     discord_id = wire.json_object(await read_json(request)).get("discord_id")
     if not is_digits(discord_id, 32):
         raise bad_request("discord_id must be a Discord user id (a string of digits)")
-    member = await community.guild_member(session, discord_id)
-    if member is None:
-        raise RustmailError(404, "USER_NOT_FOUND", "User not found in community server")
-    account = await accounts.ensure_for_identity(
-        session, Provider.DISCORD, discord_id, member.username, caller
-    )
-    opened = await support.open_ticket(session, account, member.username, caller)
+    opened = await support.open_ticket_for_member(session, discord_id, caller)
     return JSON({"success": True, "ticket_id": opened.public_id, "channel_id": opened.channel_id})
 
 

@@ -42,14 +42,18 @@ def bad_request(message: str) -> RustmailError:
     return RustmailError(400, "BAD_REQUEST", message)
 
 
-_CODES = {"ticket_open": (409, "TICKET_EXISTS")}
+# Core error codes with the document's (or the issue's) status, code and wording.
+_CODES = {
+    "ticket_open": (409, "TICKET_EXISTS", None),
+    "member_not_found": (404, "USER_NOT_FOUND", "User not found in community server"),
+}
 
 
 def from_core(error: CoreError) -> RustmailError:
     message = error.message[:1].upper() + error.message[1:]
     if error.code in _CODES:
-        status, code = _CODES[error.code]
-        return RustmailError(status, code, message)
+        status, code, wording = _CODES[error.code]
+        return RustmailError(status, code, wording or message)
     for kind, status, code in (
         (NotFound, 404, "NOT_FOUND"),
         (Forbidden, 403, "FORBIDDEN"),
