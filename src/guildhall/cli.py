@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall import __version__
 from guildhall.config import ConfigError, Settings, load_settings
@@ -118,6 +119,21 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
         return await work(runtime)
     finally:
         await runtime.close()
+
+
+def _transact(
+    config: Path | None,
+    work: Callable[[Runtime, AsyncSession], Awaitable[T]],
+    *,
+    write: bool = True,
+) -> T:
+    """Run ``work`` in one unit of work on the configured database: what most commands do."""
+
+    async def in_transaction(runtime: Runtime) -> T:
+        async with runtime.database.unit_of_work(write=write) as session:
+            return await work(runtime, session)
+
+    return _run(_with_runtime(_settings(config), in_transaction))
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -229,20 +245,19 @@ def users_create(
         if subject is not None
     }
 
-    async def work(runtime: Runtime) -> int:
-        async with runtime.database.unit_of_work() as session:
-            account = await accounts.create(
-                session,
-                username=username,
-                email=email,
-                password=password,
-                role=role,
-                identities=linked,
-                actor=_operator(),
-            )
-            return account.id
+    async def work(runtime: Runtime, session: AsyncSession) -> int:
+        account = await accounts.create(
+            session,
+            username=username,
+            email=email,
+            password=password,
+            role=role,
+            identities=linked,
+            actor=_operator(),
+        )
+        return account.id
 
-    account_id = _run(_with_runtime(_settings(config), work))
+    account_id = _transact(config, work)
     out.print(account_id)
 
 
@@ -267,14 +282,13 @@ def users_link(
     if not linked:
         raise _fail("name an identity to link: --discord, --google or --github")
 
-    async def work(runtime: Runtime) -> int:
-        async with runtime.database.unit_of_work() as session:
-            ref = await accounts.resolve(session, account)
-            for provider, subject in linked:
-                await accounts.link(session, ref, provider, subject, _operator())
-            return ref.id
+    async def work(runtime: Runtime, session: AsyncSession) -> int:
+        ref = await accounts.resolve(session, account)
+        for provider, subject in linked:
+            await accounts.link(session, ref, provider, subject, _operator())
+        return ref.id
 
-    account_id = _run(_with_runtime(_settings(config), work))
+    account_id = _transact(config, work)
     for provider, subject in linked:
         out.print(f"linked {provider} {subject} to account {account_id}")
 
@@ -283,21 +297,20 @@ def users_link(
 def users_list(config: ConfigOption = None) -> None:
     """List accounts with their linked identities."""
 
-    async def work(runtime: Runtime) -> list[tuple[Any, list[str]]]:
-        async with runtime.database.unit_of_work(write=False) as session:
-            rows = []
-            for account in await accounts.list_accounts(session):
-                identities = await accounts.list_identities(session, account.id)
-                rows.append(
-                    (
-                        account,
-                        [f"{i.provider}:{i.subject}" for i in identities if i.provider != "local"],
-                    )
+    async def work(runtime: Runtime, session: AsyncSession) -> list[tuple[Any, list[str]]]:
+        rows = []
+        for account in await accounts.list_accounts(session):
+            identities = await accounts.list_identities(session, account.id)
+            rows.append(
+                (
+                    account,
+                    [f"{i.provider}:{i.subject}" for i in identities if i.provider != "local"],
                 )
-            return rows
+            )
+        return rows
 
     table = Table("id", "username", "email", "role", "identities", "uuid")
-    for account, identities in _run(_with_runtime(_settings(config), work)):
+    for account, identities in _transact(config, work, write=False):
         table.add_row(
             str(account.id),
             account.username,
@@ -319,14 +332,13 @@ def keys_create(
     """Create an API key; prints the key alone on the last line, this once."""
     expires_at = _parse_time(expires, "--expires")
 
-    async def work(runtime: Runtime) -> tuple[int, str]:
-        async with runtime.database.unit_of_work() as session:
-            key, plaintext = await access.create(
-                session, name=name, scopes=scope, expires_at=expires_at, actor=_operator()
-            )
-            return key.id, plaintext
+    async def work(runtime: Runtime, session: AsyncSession) -> tuple[int, str]:
+        key, plaintext = await access.create(
+            session, name=name, scopes=scope, expires_at=expires_at, actor=_operator()
+        )
+        return key.id, plaintext
 
-    key_id, plaintext = _run(_with_runtime(_settings(config), work))
+    key_id, plaintext = _transact(config, work)
     err.print(f"API key #{key_id} created; it is shown once, store it now.")
     out.print(plaintext)
 
@@ -335,13 +347,12 @@ def keys_create(
 def keys_list(config: ConfigOption = None) -> None:
     """List API keys (never their secret)."""
 
-    async def work(runtime: Runtime) -> list[Any]:
-        async with runtime.database.unit_of_work(write=False) as session:
-            return await access.list_keys(session)
+    async def work(runtime: Runtime, session: AsyncSession) -> list[Any]:
+        return await access.list_keys(session)
 
     table = Table("id", "name", "prefix", "scopes", "created", "expires", "last used", "state")
     now = datetime.now(UTC)
-    for key in _run(_with_runtime(_settings(config), work)):
+    for key in _transact(config, work, write=False):
         if key.revoked_at:
             state = "revoked"
         elif key.expires_at and key.expires_at <= now:
@@ -368,11 +379,10 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key; it is refused from the next request on."""
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            return (await access.revoke(session, key_id, _operator())).name
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        return (await access.revoke(session, key_id, _operator())).name
 
-    name = _run(_with_runtime(_settings(config), work))
+    name = _transact(config, work)
     out.print(f"revoked API key #{key_id} ({name})")
 
 
@@ -384,12 +394,11 @@ def sessions_pair(
 ) -> None:
     """Enter a pairing code as the phone would (loopback connector); the session goes online."""
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            paired = await runtime.sessions.complete_pairing(session, user_id, code, _operator())
-            return paired.state.value
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        paired = await runtime.sessions.complete_pairing(session, user_id, code, _operator())
+        return paired.state.value
 
-    state = _run(_with_runtime(_settings(config), work))
+    state = _transact(config, work)
     out.print(f"session {user_id} paired; it is {state}")
 
 
@@ -397,12 +406,11 @@ def sessions_pair(
 def sessions_list(config: ConfigOption = None) -> None:
     """List bot sessions with their state (never a pairing code or login)."""
 
-    async def work(runtime: Runtime) -> list[Any]:
-        async with runtime.database.unit_of_work(write=False) as session:
-            return await runtime.sessions.list(session)
+    async def work(runtime: Runtime, session: AsyncSession) -> list[Any]:
+        return await runtime.sessions.list(session)
 
     table = Table("userId", "phone", "name", "state", "paired", "last connected")
-    for item in _run(_with_runtime(_settings(config), work)):
+    for item in _transact(config, work, write=False):
         table.add_row(
             item.handle,
             item.phone_number,
@@ -423,13 +431,12 @@ def servers_create(
 ) -> None:
     """Create a server (stopped); prints its id alone on the last line."""
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            account = await accounts.resolve(session, owner)
-            created = await runtime.hosting.create(session, account, name, plan, _operator())
-            return created.public_id
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        account = await accounts.resolve(session, owner)
+        created = await runtime.hosting.create(session, account, name, plan, _operator())
+        return created.public_id
 
-    out.print(_run(_with_runtime(_settings(config), work)))
+    out.print(_transact(config, work))
 
 
 @servers_app.command("delete")
@@ -464,23 +471,21 @@ def invoices_create(
     """Create an unpaid invoice; prints its id alone on the last line."""
     due_date = _parse_day(due)
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            owner = await accounts.resolve(session, account)
-            made = await billing.create(session, owner, amount, currency, due_date, _operator())
-            return made.public_id
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        owner = await accounts.resolve(session, account)
+        made = await billing.create(session, owner, amount, currency, due_date, _operator())
+        return made.public_id
 
-    out.print(_run(_with_runtime(_settings(config), work)))
+    out.print(_transact(config, work))
 
 
 def _settle_invoice(config: Path | None, invoice_id: str, pay: bool) -> None:
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            settle = billing.pay if pay else billing.void
-            made = await settle(session, invoice_id, _operator())
-            return f"{made.amount} {made.currency}"
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        settle = billing.pay if pay else billing.void
+        made = await settle(session, invoice_id, _operator())
+        return f"{made.amount} {made.currency}"
 
-    amount = _run(_with_runtime(_settings(config), work))
+    amount = _transact(config, work)
     out.print(f"invoice {invoice_id} ({amount}) {'paid' if pay else 'voided'}")
 
 
@@ -513,11 +518,10 @@ def directory_set(
 ) -> None:
     """Add or replace a role, channel or command (until a Discord connector reports them)."""
 
-    async def work(runtime: Runtime) -> None:
-        async with runtime.database.unit_of_work() as session:
-            await community.put_directory_entry(session, kind, key, name, detail, _operator())
+    async def work(runtime: Runtime, session: AsyncSession) -> None:
+        await community.put_directory_entry(session, kind, key, name, detail, _operator())
 
-    _run(_with_runtime(_settings(config), work))
+    _transact(config, work)
     out.print(f"{kind} {key} ({name}) set")
 
 
@@ -532,11 +536,10 @@ def directory_add_member(
 ) -> None:
     """Add or replace a guild member (Rustmail's members, and who may open tickets)."""
 
-    async def work(runtime: Runtime) -> None:
-        async with runtime.database.unit_of_work() as session:
-            await community.put_member(session, member_id, username, role or [], _operator())
+    async def work(runtime: Runtime, session: AsyncSession) -> None:
+        await community.put_member(session, member_id, username, role or [], _operator())
 
-    _run(_with_runtime(_settings(config), work))
+    _transact(config, work)
     out.print(f"member {member_id} ({username}) set")
 
 
@@ -549,13 +552,12 @@ def directory_add_role(
 ) -> None:
     """Add or replace a guild role."""
 
-    async def work(runtime: Runtime) -> None:
-        async with runtime.database.unit_of_work() as session:
-            await community.put_directory_entry(
-                session, "role", role_id, name, f"#{color:06X}", _operator()
-            )
+    async def work(runtime: Runtime, session: AsyncSession) -> None:
+        await community.put_directory_entry(
+            session, "role", role_id, name, f"#{color:06X}", _operator()
+        )
 
-    _run(_with_runtime(_settings(config), work))
+    _transact(config, work)
     out.print(f"role {role_id} ({name}) set")
 
 
@@ -567,11 +569,10 @@ def directory_remove(
 ) -> None:
     """Remove a role, channel or command."""
 
-    async def work(runtime: Runtime) -> bool:
-        async with runtime.database.unit_of_work() as session:
-            return await community.remove_directory_entry(session, kind, key)
+    async def work(runtime: Runtime, session: AsyncSession) -> bool:
+        return await community.remove_directory_entry(session, kind, key)
 
-    if not _run(_with_runtime(_settings(config), work)):
+    if not _transact(config, work):
         raise _fail(f"there is no {kind} {key}")
     out.print(f"{kind} {key} removed")
 
@@ -584,11 +585,10 @@ def webhooks_add(
 ) -> None:
     """Add an endpoint; prints its id alone, then its signing secret alone on the last line."""
 
-    async def work(runtime: Runtime) -> tuple[int, str]:
-        async with runtime.database.unit_of_work() as session:
-            return await runtime.webhooks.add(session, url, event, _operator())
+    async def work(runtime: Runtime, session: AsyncSession) -> tuple[int, str]:
+        return await runtime.webhooks.add(session, url, event, _operator())
 
-    endpoint_id, secret = _run(_with_runtime(_settings(config), work))
+    endpoint_id, secret = _transact(config, work)
     err.print(f"Webhook #{endpoint_id} added. Its signing secret is shown once; keep it.")
     out.print(endpoint_id)
     out.print(secret)
@@ -598,12 +598,11 @@ def webhooks_add(
 def webhooks_list(config: ConfigOption = None) -> None:
     """List endpoints, the events they receive, and their state."""
 
-    async def work(runtime: Runtime) -> list[Any]:
-        async with runtime.database.unit_of_work(write=False) as session:
-            return await runtime.webhooks.endpoints(session)
+    async def work(runtime: Runtime, session: AsyncSession) -> list[Any]:
+        return await runtime.webhooks.endpoints(session)
 
     table = Table("id", "url", "events", "created", "pending", "state")
-    for endpoint in _run(_with_runtime(_settings(config), work)):
+    for endpoint in _transact(config, work, write=False):
         state = f"failing since {_when(endpoint.failing_since)}" if endpoint.failing_since else "ok"
         table.add_row(
             str(endpoint.id),
@@ -622,11 +621,10 @@ def webhooks_remove(
 ) -> None:
     """Remove an endpoint and its pending deliveries."""
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            return await runtime.webhooks.remove(session, endpoint_id, _operator())
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        return await runtime.webhooks.remove(session, endpoint_id, _operator())
 
-    url = _run(_with_runtime(_settings(config), work))
+    url = _transact(config, work)
     out.print(f"removed webhook {endpoint_id} ({url})")
 
 
@@ -654,12 +652,11 @@ def webhooks_deliveries(
 ) -> None:
     """Recent delivery attempts to an endpoint, newest first."""
 
-    async def work(runtime: Runtime) -> list[Any]:
-        async with runtime.database.unit_of_work(write=False) as session:
-            return await runtime.webhooks.attempts(session, endpoint_id, limit)
+    async def work(runtime: Runtime, session: AsyncSession) -> list[Any]:
+        return await runtime.webhooks.attempts(session, endpoint_id, limit)
 
     table = Table("delivery", "event", "attempted", "status", "ms", "delivery state")
-    for attempt in _run(_with_runtime(_settings(config), work)):
+    for attempt in _transact(config, work, write=False):
         table.add_row(
             str(attempt.delivery_id),
             attempt.event,
@@ -677,11 +674,10 @@ def tickets_close(
 ) -> None:
     """Close an open ticket (its member may then open a new one)."""
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            return (await support.close_ticket(session, ticket_id, _operator())).user_name
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        return (await support.close_ticket(session, ticket_id, _operator())).user_name
 
-    user_name = _run(_with_runtime(_settings(config), work))
+    user_name = _transact(config, work)
     out.print(f"closed ticket {ticket_id} ({user_name})")
 
 
