@@ -126,7 +126,7 @@ async def serve_sockets(
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
             # Forwarded headers are believed only from trusted_proxies, by the
-            # faces themselves (faces/common/ratelimit.py), never by uvicorn.
+            # faces themselves (faces/common/clients.py), never by uvicorn.
             proxy_headers=False,
         )
         servers.append((_FaceServer(config), sock))

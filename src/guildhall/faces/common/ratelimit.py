@@ -12,73 +12,27 @@ Windows are fixed (``per_seconds`` long, aligned to the clock), counted
 exactly: in this process without Redis, and in Redis (one atomic INCR per
 group and window, shared by every process) when ``redis_url`` is set.
 
-The client address is the socket peer. Only when the peer is one of
-``trusted_proxies`` is ``X-Forwarded-For`` read, from the right, skipping
-the trusted hops; a header sent by anyone else changes nothing.
+The client address comes from ``faces/common/clients.py``: the socket peer,
+or what a trusted proxy says.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guildhall.faces.common.clients import Network, client_address, parse_networks
 from guildhall.ratelimit import Limit, RateLimiter, Verdict
 
 if TYPE_CHECKING:
     from guildhall.runtime import Runtime
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 logger = logging.getLogger(__name__)
-
-
-def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
-    """The socket peer, or for a trusted proxy the first untrusted hop of X-Forwarded-For."""
-    peer = (scope.get("client") or ("unknown", 0))[0]
-    if not trusted or not _within(peer, trusted):
-        return peer
-    forwarded = Headers(scope=scope).get("x-forwarded-for", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _within(hop, trusted):
-            return hop if _is_address(hop) else peer
-    return peer
-
-
-def request_scheme(scope: Scope, trusted: Sequence[Network]) -> str:
-    """``https`` or ``http`` as the client used it: a trusted proxy's X-Forwarded-Proto wins."""
-    peer = (scope.get("client") or ("unknown", 0))[0]
-    if trusted and _within(peer, trusted):
-        proto = Headers(scope=scope).get("x-forwarded-proto", "").split(",")[0].strip().lower()
-        if proto in ("http", "https"):
-            return proto
-    return str(scope.get("scheme", "http"))
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _within(address: str, networks: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 Refusal = Callable[[Verdict], Response]

@@ -23,7 +23,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
 from guildhall.core.errors import Invalid, is_digits
 from guildhall.core.support import service as support
-from guildhall.faces.common import ratelimit
+from guildhall.faces.common import clients, ratelimit
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -62,8 +62,8 @@ def _provider(request: Request) -> OAuthProvider:
 
 
 def _scheme(request: Request) -> str:
-    trusted = ratelimit.parse_networks(runtime_of(request).settings.trusted_proxies)
-    return ratelimit.request_scheme(request.scope, trusted)
+    trusted = clients.parse_networks(runtime_of(request).settings.trusted_proxies)
+    return clients.request_scheme(request.scope, trusted)
 
 
 def _cookie(response: Response, request: Request, name: str, value: str, seconds: int) -> None:
