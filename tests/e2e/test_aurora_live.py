@@ -82,16 +82,18 @@ async def test_stats_events_and_pong(served: Served) -> None:
         await _next(ws, "PONG")
 
 
-async def _handshake_status(served: Served) -> int:
-    """The status a WebSocket handshake gets (101 when accepted), asked over plain HTTP."""
+async def _handshake_status(served: Served, query: str = "", **extra: str) -> int:
+    """The status a WebSocket handshake gets (101 when accepted), asked over plain HTTP
+    (a refused handshake through a WebSocket client would leave its socket open)."""
     headers = {
+        **extra,
         "Connection": "Upgrade",
         "Upgrade": "websocket",
         "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
     }
     async with httpx.AsyncClient() as client:
-        response = await client.get(served.url("aurora") + "/ws", headers=headers)
+        response = await client.get(served.url("aurora") + "/ws" + query, headers=headers)
         return response.status_code
 
 
@@ -126,3 +128,25 @@ async def test_an_idle_connection_is_closed(served: Served) -> None:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
         assert closed.value.rcvd.reason == "idle timeout"
         assert 1.2 < time.monotonic() - began < 4
+
+
+async def test_another_sites_page_cannot_open_the_keyless_feed(served: Served) -> None:
+    assert await _handshake_status(served, Origin="http://evil.example") == 403
+    async with connect(_ws_url(served), origin="http://127.0.0.1:3000") as ws:
+        await _next(ws, "STATS_UPDATE")
+
+
+async def test_with_a_key_a_browser_may_pass_it_in_the_query(
+    database_url: str, tmp_path: Path
+) -> None:
+    key = "k" * 40
+    config = write_config(tmp_path, database_url, aurora={"port": free_port(), "api_key": key})
+    running = serve(config, "--face", "aurora")
+    try:
+        assert await _handshake_status(running) == 403
+        assert await _handshake_status(running, "?key=wrong") == 403
+        async with connect(_ws_url(running) + f"?key={key}") as ws:
+            await _next(ws, "STATS_UPDATE")
+    finally:
+        running.stop()
+        running.process.communicate()
