@@ -5,9 +5,10 @@ context, result objects, greenlet hand-offs) where SQLite itself needs about
 5 µs; a userinfo request runs five statements. :class:`Prepared` keeps
 SQLAlchemy for what it is good at (building the statement, compiling it for
 the dialect, the column types' conversions) and, on SQLite, runs the compiled
-SQL directly on the driver connection the session already holds, inside the
-same transaction. On other databases it is an ordinary ``session.execute``,
-so the transaction and the driver's own codecs stay SQLAlchemy's.
+SQL directly on the driver connection of the session's unit of work (see
+``engine.py``), inside the same transaction. Elsewhere, and on a session no
+unit of work made, it is an ordinary ``session.execute``, so the transaction
+and the driver's own codecs stay SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from guildhall.db import sqlite_inline
+from guildhall.db.engine import DRIVER_KEY
 
 Row = tuple[Any, ...]
-_DRIVER = "guildhall.sqlite_driver"
 Processor = Callable[[Any], Any] | None
 
 
@@ -35,6 +36,7 @@ class _Compiled:
     constants: Mapping[str, Any]
     binds: Mapping[str, Callable[[Any], Any]]
     results: tuple[Processor, ...]
+    converts: bool  # whether any result column has a processor
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
@@ -85,32 +87,18 @@ class Prepared:
                 },
                 binds=dict(compiled._bind_processors),
                 results=results,
+                converts=any(process is not None for process in results),
             )
             self._compiled[cache_key] = found
         return found
 
-    async def _driver(self, session: AsyncSession) -> sqlite_inline.Connection | None:
-        """The session's SQLite driver connection (its transaction begun), else None.
-
-        Looked up once per session: a unit of work keeps its one connection.
-        """
-        if _DRIVER in session.info:
-            return session.info[_DRIVER]
-        connection = await session.connection()
-        driver = None
-        if connection.dialect.name == "sqlite":
-            # The connection is checked out and live: reading it needs no I/O,
-            # so no trip through SQLAlchemy's greenlet bridge.
-            raw = connection.sync_connection.connection.driver_connection
-            driver = raw if isinstance(raw, sqlite_inline.Connection) else None
-        session.info[_DRIVER] = driver
-        return driver
-
     async def all(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Row]:
         """Run in the session's transaction; the rows (none for a plain write)."""
-        if session.new or session.dirty or session.deleted:
-            await session.flush()  # as session.execute would, so ORM changes come first
-        driver = await self._driver(session)
+        # As session.execute would, ORM changes go first. (Pending ORM work means
+        # the session has begun; checking that first keeps the usual case cheap.)
+        if session.in_transaction() and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        driver: sqlite_inline.Connection | None = session.info.get(DRIVER_KEY)
         if driver is None:
             result = await session.execute(self.statement, dict(params))
             # An ORM-built select answers with rows and has no ``returns_rows``.
@@ -118,7 +106,9 @@ class Prepared:
             return [tuple(row) for row in result] if returns_rows else []
         compiled = self._compile(session.bind.dialect, frozenset(params))
         rows = driver.run(compiled.sql, compiled.arguments(params))
-        return [compiled.convert(row) for row in rows]
+        if compiled.converts:
+            return [compiled.convert(row) for row in rows]
+        return rows
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Row | None:
         rows = await self.all(session, params)

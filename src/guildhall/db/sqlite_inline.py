@@ -121,6 +121,10 @@ class Connection:
     async def execute(self, sql: str, parameters: Parameters | None = None) -> Cursor:
         return await self.cursor().execute(sql, parameters)
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._open().in_transaction
+
     def begin(self, statement: str) -> None:
         """Start a transaction at once; called from SQLAlchemy's ``begin`` event."""
         self._open().execute(statement)
@@ -137,6 +141,13 @@ class Connection:
         self._open().commit()
 
     async def rollback(self) -> None:
+        self._open().rollback()
+
+    def commit_now(self) -> None:
+        """Commit without a coroutine, for the unit of work (a no-op outside a transaction)."""
+        self._open().commit()
+
+    def rollback_now(self) -> None:
         self._open().rollback()
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:

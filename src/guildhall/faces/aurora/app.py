@@ -538,9 +538,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/actions/maintenance-mode", maintenance_mode, post),
     ]
     for path, handler, methods in open_routes:
-        app.add_api_route(path, endpoint(handler, public), methods=methods)
+        app.add_route(path, endpoint(handler, public), methods=methods)
     for path, handler, methods in routes:
-        app.add_api_route(path, endpoint(handler, authenticate), methods=methods)
+        app.add_route(path, endpoint(handler, authenticate), methods=methods)
     live.install(app, runtime)
     if runtime.settings.faces.aurora.keyless:
         app.add_middleware(LocalOriginGuard, refuse=errors.cross_site)

@@ -12,14 +12,16 @@ A write request's body is read before its transaction opens: on SQLite the
 write transaction holds the database's one write lock, and a client that
 sends its body slowly must not hold it meanwhile.
 
-This is a plain wrapper rather than FastAPI dependencies: two dependencies
-cost about 150 µs a request here, more than the SQL of most routes.
+This is a plain wrapper rather than FastAPI dependencies, and faces register
+it with ``app.add_route`` (a plain Starlette route) rather than
+``add_api_route``: a handler takes the request and nothing else, and
+FastAPI's parameter solving and dependencies cost more per request here than
+the SQL of most routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -39,27 +41,11 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-@asynccontextmanager
-async def request_transaction(
-    request: Request, write: bool | None = None
-) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work: committed at the end of the block, or rolled back.
-
-    ``write`` defaults to the method: safe methods read, the others write.
-    """
-    if write is None:
-        write = request.method not in SAFE_METHODS
-    if request.method not in SAFE_METHODS:
-        await read_body(request)
-    async with runtime_of(request).database.unit_of_work(write=write) as session:
-        yield session
-
-
 def _named(
     route: Callable[[Request], Awaitable[Response]], handler: Callable[..., object]
 ) -> Callable[[Request], Awaitable[Response]]:
-    # Not functools.wraps: FastAPI reads the signature through __wrapped__,
-    # and a route's only parameter is the request.
+    # Not functools.wraps: the route's only parameter is the request, and
+    # __wrapped__ would point signature readers at the handler's.
     route.__name__ = handler.__name__
     route.__doc__ = handler.__doc__
     return route
@@ -74,7 +60,11 @@ def endpoint(
     """
 
     async def route(request: Request) -> Response:
-        async with request_transaction(request, write) as session:
+        changes = request.method not in SAFE_METHODS
+        if changes:
+            await read_body(request)
+        database = runtime_of(request).database
+        async with database.unit_of_work(write=changes if write is None else write) as session:
             caller = await authenticate(request, session)
             return await handler(request, session, caller)
 

@@ -153,6 +153,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/v3/remove_renewalbypass", remove_renewalbypass, post),
     ]
     for path, handler, methods in routes:
-        app.add_api_route(path, endpoint(handler, authenticate), methods=methods)
+        app.add_route(path, endpoint(handler, authenticate), methods=methods)
     ratelimit.install(app, runtime, "heliactyl", errors.too_many)
     return app

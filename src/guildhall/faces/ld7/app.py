@@ -162,7 +162,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         (f"{session_path}/pairing", pending_pairing, get, pairing_reader),
     ]
     for path, handler, methods, check in routes:
-        app.add_api_route(path, endpoint(handler, check), methods=methods)
+        app.add_route(path, endpoint(handler, check), methods=methods)
     if runtime.settings.faces.ld7.keyless:
         app.add_middleware(LocalOriginGuard, refuse=errors.cross_site)
     ratelimit.install(app, runtime, "ld7", errors.too_many)

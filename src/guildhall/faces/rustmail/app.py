@@ -364,6 +364,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/panel/check", panel_check, get, public, None),
     ]
     for path, handler, methods, check, write in routes:
-        app.add_api_route(path, endpoint(handler, check, write=write), methods=methods)
+        app.add_route(path, endpoint(handler, check, write=write), methods=methods)
     ratelimit.install(app, runtime, "rustmail", errors.too_many, _groups)
     return app

@@ -127,17 +127,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     errors.install(app)
-    app.add_api_route(
-        "/api/auth/login", endpoint(login, auth.public, write=False), methods=["POST"]
-    )
-    app.add_api_route("/api/users/me", endpoint(me, auth.authenticate), methods=["GET"])
-    app.add_api_route("/api/users/me", endpoint(update_me, auth.authenticate), methods=["PUT"])
-    app.add_api_route("/api/servers", endpoint(list_servers, auth.authenticate), methods=["GET"])
-    app.add_api_route("/api/servers/{id}", endpoint(get_server, auth.authenticate), methods=["GET"])
-    app.add_api_route(
+    app.add_route("/api/auth/login", endpoint(login, auth.public, write=False), methods=["POST"])
+    app.add_route("/api/users/me", endpoint(me, auth.authenticate), methods=["GET"])
+    app.add_route("/api/users/me", endpoint(update_me, auth.authenticate), methods=["PUT"])
+    app.add_route("/api/servers", endpoint(list_servers, auth.authenticate), methods=["GET"])
+    app.add_route("/api/servers/{id}", endpoint(get_server, auth.authenticate), methods=["GET"])
+    app.add_route(
         "/api/servers/{id}/power", action_endpoint(power, auth.authenticate), methods=["POST"]
     )
-    app.add_api_route(
+    app.add_route(
         "/api/billing/invoices", endpoint(list_invoices, auth.authenticate), methods=["GET"]
     )
     app.add_middleware(VersionGate)
