@@ -1,12 +1,22 @@
-"""The unit of work: fair queueing for connections, on both databases."""
+"""The unit of work: fair queueing for connections, and writes that fail alone, on both
+databases; on SQLite, group commit."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import sqlite3
+from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
-from guildhall.db.engine import Database
+from guildhall.core.accounts import service as accounts
+from guildhall.core.economy import service as economy
+from guildhall.db.engine import Database, GroupLost
+from guildhall.runtime import Runtime
+from tests.conftest import TEST_ACTOR, make_account
 
 
 async def test_writers_are_served_first_come_first_served(database_url: str) -> None:
@@ -37,3 +47,92 @@ async def test_writers_are_served_first_come_first_served(database_url: str) -> 
     finally:
         await database.dispose()
     assert order == ["A", "B", "C", "D"]
+
+
+class Refused(Exception):
+    """A unit of work's own failure, after it changed something."""
+
+
+async def _add_coin(runtime: Runtime, account: accounts.AccountRef, *, fail: bool = False) -> None:
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 100 if fail else 1, actor=TEST_ACTOR)
+        if fail:
+            raise Refused
+
+
+async def test_a_failing_write_undoes_only_its_own_changes(runtime: Runtime) -> None:
+    """Writers that run together (and on SQLite share one commit) keep their changes
+    when one of them fails, and lose none of theirs to it."""
+    account = await make_account(runtime, "ledger")
+    writers = [_add_coin(runtime, account) for _ in range(20)]
+    writers.insert(7, _add_coin(runtime, account, fail=True))
+    outcomes = await asyncio.gather(*writers, return_exceptions=True)
+    assert [type(outcome) for outcome in outcomes].count(Refused) == 1
+    assert outcomes.count(None) == 20
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 20
+        assert await economy.ledger_sum(session, account.id) == 20
+
+
+async def _create_account(runtime: Runtime, name: str, *, fail: bool = False) -> None:
+    async with runtime.database.unit_of_work() as session:
+        await accounts.create(session, username=name, actor=TEST_ACTOR)
+        if fail:
+            raise Refused
+
+
+async def test_orm_changes_commit_with_the_writes_beside_them(runtime: Runtime) -> None:
+    """Services that add objects through the ORM flush into the same transaction: the
+    failing writer's account is gone, the others' are there."""
+    names = [f"member{n}" for n in range(6)]
+    outcomes = await asyncio.gather(
+        *(_create_account(runtime, name) for name in names),
+        _create_account(runtime, "refused", fail=True),
+        return_exceptions=True,
+    )
+    assert outcomes[:6] == [None] * 6 and isinstance(outcomes[6], Refused)
+    async with runtime.database.unit_of_work(write=False) as session:
+        stored = {account.username for account in await accounts.list_accounts(session)}
+    assert stored == set(names)
+
+
+@pytest.fixture
+def sqlite_runtime_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A migrated SQLite database with a scratch table for raw writes."""
+    path = tmp_path / "guildhall.db"
+    shutil.copyfile(sqlite_template, path)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE scratch (key TEXT PRIMARY KEY)")
+        connection.commit()
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def test_sqlite_group_fails_together_when_its_transaction_is_lost(
+    sqlite_runtime_url: str,
+) -> None:
+    """Writers that run together share one transaction and one commit. If SQLite ends
+    that transaction under a member (here one that sends its own ROLLBACK), no member of
+    the group is told its work was saved."""
+    database = Database(sqlite_runtime_url)
+
+    async def write(statement: str) -> None:
+        async with database.unit_of_work() as session:
+            await session.execute(text(statement))
+
+    try:
+        outcomes = await asyncio.gather(
+            write("INSERT INTO scratch (key) VALUES ('first')"),
+            write("ROLLBACK"),
+            return_exceptions=True,
+        )
+        async with database.unit_of_work(write=False) as session:
+            stored = await session.scalar(text("SELECT count(*) FROM scratch"))
+        # The next writer starts a new group and is saved.
+        await write("INSERT INTO scratch (key) VALUES ('later')")
+        async with database.unit_of_work(write=False) as session:
+            later = await session.scalar(text("SELECT count(*) FROM scratch"))
+    finally:
+        await database.dispose()
+    assert all(isinstance(outcome, GroupLost) for outcome in outcomes)
+    assert stored == 0
+    assert later == 1

@@ -16,11 +16,15 @@ about 300 µs a transaction here (checkout, reset, four greenlet hand-offs),
 where SQLite needs about 10 µs for ``BEGIN``, a lookup and ``COMMIT``. So each
 SQLite connection is held for the life of the process in a :class:`_Slot`,
 with a session bound to it that carries the driver connection. The unit of
-work begins and commits the transaction on the driver itself, and
+work begins and ends the transaction on the driver itself, and
 :class:`~guildhall.db.prepared.Prepared` statements run on the driver too. The
 session does SQLAlchemy work only when a service uses the ORM: it then joins
-the transaction already open on the same connection, and commits it. A unit
-of work that ran only prepared statements never wakes SQLAlchemy.
+the transaction already open on the same connection and flushes into it
+(the driver ignores SQLAlchemy's own COMMIT and ROLLBACK). A unit of work
+that ran only prepared statements never wakes SQLAlchemy.
+
+Writes on SQLite are committed in groups (:class:`_Writer`): a commit costs
+about as much as a whole small write, so writers that run together share one.
 
 On PostgreSQL both pools are one engine, and a unit of work is an ordinary
 session from it.
@@ -55,6 +59,9 @@ SQLITE_PRAGMAS = (
 )
 DRIVER_KEY = "guildhall.sqlite_driver"
 """``session.info`` key of the SQLite driver connection a unit of work runs on."""
+MAX_GROUP = 32
+"""Units of work one SQLite commit may carry at most (see ``_Writer``)."""
+SAVEPOINT = "guildhall_unit"
 
 
 def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
@@ -96,6 +103,7 @@ class _Slot:
         self.driver = driver
         self.session = AsyncSession(bind=connection, expire_on_commit=False)
         self.session.info[DRIVER_KEY] = driver
+        driver.managed = True
 
     @classmethod
     async def open(cls, engine: AsyncEngine) -> _Slot:
@@ -105,29 +113,45 @@ class _Slot:
         return cls(connection, driver)
 
 
-class _SqlitePool:
-    """``size`` connections of one engine, lent first come, first served.
+class _Readers:
+    """``size`` read connections, lent first come, first served, one transaction each.
 
     The semaphore is the queue (it wakes waiters in order, and one that asks
     the moment a connection comes back waits behind them); a holder of the
     semaphore always finds an idle slot.
     """
 
-    def __init__(self, engine: AsyncEngine, size: int, begin: str) -> None:
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine
-        self.begin = begin
         self._gate = asyncio.Semaphore(size)
         self._idle: list[_Slot] = []
 
-    async def acquire(self) -> _Slot:
+    async def enter(self) -> _Slot:
         await self._gate.acquire()
         try:
-            return self._idle.pop() if self._idle else await _Slot.open(self.engine)
+            slot = self._idle.pop() if self._idle else await _Slot.open(self.engine)
         except BaseException:
             self._gate.release()
             raise
+        try:
+            slot.driver.run("BEGIN", ())
+        except BaseException:
+            self._release(slot)
+            raise
+        return slot
 
-    def release(self, slot: _Slot) -> None:
+    async def leave(self, slot: _Slot, failed: bool) -> None:
+        try:
+            if failed:
+                slot.driver.rollback_now()
+            else:
+                slot.driver.commit_now()
+        finally:
+            self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.driver.in_transaction:
+            slot.driver.rollback_now()
         self._idle.append(slot)
         self._gate.release()
 
@@ -138,51 +162,172 @@ class _SqlitePool:
         await self.engine.dispose()
 
 
+class GroupLost(Exception):
+    """SQLite ended a group's transaction on its own (after an I/O error, say), so no
+    unit of work in it was saved."""
+
+
+class _Group:
+    """Units of work sharing one transaction; ``committed`` resolves when it commits."""
+
+    __slots__ = ("commit_due", "commit_scheduled", "committed", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.commit_scheduled = False
+        self.commit_due = False
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Read the outcome even when no member waits for it (all of them failed).
+        self.committed.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+class _Writer:
+    """The process's one SQLite write connection, with group commit.
+
+    Writers take turns, first come, first served. Each turn's unit of work
+    is a savepoint in the current group's transaction: released at the end
+    of the turn, or rolled back, which undoes that unit of work alone. The
+    group commits once the writers that were ready to run have had their
+    turn (the commit waits one pass of the event loop), or after
+    ``MAX_GROUP`` turns; each member returns only once it has committed.
+    Under load one commit carries many writes: a commit costs about as much
+    as a whole small write transaction here (the log's pages, file locks).
+    A lone writer waits one pass of the loop.
+
+    So a client never sees success for work that is then lost; if the commit
+    fails, every member of the group fails.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._gate = asyncio.Semaphore(1)
+        self._slot: _Slot | None = None
+        self._group: _Group | None = None
+        self._in_turn = False
+
+    async def enter(self) -> _Slot:
+        await self._gate.acquire()
+        self._in_turn = True
+        try:
+            if self._slot is None:
+                self._slot = await _Slot.open(self.engine)
+            driver = self._slot.driver
+            if self._group is not None and not driver.in_transaction:
+                self._fail(self._group, GroupLost("the shared transaction ended on its own"))
+            if self._group is None:
+                driver.run("BEGIN IMMEDIATE", ())
+                self._group = _Group()
+            driver.run(f"SAVEPOINT {SAVEPOINT}", ())
+            self._group.size += 1
+        except BaseException:
+            self._end_turn()
+            raise
+        return self._slot
+
+    async def leave(self, slot: _Slot, failed: bool) -> None:
+        group = self._group
+        assert group is not None
+        driver = slot.driver
+        try:
+            if not driver.in_transaction:
+                raise GroupLost("the shared transaction ended on its own")
+            if failed:
+                driver.run(f"ROLLBACK TO {SAVEPOINT}", ())
+            driver.run(f"RELEASE {SAVEPOINT}", ())
+        except BaseException as exc:
+            self._fail(group, exc)
+            self._end_turn()
+            raise
+        self._end_turn()
+        if not failed:
+            # Shielded: the group's outcome is shared, and one member's
+            # cancellation must not cancel it for the others.
+            await asyncio.shield(group.committed)
+
+    def _end_turn(self) -> None:
+        self._in_turn = False
+        group = self._group
+        if group is not None:
+            if group.commit_due or group.size >= MAX_GROUP:
+                self._commit(group)
+            elif not group.commit_scheduled:
+                group.commit_scheduled = True
+                asyncio.get_running_loop().call_soon(self._commit_between_turns, group)
+        self._gate.release()
+
+    def _commit_between_turns(self, group: _Group) -> None:
+        if group is not self._group:
+            return  # committed already, or failed
+        if self._in_turn:
+            group.commit_due = True  # the writer in its turn commits as it ends it
+        else:
+            self._commit(group)
+
+    def _commit(self, group: _Group) -> None:
+        assert self._slot is not None
+        driver = self._slot.driver
+        if not driver.in_transaction:
+            self._fail(group, GroupLost("the shared transaction ended on its own"))
+            return
+        try:
+            driver.commit_now()
+        except Exception as exc:
+            self._fail(group, exc)
+            return
+        self._group = None
+        group.committed.set_result(None)
+
+    def _fail(self, group: _Group, error: BaseException) -> None:
+        self._group = None
+        if not group.committed.done():
+            group.committed.set_exception(error)
+        if self._slot is not None and self._slot.driver.in_transaction:
+            self._slot.driver.rollback_now()
+
+    async def close(self) -> None:
+        if self._group is not None and not self._in_turn:
+            self._commit(self._group)  # its members' work is done; only the commit waits
+        if self._slot is not None:
+            await self._slot.connection.close()
+            self._slot = None
+        await self.engine.dispose()
+
+
 class _SqliteUnitOfWork:
-    """One transaction on a slot of ``pool``: begun and ended on the driver, with the
-    slot's session joining it only if a service uses the ORM."""
+    """One unit of work on a slot lent by ``lender`` (readers or the writer), which begins
+    and ends its transaction on the driver; the slot's session takes part only if a
+    service uses the ORM, and then only flushes into that transaction."""
 
-    __slots__ = ("_pool", "_slot")
+    __slots__ = ("_lender", "_slot")
 
-    def __init__(self, pool: _SqlitePool) -> None:
-        self._pool = pool
+    def __init__(self, lender: _Readers | _Writer) -> None:
+        self._lender = lender
 
     async def __aenter__(self) -> AsyncSession:
-        slot = await self._pool.acquire()
-        try:
-            slot.driver.begin(self._pool.begin)
-        except BaseException:
-            self._pool.release(slot)
-            raise
-        self._slot = slot
-        return slot.session
+        self._slot = await self._lender.enter()
+        return self._slot.session
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
         slot = self._slot
         session = slot.session
+        failed = exc_type is not None
         try:
-            if exc_type is None:
-                try:
-                    if session.in_transaction():  # ORM work to flush and commit
-                        await session.commit()
-                    slot.driver.commit_now()
-                except BaseException:
-                    await self._roll_back(slot)
-                    raise
-            else:
-                await self._roll_back(slot)
+            if session.in_transaction():
+                # The driver ignores SQLAlchemy's COMMIT and ROLLBACK (``managed``):
+                # commit() only flushes, and the lender ends the transaction.
+                if failed:
+                    await session.rollback()
+                else:
+                    await session.commit()
+        except BaseException:
+            failed = True
+            raise
         finally:
             try:
                 if session.in_transaction() or session.identity_map:
                     await session.close()
             finally:
-                self._pool.release(slot)
-
-    @staticmethod
-    async def _roll_back(slot: _Slot) -> None:
-        if slot.session.in_transaction():
-            await slot.session.rollback()
-        slot.driver.rollback_now()
+                await self._lender.leave(slot, failed)
 
 
 class Database:
@@ -197,8 +342,8 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(url, begin="BEGIN")
-            self._writers = _SqlitePool(self.write_engine, 1, "BEGIN IMMEDIATE")
-            self._readers = _SqlitePool(self.read_engine, pool_size, "BEGIN")
+            self._writer = _Writer(self.write_engine)
+            self._readers = _Readers(self.read_engine, pool_size)
         else:
             # A fixed pool: overflow connections would be opened and closed
             # under load, and a new PostgreSQL connection (a forked backend,
@@ -222,7 +367,7 @@ class Database:
         Units of work do not nest: each holds a place in its pool's queue.
         """
         if self.is_sqlite:
-            return _SqliteUnitOfWork(self._writers if write else self._readers)
+            return _SqliteUnitOfWork(self._writer if write else self._readers)
         return self._pooled_unit_of_work()
 
     @asynccontextmanager
@@ -242,7 +387,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self.is_sqlite:
-            await self._writers.close()
+            await self._writer.close()
             await self._readers.close()
         else:
             await self.write_engine.dispose()

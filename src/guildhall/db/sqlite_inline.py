@@ -96,10 +96,13 @@ class Cursor:
 class Connection:
     """aiosqlite's Connection interface over a ``sqlite3.Connection``."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "managed")
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._conn: sqlite3.Connection | None = connection
+        # True when a Guildhall unit of work owns the transactions: then SQLAlchemy's
+        # commit and rollback (the async ones it calls) do nothing.
+        self.managed = False
 
     @property
     def _connection(self) -> sqlite3.Connection | None:
@@ -138,10 +141,12 @@ class Connection:
             cursor.close()
 
     async def commit(self) -> None:
-        self._open().commit()
+        if not self.managed:
+            self._open().commit()
 
     async def rollback(self) -> None:
-        self._open().rollback()
+        if not self.managed:
+            self._open().rollback()
 
     def commit_now(self) -> None:
         """Commit without a coroutine, for the unit of work (a no-op outside a transaction)."""
