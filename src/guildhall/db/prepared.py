@@ -35,8 +35,7 @@ class _Compiled:
     names: tuple[str, ...]
     constants: Mapping[str, Any]
     binds: Mapping[str, Callable[[Any], Any]]
-    results: tuple[Processor, ...]
-    converts: bool  # whether any result column has a processor
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]  # result columns to process
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
@@ -47,10 +46,10 @@ class _Compiled:
         return values
 
     def convert(self, row: Sequence[Any]) -> Row:
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip(row, self.results, strict=True)
-        )
+        values = list(row)
+        for index, process in self.converted:
+            values[index] = process(values[index])
+        return tuple(values)
 
 
 class Prepared:
@@ -72,7 +71,7 @@ class Prepared:
         if found is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=sorted(keys))
             assert isinstance(compiled, SQLCompiler)
-            results = tuple(
+            results: tuple[Processor, ...] = tuple(
                 column.type._cached_result_processor(dialect, None)
                 for column in compiled._result_columns
             )
@@ -86,8 +85,9 @@ class Prepared:
                     if name not in keys
                 },
                 binds=dict(compiled._bind_processors),
-                results=results,
-                converts=any(process is not None for process in results),
+                converted=tuple(
+                    (index, process) for index, process in enumerate(results) if process
+                ),
             )
             self._compiled[cache_key] = found
         return found
@@ -106,7 +106,7 @@ class Prepared:
             return [tuple(row) for row in result] if returns_rows else []
         compiled = self._compile(session.bind.dialect, frozenset(params))
         rows = driver.run(compiled.sql, compiled.arguments(params))
-        if compiled.converts:
+        if compiled.converted:
             return [compiled.convert(row) for row in rows]
         return rows
 

@@ -76,6 +76,13 @@ _ACCOUNT_BY_ID = Prepared(
         _accounts.c.id == bindparam("account_id")
     )
 )
+_VIEW_BY_SUBJECT = Prepared(
+    select(*(_accounts.c[name] for name in _PUBLIC_COLUMNS))
+    .join(_identities, _identities.c.account_id == _accounts.c.id)
+    .where(_identities.c.subject == bindparam("subject"))
+    .order_by(_PROVIDER_ORDER)
+    .limit(1)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,16 @@ async def find_by_provider(
         )
     ).first()
     return AccountRef(row[0], row[1], subject) if row else None
+
+
+async def view_by_identity(session: AsyncSession, subject: str) -> AccountView:
+    """What may be shown of the account any identity names (one lookup, not two)."""
+    row = None
+    if _plausible_subject(subject):
+        row = await _VIEW_BY_SUBJECT.first(session, {"subject": subject})
+    if row is None:
+        raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
+    return AccountView(*row)
 
 
 async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef:

@@ -36,12 +36,11 @@ async def api_status(_request: Request, _session: AsyncSession, _caller: Actor) 
 
 async def userinfo(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
-    ref = await accounts.require_by_identity(session, user_id)
-    account = await accounts.view(session, ref.id)
+    account = await accounts.view_by_identity(session, user_id)
     runtime = runtime_of(request)
-    plan = await plans.get(session, ref.id, runtime.catalogue)
-    coins = await economy.balance_of(session, ref.id)
-    servers = await runtime.hosting.summaries(session, ref.id)
+    plan = await plans.get(session, account.id, runtime.catalogue)
+    coins = await economy.balance_of(session, account.id)
+    servers = await runtime.hosting.summaries(session, account.id)
     return JSON(wire.userinfo(user_id, account, plan, coins, servers))
 
 
