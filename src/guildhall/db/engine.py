@@ -33,6 +33,8 @@ session from it.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -52,6 +54,8 @@ from sqlalchemy.pool import NullPool
 
 from guildhall.db import sqlite_inline
 
+logger = logging.getLogger(__name__)
+
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -65,6 +69,16 @@ MAX_GROUP = 32
 SAVEPOINT = "guildhall_unit"
 
 
+def read_json(text: str) -> Any:
+    """A JSON column's value: orjson reads standard JSON several times faster than the
+    json module (API key scopes are read on every request); what only the json module
+    writes and reads (NaN, Infinity) falls back to it."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
     """An engine without a pool: units of work hold their own connections (``_Slot``),
     and the engine only opens short-lived ones (migrations, the start-up check)."""
@@ -73,7 +87,7 @@ def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
         url,
         poolclass=NullPool,
         async_creator=lambda: sqlite_inline.connect(path),
-        json_deserializer=orjson.loads,  # JSON columns (key scopes...): the same values, faster
+        json_deserializer=read_json,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -154,10 +168,12 @@ class _Readers:
             self._release(slot)
 
     def _release(self, slot: _Slot) -> None:
-        if slot.driver.in_transaction:
-            slot.driver.rollback_now()
-        self._idle.append(slot)
-        self._gate.release()
+        try:
+            if slot.driver.in_transaction:
+                slot.driver.rollback_now()
+        finally:
+            self._idle.append(slot)
+            self._gate.release()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
@@ -196,7 +212,9 @@ class _Writer:
     ``MAX_GROUP`` turns; each member returns only once it has committed.
     Under load one commit carries many writes: a commit costs about as much
     as a whole small write transaction here (the log's pages, file locks).
-    A lone writer waits one pass of the loop.
+    A lone writer waits one pass of the loop. A turn that waits on something
+    slow (a password hash on a thread, say) holds back the members before it
+    in its group, as it holds back every writer while it has the write lock.
 
     So a client never sees success for work that is then lost; if the commit
     fails, every member of the group fails.
@@ -219,6 +237,8 @@ class _Writer:
             if self._group is not None and not driver.in_transaction:
                 self._fail(self._group, GroupLost("the shared transaction ended on its own"))
             if self._group is None:
+                if driver.in_transaction:  # left over by a rollback that failed
+                    driver.rollback_now()
                 driver.run("BEGIN IMMEDIATE", ())
                 self._group = _Group()
             driver.run(f"SAVEPOINT {SAVEPOINT}", ())
@@ -251,13 +271,16 @@ class _Writer:
     def _end_turn(self) -> None:
         self._in_turn = False
         group = self._group
-        if group is not None:
-            if group.commit_due or group.size >= MAX_GROUP:
+        try:
+            if group is not None and (group.commit_due or group.size >= MAX_GROUP):
                 self._commit(group)
-            elif not group.commit_scheduled:
-                group.commit_scheduled = True
-                asyncio.get_running_loop().call_soon(self._commit_between_turns, group)
-        self._gate.release()
+                group = None
+        finally:
+            self._gate.release()
+        if group is not None and not group.commit_scheduled:
+            # After the release: the writer it wakes is scheduled first, and joins.
+            group.commit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._commit_between_turns, group)
 
     def _commit_between_turns(self, group: _Group) -> None:
         if group is not self._group:
@@ -268,12 +291,12 @@ class _Writer:
             self._commit(group)
 
     def _commit(self, group: _Group) -> None:
+        """Commit ``group``; its members learn the outcome whatever happens here."""
         assert self._slot is not None
         driver = self._slot.driver
-        if not driver.in_transaction:
-            self._fail(group, GroupLost("the shared transaction ended on its own"))
-            return
         try:
+            if not driver.in_transaction:
+                raise GroupLost("the shared transaction ended on its own")
             driver.commit_now()
         except Exception as exc:
             self._fail(group, exc)
@@ -282,11 +305,15 @@ class _Writer:
         group.committed.set_result(None)
 
     def _fail(self, group: _Group, error: BaseException) -> None:
+        """Tell ``group``'s members it failed, then undo what is left of it."""
         self._group = None
         if not group.committed.done():
             group.committed.set_exception(error)
-        if self._slot is not None and self._slot.driver.in_transaction:
-            self._slot.driver.rollback_now()
+        try:
+            if self._slot is not None and self._slot.driver.in_transaction:
+                self._slot.driver.rollback_now()
+        except Exception:  # the next group rolls it back before it begins
+            logger.exception("rolling back a failed group of writes failed")
 
     async def close(self) -> None:
         if self._group is not None and not self._in_turn:
@@ -300,7 +327,10 @@ class _Writer:
 class _SqliteUnitOfWork:
     """One unit of work on a slot lent by ``lender`` (readers or the writer), which begins
     and ends its transaction on the driver; the slot's session takes part only if a
-    service uses the ORM, and then only flushes into that transaction."""
+    service uses the ORM, and then only flushes into that transaction.
+
+    So ``session.rollback()`` inside the block undoes nothing: to give up, raise (or
+    use ``session.begin_nested()`` for a part that may fail on its own)."""
 
     __slots__ = ("_lender", "_slot")
 
@@ -360,7 +390,6 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_recycle=3600,
-                json_deserializer=orjson.loads,
             )
             self.read_engine = self.write_engine
             self._sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)

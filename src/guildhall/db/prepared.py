@@ -99,6 +99,10 @@ class Prepared:
         if session.in_transaction() and (session.new or session.dirty or session.deleted):
             await session.flush()
         driver: sqlite_inline.Connection | None = session.info.get(DRIVER_KEY)
+        if driver is not None and session.in_transaction() and session.in_nested_transaction():
+            # SQLAlchemy emits a begin_nested() SAVEPOINT only when the session
+            # first needs its connection: make it do so, so this runs inside it.
+            await session.connection()
         if driver is None:
             result = await session.execute(self.statement, dict(params))
             # An ORM-built select answers with rows and has no ``returns_rows``.
