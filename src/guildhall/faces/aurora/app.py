@@ -30,6 +30,7 @@ from guildhall.faces.aurora import errors, live, wire
 from guildhall.faces.aurora.auth import authenticate, public
 from guildhall.faces.aurora.errors import bad_request
 from guildhall.faces.common import ratelimit
+from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import Form, is_multipart, read_form, read_json
 from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
@@ -488,13 +489,7 @@ async def maintenance_mode(request: Request, session: AsyncSession, caller: Acto
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
-        title="Guildhall: Aurora API",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.runtime = runtime
+    app = face_app(runtime, "Guildhall: Aurora API")
     app.state.stats_cache = StatsCache(ttl=runtime.settings.faces.aurora.activity_cache_seconds)
     errors.install(app)
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]

@@ -27,20 +27,14 @@ from guildhall.core.items.models import InventoryEntry, Item
 from guildhall.core.moderation.cases import case_label
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.faces.aurora.errors import bad_request
-from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.common.body import json_object as body_json_object
 from guildhall.times import iso_millis
 
 MAX_BIG = 999_999_999_999_999
 
 
 def json_object(body: Any) -> dict[str, Any]:
-    if body is MALFORMED:
-        raise bad_request("The request body must be valid JSON")
-    if body is ABSENT:
-        return {}
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object")
-    return body
+    return body_json_object(body, bad_request)
 
 
 def big(value: Any, field: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -46,6 +47,23 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
     if _PARSED not in request.scope:
         request.scope[_PARSED] = await _read(request, limit)
     return request.scope[_PARSED]
+
+
+def json_object(
+    body: Any, refuse: Callable[[str], Exception], *, subject: str = "The request body"
+) -> dict[str, Any]:
+    """A body read by :func:`read_json` that must be a JSON object; absent means ``{}``.
+
+    Otherwise ``refuse(message)`` is raised: each face passes its own error, and
+    ``subject`` the way its document words the body.
+    """
+    if body is MALFORMED:
+        raise refuse(f"{subject} must be valid JSON")
+    if body is ABSENT:
+        return {}
+    if not isinstance(body, dict):
+        raise refuse(f"{subject} must be a JSON object")
+    return body
 
 
 async def _read(request: Request, limit: int) -> Any:

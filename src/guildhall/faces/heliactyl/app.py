@@ -20,6 +20,7 @@ from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
 from guildhall.events import audit
 from guildhall.faces.common import ratelimit
+from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -129,13 +130,7 @@ async def remove_renewalbypass(request: Request, session: AsyncSession, caller: 
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
-        title="Guildhall: Heliactyl API v3",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.runtime = runtime
+    app = face_app(runtime, "Guildhall: Heliactyl API v3")
     errors.install(app)
     get, post = ["GET"], ["POST"]
     routes = [

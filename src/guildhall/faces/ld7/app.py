@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 
 from guildhall.core.actor import Actor
 from guildhall.faces.common import ratelimit
+from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
@@ -137,13 +138,7 @@ async def pending_pairing(request: Request, session: AsyncSession, _caller: Acto
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
-        title="Guildhall: LD7 V1 multi-user API",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.runtime = runtime
+    app = face_app(runtime, "Guildhall: LD7 V1 multi-user API")
     errors.install(app)
     get, post, delete_ = ["GET"], ["POST"], ["DELETE"]
     session_path = "/api/sessions/{user_id}"

@@ -24,6 +24,7 @@ from guildhall.core.community import service as community
 from guildhall.core.errors import Invalid, is_digits
 from guildhall.core.support import service as support
 from guildhall.faces.common import clients, ratelimit
+from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -328,13 +329,7 @@ def _groups(_method: str, path: str) -> tuple[str, ...]:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
-        title="Guildhall: Rustmail API",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.runtime = runtime
+    app = face_app(runtime, "Guildhall: Rustmail API")
     errors.install(app)
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
     routes = [

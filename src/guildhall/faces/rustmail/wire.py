@@ -23,7 +23,7 @@ from guildhall.core.access.models import ApiKey
 from guildhall.core.access.panel import PanelPermission
 from guildhall.core.support.models import OPEN, Ticket
 from guildhall.db.base import utcnow
-from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.common.body import json_object as body_json_object
 from guildhall.faces.rustmail.errors import bad_request
 
 KEY_PERMISSIONS = ("read:tickets", "write:tickets")
@@ -31,13 +31,7 @@ STATUSES = {"open": OPEN, "closed": 0, "all": None}
 
 
 def json_object(body: Any) -> dict[str, Any]:
-    if body is MALFORMED:
-        raise bad_request("The request body must be valid JSON")
-    if body is ABSENT:
-        return {}
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object")
-    return body
+    return body_json_object(body, bad_request)
 
 
 def unix(moment: datetime | None) -> int | None:

@@ -19,6 +19,7 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.actor import Actor
 from guildhall.core.billing import service as billing
 from guildhall.faces.common import ratelimit
+from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
@@ -119,13 +120,7 @@ def _groups(_method: str, path: str) -> tuple[str, ...]:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(
-        title="Guildhall: SkyPANEL API",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
-    app.state.runtime = runtime
+    app = face_app(runtime, "Guildhall: SkyPANEL API")
     errors.install(app)
     app.add_route("/api/auth/login", endpoint(login, auth.public, write=False), methods=["POST"])
     app.add_route("/api/users/me", endpoint(me, auth.authenticate), methods=["GET"])

@@ -22,7 +22,7 @@ from typing import Any
 from guildhall.core.accounts.service import AccountView
 from guildhall.core.billing.service import InvoiceView
 from guildhall.core.hosting.service import ServerView
-from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.common.body import json_object as body_json_object
 from guildhall.faces.skypanel.errors import SkyError
 from guildhall.times import iso_millis
 
@@ -56,13 +56,11 @@ def _fields_error(problems: dict[str, str]) -> SkyError:
 
 
 def json_object(body: Any) -> dict[str, Any]:
-    if body is MALFORMED:
-        raise SkyError(400, "VALIDATION_ERROR", "Request body must be valid JSON")
-    if body is ABSENT:
-        return {}
-    if not isinstance(body, dict):
-        raise SkyError(400, "VALIDATION_ERROR", "Request body must be a JSON object")
-    return body
+    return body_json_object(body, _invalid_body, subject="Request body")
+
+
+def _invalid_body(message: str) -> SkyError:
+    return SkyError(400, "VALIDATION_ERROR", message)
 
 
 def login_request(body: Any) -> tuple[str, str]:

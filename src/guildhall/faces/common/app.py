@@ -1,0 +1,15 @@
+"""The FastAPI application every face starts from."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from guildhall.runtime import Runtime
+
+
+def face_app(runtime: Runtime, title: str) -> FastAPI:
+    """An app with the runtime on ``app.state`` (``session.runtime_of`` reads it) and no
+    generated API docs: each face's contract is its seed document, not an OpenAPI page."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.runtime = runtime
+    return app
