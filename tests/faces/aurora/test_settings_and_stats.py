@@ -36,6 +36,14 @@ async def test_settings_merge_deeply_and_check_known_types(aurora: httpx.AsyncCl
         [1, 2],
     ):
         error(await aurora.post("/api/settings", json=bad), 400)
+    for raw, details in (
+        (b"{not json", "The request body must be valid JSON"),
+        (b'"a string"', "The request body must be a JSON object"),
+    ):
+        sent = await aurora.post(
+            "/api/settings", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert error(sent, 400) == details
     assert (await aurora.get("/api/settings")).json() == document
 
 

@@ -146,3 +146,17 @@ async def test_panel_check_needs_view_panel(rt: Runtime) -> None:
         refused = await staff.get("/api/panel/check")
         assert refused.status_code == 403
         assert refused.json()["code"] == "FORBIDDEN"
+
+
+async def test_config_refuses_a_body_that_is_not_a_json_object(admin: httpx.AsyncClient) -> None:
+    before = (await admin.get("/api/bot/config")).json()
+    for body, message in (
+        (b"{not json", "The request body must be valid JSON"),
+        (b"[1, 2]", "The request body must be a JSON object"),
+    ):
+        response = await admin.put(
+            "/api/bot/config", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.json() == {"error": message, "code": "BAD_REQUEST"}
+    assert (await admin.get("/api/bot/config")).json() == before
