@@ -10,11 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from guildhall.core.accounts import service as accounts
 from guildhall.core.economy import service as economy
 from guildhall.db.engine import Database, GroupLost
+from guildhall.events import audit
+from guildhall.events.models import AuditEntry
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
 
@@ -94,6 +96,20 @@ async def test_orm_changes_commit_with_the_writes_beside_them(runtime: Runtime) 
     async with runtime.database.unit_of_work(write=False) as session:
         stored = {account.username for account in await accounts.list_accounts(session)}
     assert stored == set(names)
+
+
+async def test_a_nested_part_that_fails_undoes_its_prepared_writes(runtime: Runtime) -> None:
+    """A prepared statement that is the first thing in ``begin_nested()`` runs inside
+    that savepoint: when the part fails, its write goes, and the rest commits."""
+    async with runtime.database.unit_of_work() as session:
+        await audit.record(session, TEST_ACTOR, "test.kept", "kept")
+        with contextlib.suppress(Refused):
+            async with session.begin_nested():
+                await audit.record(session, TEST_ACTOR, "test.undone", "undone")
+                raise Refused
+    async with runtime.database.unit_of_work(write=False) as session:
+        actions = list(await session.scalars(select(AuditEntry.action)))
+    assert actions == ["test.kept"]
 
 
 @pytest.fixture
