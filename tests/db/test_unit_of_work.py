@@ -9,8 +9,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from guildhall.core.accounts import service as accounts
 from guildhall.core.economy import service as economy
@@ -152,3 +154,59 @@ async def test_sqlite_group_fails_together_when_its_transaction_is_lost(
     assert all(isinstance(outcome, GroupLost) for outcome in outcomes)
     assert stored == 0
     assert later == 1
+
+
+async def test_sqlite_read_unit_of_work_refuses_writes(sqlite_runtime_url: str) -> None:
+    """A read unit of work that writes fails at once on SQLite and changes nothing. On
+    PostgreSQL a read unit of work has no transaction, so such a write would not be
+    atomic there: this is how the suite, run on both databases, finds one."""
+    database = Database(sqlite_runtime_url)
+    try:
+        with pytest.raises(OperationalError, match="readonly"):
+            async with database.unit_of_work(write=False) as session:
+                await session.execute(text("INSERT INTO scratch (key) VALUES ('read')"))
+        async with database.unit_of_work(write=False) as session:
+            stored = await session.scalar(text("SELECT count(*) FROM scratch"))
+    finally:
+        await database.dispose()
+    assert stored == 0
+
+
+async def test_postgresql_connection_closed_by_the_server_is_replaced(
+    postgres_database: str,
+) -> None:
+    """After PostgreSQL ends a pooled connection (a restart, an administrator), the next
+    unit of work gets a new one instead of an error, and a failed unit of work returns
+    its connection to the pool outside any transaction."""
+    database = Database(postgres_database, pool_size=1)
+
+    async def backend_pid() -> int:
+        async with database.unit_of_work(write=False) as session:
+            return int(await session.scalar(text("SELECT pg_backend_pid()")))
+
+    try:
+        first = await backend_pid()
+        admin = await asyncpg.connect(postgres_database.replace("+asyncpg", "", 1))
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)  # the server's close reaches the pooled connection
+        second = await backend_pid()
+
+        async with database.unit_of_work() as session:
+            # A table of this connection only: it is gone if the connection is replaced.
+            await session.execute(text("CREATE TEMPORARY TABLE scratch (key text)"))
+        with pytest.raises(Refused):
+            async with database.unit_of_work() as session:
+                await session.execute(text("INSERT INTO scratch VALUES ('lost')"))
+                raise Refused
+        async with database.unit_of_work(write=False) as session:
+            # Still inside the failed transaction, this would count its row.
+            stored = await session.scalar(text("SELECT count(*) FROM scratch"))
+        third = await backend_pid()
+    finally:
+        await database.dispose()
+    assert second != first
+    assert third == second  # the failed unit's connection was rolled back and kept
+    assert stored == 0

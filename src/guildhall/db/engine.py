@@ -26,13 +26,17 @@ that ran only prepared statements never wakes SQLAlchemy.
 Writes on SQLite are committed in groups (:class:`_Writer`): a commit costs
 about as much as a whole small write, so writers that run together share one.
 
-On PostgreSQL both pools are one engine, and a unit of work is an ordinary
-session from it.
+On PostgreSQL both pools are one engine. A unit of work takes a pooled
+connection and begins and ends its transaction on asyncpg itself, so
+prepared statements run straight on asyncpg too: SQLAlchemy's session, its
+transaction bookkeeping and a greenlet hand-off per statement cost more than
+the round trip to the server (see ``_pooled_unit_of_work``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -43,11 +47,11 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
@@ -79,9 +83,14 @@ def read_json(text: str) -> Any:
         return json.loads(text)
 
 
-def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
+def _sqlite_engine(url: str, *, begin: str, read_only: bool = False) -> AsyncEngine:
     """An engine without a pool: units of work hold their own connections (``_Slot``),
-    and the engine only opens short-lived ones (migrations, the start-up check)."""
+    and the engine only opens short-lived ones (migrations, the start-up check).
+
+    ``read_only`` connections refuse every write (``query_only``), so a read
+    unit of work that tries one fails at once: on PostgreSQL a read unit of
+    work runs without a transaction, and a write there would not be atomic.
+    """
     path = make_url(url).database or ":memory:"
     engine = create_async_engine(
         url,
@@ -95,6 +104,8 @@ def _sqlite_engine(url: str, *, begin: str) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -364,6 +375,27 @@ class _SqliteUnitOfWork:
                 await self._lender.leave(slot, failed)
 
 
+async def _abandon(transaction: Any, driver: Any, connection: AsyncConnection) -> None:
+    """Roll back a failed unit of work's transaction (if it has one). A connection
+    still in a transaction after that, or closed, is dropped rather than pooled."""
+    try:
+        # Fails when the transaction never began, a failed COMMIT ended it, or
+        # the connection is gone; the state check below settles each case.
+        with contextlib.suppress(Exception):
+            if transaction is not None:
+                await transaction.rollback()
+    finally:
+        if driver.is_closed() or driver.is_in_transaction():
+            await connection.invalidate()
+
+
+def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: a connection PostgreSQL has closed (a restart, an idle
+    timeout) is replaced at once. Costs no round trip, unlike a pre-ping."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the pooled connection was closed by the server")
+
+
 class Database:
     """The engines for one database URL, and the units of work made from them."""
 
@@ -375,24 +407,27 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
-            self.read_engine = _sqlite_engine(url, begin="BEGIN")
+            self.read_engine = _sqlite_engine(url, begin="BEGIN", read_only=True)
             self._writer = _Writer(self.write_engine)
             self._readers = _Readers(self.read_engine, pool_size)
         else:
             # A fixed pool: overflow connections would be opened and closed
             # under load, and a new PostgreSQL connection (a forked backend,
             # TLS, auth) costs more than waiting for a pooled one. No pre-ping
-            # (a round trip per request, ~35% of a small request): after a
-            # database restart, SQLAlchemy invalidates the pool on the first
-            # failed request and reconnects.
+            # (a round trip per request, ~35% of a small request): a connection
+            # the server has closed is replaced at checkout (_drop_closed).
             self.write_engine = create_async_engine(
                 url,
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_recycle=3600,
             )
+            event.listen(self.write_engine.sync_engine.pool, "checkout", _drop_closed)
             self.read_engine = self.write_engine
-            self._sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+            # The unit of work owns the transaction (see _pooled_unit_of_work):
+            # to SQLAlchemy its connections are in autocommit, so it sends no
+            # BEGIN or COMMIT of its own.
+            self._units = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
             # A fair (first come, first served) queue in front of the pool: the
             # pool itself hands a returned connection to whoever asks next, so
             # under load some requests waited seconds while others went first.
@@ -405,22 +440,44 @@ class Database:
         """
         if self.is_sqlite:
             return _SqliteUnitOfWork(self._writer if write else self._readers)
-        return self._pooled_unit_of_work()
+        return self._pooled_unit_of_work(write)
 
     @asynccontextmanager
-    async def _pooled_unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        async with self._gate:
-            session = self._sessions()
+    async def _pooled_unit_of_work(self, write: bool) -> AsyncIterator[AsyncSession]:
+        """A pooled connection whose transaction is begun and ended on asyncpg itself.
+
+        The session joins it (``session.info[DRIVER_KEY]`` is the asyncpg
+        connection, for ``Prepared``) and its COMMIT and ROLLBACK reach nothing,
+        as on SQLite: commit() only flushes. So ``Prepared`` statements run
+        straight on asyncpg, inside the same transaction as ORM work, and
+        ``begin_nested()`` still gives a SAVEPOINT in it.
+
+        A read unit of work has no transaction at all: under READ COMMITTED
+        each statement reads its own snapshot either way, so BEGIN and COMMIT
+        would only add two round trips. (SQLite's read connections refuse
+        writes, so the tests, run on both databases, catch a read unit of work
+        that writes.)
+        """
+        async with self._gate, self._units.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            transaction = driver.transaction() if write else None
             try:
-                yield session
-                await session.commit()
+                if transaction is not None:
+                    await transaction.start()
+                session = AsyncSession(bind=connection, expire_on_commit=False)
+                session.info[DRIVER_KEY] = driver
+                try:
+                    yield session
+                    await session.commit()
+                    if transaction is not None:
+                        await transaction.commit()
+                finally:
+                    # Plain close(): ``async with session`` closes in a shielded
+                    # task, which yields to the loop while holding the connection.
+                    await session.close()
             except BaseException:
-                await session.rollback()
+                await _abandon(transaction, driver, connection)
                 raise
-            finally:
-                # Plain close(): ``async with session`` closes in a shielded
-                # task, which yields to the loop while holding the connection.
-                await session.close()
 
     async def dispose(self) -> None:
         if self.is_sqlite:

@@ -1,14 +1,18 @@
-"""Hot statements, compiled once and run on the session's own SQLite connection.
+"""Hot statements, compiled once and run on the unit of work's own driver connection.
 
 SQLAlchemy spends about 150 µs of Python on every execution (execution
 context, result objects, greenlet hand-offs) where SQLite itself needs about
 5 µs; a userinfo request runs five statements. :class:`Prepared` keeps
 SQLAlchemy for what it is good at (building the statement, compiling it for
-the dialect, the column types' conversions) and, on SQLite, runs the compiled
-SQL directly on the driver connection of the session's unit of work (see
-``engine.py``), inside the same transaction. Elsewhere, and on a session no
-unit of work made, it is an ordinary ``session.execute``, so the transaction
-and the driver's own codecs stay SQLAlchemy's.
+the dialect, the column types' conversions) and runs the compiled SQL
+directly on the driver connection of the session's unit of work (see
+``engine.py``), inside the same transaction: the sqlite3 connection on
+SQLite, the asyncpg connection on PostgreSQL (whose own statement cache then
+prepares it once per connection). On a session no unit of work made, it is an
+ordinary ``session.execute``.
+
+Errors are the driver's own (``sqlite3.IntegrityError``,
+``asyncpg.UniqueViolationError``), not SQLAlchemy's wrappers.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ class Prepared:
         # the session has begun; checking that first keeps the usual case cheap.)
         if session.in_transaction() and (session.new or session.dirty or session.deleted):
             await session.flush()
-        driver: sqlite_inline.Connection | None = session.info.get(DRIVER_KEY)
+        driver = session.info.get(DRIVER_KEY)
         if driver is not None and session.in_transaction() and session.in_nested_transaction():
             # SQLAlchemy emits a begin_nested() SAVEPOINT only when the session
             # first needs its connection: make it do so, so this runs inside it.
@@ -109,10 +113,13 @@ class Prepared:
             returns_rows = getattr(result, "returns_rows", True)
             return [tuple(row) for row in result] if returns_rows else []
         compiled = self._compile(session.bind.dialect, frozenset(params))
-        rows = driver.run(compiled.sql, compiled.arguments(params))
-        if compiled.converted:
-            return [compiled.convert(row) for row in rows]
-        return rows
+        if isinstance(driver, sqlite_inline.Connection):
+            rows: list[Any] = driver.run(compiled.sql, compiled.arguments(params))
+            if not compiled.converted:
+                return rows  # sqlite3 rows are tuples already
+        else:  # asyncpg, whose rows are Records
+            rows = await driver.fetch(compiled.sql, *compiled.arguments(params))
+        return [compiled.convert(row) for row in rows]
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Row | None:
         rows = await self.all(session, params)
