@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from guildhall.faces import FACES
+from guildhall.faces.common.body import MAX_JSON_DEPTH
 from guildhall.ratelimit import RateLimiter, counter_for
 from guildhall.runtime import Runtime
 from tests.faces.rustmail.conftest import logged_in
@@ -64,3 +65,77 @@ async def test_a_limiter_whose_redis_is_down_lets_requests_through(runtime: Runt
     async with client(runtime, "aurora") as api:
         response = await api.get("/api/health")
     assert response.status_code == 200
+
+
+def nested(depth: int) -> object:
+    """A value with ``depth`` objects inside one another."""
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+TOO_DEEP = nested(MAX_JSON_DEPTH + 8)
+
+
+@pytest.mark.parametrize(
+    ("face", "method", "path", "body", "listing"),
+    [
+        (
+            "aurora",
+            "POST",
+            "/api/items",
+            {"name": "Poison", "type": "T", "rarity": "C", "usageData": TOO_DEEP},
+            "/api/items",
+        ),
+        (
+            "aurora",
+            "POST",
+            "/api/moderation",
+            {"type": "note", "userId": "5", "moderatorId": "6", "metadata": TOO_DEEP},
+            "/api/moderation",
+        ),
+        ("aurora", "POST", "/api/settings", {"deep": TOO_DEEP}, "/api/settings"),
+        ("rustmail", "PUT", "/api/bot/config", {"deep": TOO_DEEP}, "/api/bot/config"),
+        ("skypanel", "POST", "/api/auth/login", {"email": TOO_DEEP, "password": "x"}, None),
+        ("ld7", "POST", "/api/sessions", {"userId": "bot_1", "phoneNumber": TOO_DEEP}, None),
+    ],
+)
+async def test_deeply_nested_json_is_refused_and_stores_nothing(
+    runtime: Runtime, face: str, method: str, path: str, body: object, listing: str | None
+) -> None:
+    """Stored this deep, a value could not be written out again (orjson stops at 255
+    levels), and the list holding it would answer 500 to everyone from then on."""
+    async with client(runtime, face) as api:
+        if face == "rustmail":
+            runtime.settings.faces.rustmail.super_admin_users.append("111111111111111111")
+            api.cookies.set("rustmail_session", await logged_in(runtime, "111111111111111111"))
+        before = (await api.get(listing)).json() if listing else None
+        response = await api.request(method, path, json=body)
+        assert response.status_code == 400, response.text
+        assert f"at most {MAX_JSON_DEPTH}" in response.text
+        if listing:
+            after = await api.get(listing)
+            assert after.status_code == 200
+            assert after.json() == before
+
+
+async def test_json_nested_to_the_limit_is_stored_and_read_back(runtime: Runtime) -> None:
+    deepest = nested(MAX_JSON_DEPTH - 1)  # plus the body's own object
+    async with client(runtime, "aurora") as api:
+        saved = await api.post("/api/settings", json={"deep": deepest})
+        assert saved.status_code == 200, saved.text
+        listed = await api.get("/api/settings")
+    assert listed.status_code == 200
+    assert listed.json()["deep"] == deepest
+
+
+@pytest.mark.parametrize("face", ["heliactyl", "skypanel", "rustmail", "ld7", "aurora"])
+async def test_a_trailing_slash_is_the_faces_own_not_found(runtime: Runtime, face: str) -> None:
+    """Not an empty redirect to whatever Host the client sent."""
+    path = {"heliactyl": "/api/v3/userinfo/", "ld7": "/api/sessions/%2F"}.get(face, "/api/x/")
+    async with client(runtime, face) as api:
+        response = await api.get(path)
+    assert response.status_code in (400, 401, 404), response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()

@@ -33,6 +33,12 @@ async def test_settings_merge_deeply_and_check_known_types(aurora: httpx.AsyncCl
         {"prefix": 5},
         {"economy": 3},
         {"maintenance": {"enabled": "yes"}},
+        {"prefix": None},  # null only where the default is null
+        {"prefix": "\u0000"},
+        {"prefix": "x" * 2001},
+        {"economy": {"dailyReward": 2**63}},  # beyond what a JavaScript dashboard reads
+        {"maintenance": {"reason": 5}},  # ids, reasons and times are text or null
+        {"moderation": {"logChannelId": ["1"]}},
         [1, 2],
     ):
         error(await aurora.post("/api/settings", json=bad), 400)

@@ -154,3 +154,18 @@ async def test_logout_ends_the_session_on_the_server_and_expiry_counts(
                     "error": "Authentication required",
                     "code": "UNAUTHORIZED",
                 }
+
+
+@pytest.mark.parametrize("odd_id", ["²", "٣٣٣", "1" * 21, ""])
+async def test_a_provider_naming_no_discord_id_is_a_clear_400(
+    make_runtime: Callable[..., Runtime], odd_id: str
+) -> None:
+    """An id that is not plain ASCII digits (a misbehaving provider) opens no session."""
+    async with running_provider() as provider:
+        provider.person = {**provider.person, "id": odd_id}
+        runtime = _runtime(make_runtime, provider, super_admin_users=[odd_id])
+        async with client_for(runtime) as panel:
+            refused = await panel.get(await _through_provider(await _start(panel)))
+            assert refused.status_code == 400
+            assert refused.json()["code"] == "OAUTH_ERROR"
+            assert (await panel.get("/api/panel/check")).json()["authenticated"] is False

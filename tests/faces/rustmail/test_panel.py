@@ -112,8 +112,18 @@ async def test_config_hides_secrets_and_keeps_them_when_sent_back_masked(
     again = (await admin.get("/api/bot/config")).json()
     assert again["bot"]["status"] == "Updated status" and again["bot"]["token"] == "********"
     assert "real-discord-token" not in (await admin.get("/api/bot/config")).text
-    bad = await admin.put("/api/bot/config", json={"bot": {"enable_logs": "yes"}})
-    assert bad.status_code == 400
+    for bad in (
+        {"bot": {"enable_logs": "yes"}},
+        # The status follows the rule of POST /api/bot/presence.
+        {"bot": {"status": None}},
+        {"bot": {"status": ""}},
+        {"bot": {"status": "x\u0000y"}},
+        {"bot": {"status": "x" * 129}},
+    ):
+        refused = await admin.put("/api/bot/config", json=bad)
+        assert refused.status_code == 400, bad
+        assert refused.json()["code"] == "BAD_REQUEST"
+    assert (await admin.get("/api/bot/config")).json() == again
 
 
 async def test_members_and_roles_come_from_the_directory(

@@ -163,6 +163,9 @@ async def test_bad_tokens_are_401(
         "no jti": "Bearer "
         + _forge({k: v for k, v in claims.items() if k != "jti"}, signing_key(runtime)),
         "unknown account": "Bearer " + _forge({**claims, "sub": "999999"}, signing_key(runtime)),
+        "account id too large for the database": "Bearer "
+        + _forge({**claims, "sub": "9" * 20}, signing_key(runtime)),
+        "sub not digits": "Bearer " + _forge({**claims, "sub": "²"}, signing_key(runtime)),
         "basic scheme": f"Basic {good}",
     }
     for name, header_value in candidates.items():

@@ -71,10 +71,12 @@ class OAuthProvider:
                 info = user.json() if user.is_success else {}
             except (httpx.HTTPError, ValueError) as exc:
                 raise ProviderError(f"the provider could not be reached: {exc}") from None
-        if not isinstance(info, dict) or not str(info.get("id", "")).isdigit():
+        # isdecimal() alone takes other scripts' digits ("٣"), isdigit() even "²".
+        subject = str(info.get("id", "")) if isinstance(info, dict) else ""
+        if not (subject.isascii() and subject.isdecimal() and len(subject) <= 20):
             raise ProviderError("the provider did not say who logged in")
         return Identity(
-            id=str(info["id"]),
+            id=subject,
             username=str(info.get("username") or info["id"])[:64],
             avatar=str(info["avatar"])[:64] if info.get("avatar") else None,
         )

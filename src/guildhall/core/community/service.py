@@ -502,23 +502,44 @@ class Document:
 AURORA_SETTINGS = Document(1, DEFAULT_SETTINGS)
 
 
+MAX_SETTING_TEXT = 2000
+"""Longest text a known setting takes (a Discord message's length)."""
+MAX_SETTING_INTEGER = 2**53 - 1
+"""Largest integer a known setting takes: the dashboards reading them are JavaScript."""
+
+
 def _check_types(update: Any, known: Any, path: str) -> None:
+    """Each known key of ``update`` keeps the type of its default; a default of null
+    stands for text that may be null (ids, reasons, times). Unknown keys are the
+    operator's own and pass as they are."""
     if not isinstance(update, dict):
         raise Invalid(f"{path or 'settings'} must be an object", field=path or "settings")
     for key, value in update.items():
         where = f"{path}.{key}" if path else key
         if not isinstance(known, dict) or key not in known:
-            continue  # unknown keys are the operator's own
+            continue
         expected = known[key]
         if isinstance(expected, dict):
             _check_types(value, expected, where)
-        elif expected is None or value is None:
             continue
+        if expected is None:
+            if value is not None and not isinstance(value, str):
+                raise Invalid(f"{where} must be a string or null", field=where)
         elif isinstance(expected, bool) != isinstance(value, bool) or not isinstance(
             value, type(expected)
         ):
             raise Invalid(
                 f"{where} must be a {type(expected).__name__.replace('str', 'string')}",
+                field=where,
+            )
+        if isinstance(value, str) and (len(value) > MAX_SETTING_TEXT or "\x00" in value):
+            raise Invalid(
+                f"{where} must be at most {MAX_SETTING_TEXT} characters, without NUL",
+                field=where,
+            )
+        if isinstance(value, int) and abs(value) > MAX_SETTING_INTEGER:
+            raise Invalid(
+                f"{where} must be between -{MAX_SETTING_INTEGER} and {MAX_SETTING_INTEGER}",
                 field=where,
             )
 

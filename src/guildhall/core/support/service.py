@@ -97,10 +97,15 @@ async def restart(session: AsyncSession, actor: Actor) -> None:
     await _announce(session, actor, "bot.restarted", "restarted the bot")
 
 
+def _check_presence(text: object, field: str) -> None:
+    """The bot's status, whether set on its own or in the configuration."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_PRESENCE or "\x00" in text:
+        raise Invalid(f"the status must be 1 to {MAX_PRESENCE} characters", field=field)
+
+
 async def set_presence(session: AsyncSession, text: str, actor: Actor) -> None:
     text = text.strip()
-    if not text or len(text) > MAX_PRESENCE or "\x00" in text:
-        raise Invalid(f"the status must be 1 to {MAX_PRESENCE} characters", field="status")
+    _check_presence(text, "status")
     await community.merge_settings(
         session, {"bot": {"status": text}}, actor, event="settings.updated", document=CONFIG
     )
@@ -258,6 +263,9 @@ async def config(session: AsyncSession) -> dict[str, Any]:
 async def update_config(session: AsyncSession, update: Any, actor: Actor) -> dict[str, Any]:
     if not isinstance(update, dict):
         raise Invalid("the configuration must be an object", field="config")
+    bot = update.get("bot")
+    if isinstance(bot, dict) and "status" in bot:
+        _check_presence(bot["status"], "bot.status")
     document = await community.merge_settings(
         session, _without_masks(update), actor, event="settings.updated", document=CONFIG
     )

@@ -10,7 +10,6 @@ import asyncio
 import time
 from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -31,7 +30,14 @@ from guildhall.faces.aurora.auth import authenticate, public
 from guildhall.faces.aurora.errors import bad_request
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.app import face_app
-from guildhall.faces.common.body import Form, is_multipart, read_form, read_json
+from guildhall.faces.common.body import (
+    Form,
+    TooDeep,
+    is_multipart,
+    parse_json,
+    read_form,
+    read_json,
+)
 from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
@@ -200,8 +206,10 @@ async def _item_request(request: Request) -> tuple[dict[str, Any], items.Checked
     body: Any = {}
     if raw is not None:
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            body = parse_json(raw)
+        except TooDeep as exc:
+            raise bad_request(f"The 'data' field: {exc}") from None
+        except ValueError:
             raise bad_request("The 'data' field must be valid JSON") from None
     return wire.json_object(body), await _image_of(form, required=False)
 

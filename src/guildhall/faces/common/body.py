@@ -14,17 +14,52 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 MAX_BODY_BYTES = 1_000_000
+MAX_JSON_DEPTH = 32
+"""How deeply arrays and objects may nest in a body. The documents need a few
+levels; a much deeper value could be stored, then fail to be written out when
+read back (orjson stops at 255 levels, and a list adds its own), breaking that
+list for every client."""
 
 
 class Unreadable(Enum):
-    """Why a body has no JSON value: it was empty, or it was not JSON we accept."""
+    """Why a body has no JSON value: it was empty, not JSON, or nested too deeply."""
 
     ABSENT = "absent"
     MALFORMED = "malformed"
+    TOO_DEEP = "too_deep"
 
 
 ABSENT = Unreadable.ABSENT
 MALFORMED = Unreadable.MALFORMED
+TOO_DEEP = Unreadable.TOO_DEEP
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than :data:`MAX_JSON_DEPTH`."""
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON as every face accepts it: ``orjson.JSONDecodeError`` when it is not JSON,
+    :class:`TooDeep` when nested deeper than :data:`MAX_JSON_DEPTH` (both ValueErrors)."""
+    value = orjson.loads(raw)
+    if _nests_deeper(value, MAX_JSON_DEPTH):
+        raise TooDeep(f"JSON may nest at most {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    if not isinstance(value, (dict, list)):
+        return False
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
 
 
 _PARSED = "guildhall.json"
@@ -37,7 +72,8 @@ def is_multipart(request: Request) -> bool:
 
 
 async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
-    """The parsed body, ABSENT when empty, MALFORMED when not JSON or over ``limit`` bytes.
+    """The parsed body, ABSENT when empty, MALFORMED when not JSON or over ``limit`` bytes,
+    TOO_DEEP when nested deeper than :data:`MAX_JSON_DEPTH`.
 
     The body is read in chunks and abandoned past the limit, so a huge upload
     costs the server no more than ``limit`` bytes of memory. The result is
@@ -59,6 +95,8 @@ def json_object(
     """
     if body is MALFORMED:
         raise refuse(f"{subject} must be valid JSON")
+    if body is TOO_DEEP:
+        raise refuse(f"{subject} may nest objects and arrays at most {MAX_JSON_DEPTH} deep")
     if body is ABSENT:
         return {}
     if not isinstance(body, dict):
@@ -78,7 +116,9 @@ async def _read(request: Request, limit: int) -> Any:
     if not raw.strip():
         return ABSENT
     try:
-        return orjson.loads(raw)
+        return parse_json(raw)
+    except TooDeep:
+        return TOO_DEEP
     except orjson.JSONDecodeError:
         return MALFORMED
 

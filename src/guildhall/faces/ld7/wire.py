@@ -24,7 +24,7 @@ from typing import Any
 
 from guildhall.core.errors import Invalid
 from guildhall.core.sessions.service import Pairing, SessionView, check_handle
-from guildhall.faces.common.body import ABSENT, MALFORMED
+from guildhall.faces.common.body import ABSENT, MALFORMED, MAX_JSON_DEPTH, TOO_DEEP
 from guildhall.faces.ld7.errors import INVALID_USER_ID, LD7Error
 from guildhall.times import iso_millis
 
@@ -46,6 +46,8 @@ def create_request(body: Any) -> tuple[Any, str, Any]:
     """``userId``, ``phoneNumber`` and ``name`` from the body; the core checks their values."""
     if body is MALFORMED:
         raise LD7Error(400, "Request body must be valid JSON")
+    if body is TOO_DEEP:
+        raise LD7Error(400, f"Request body may nest at most {MAX_JSON_DEPTH} levels deep")
     if body is ABSENT or not isinstance(body, dict):
         raise LD7Error(400, REQUIRED)
     handle, phone = body.get("userId"), body.get("phoneNumber")

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from guildhall.core.accounts import passwords
 from guildhall.core.actor import Actor
+from guildhall.core.errors import is_digits
 from guildhall.core.moderation import service as moderation
 from guildhall.db.base import utcnow
 from guildhall.faces.common.session import runtime_of
@@ -72,9 +73,13 @@ async def authenticate(request: Request, session: AsyncSession) -> Actor:
             algorithms=[ALGORITHM],
             options={"require": REQUIRED_CLAIMS},
         )
-        account_id = int(claims["sub"])
-    except (jwt.PyJWTError, ValueError, TypeError):
+    except jwt.PyJWTError:
         raise unauthorized("Invalid or expired token") from None
+    # Only tokens we signed get here, but a sub that is no account id of ours
+    # (one too large for the database, say) is refused, not looked up.
+    if not is_digits(claims["sub"]):
+        raise unauthorized("Invalid or expired token")
+    account_id = int(claims["sub"])
     account = await passwords.credentials(session, account_id)
     if account is None or account.token_version != claims["ver"]:
         raise unauthorized("Invalid or expired token")
