@@ -210,3 +210,53 @@ async def test_postgresql_connection_closed_by_the_server_is_replaced(
     assert second != first
     assert third == second  # the failed unit's connection was rolled back and kept
     assert stored == 0
+
+
+async def test_sqlite_waiting_for_another_processs_write_keeps_this_process_serving(
+    sqlite_runtime_url: str,
+) -> None:
+    """Another process writing the same file (here a second Database, with its own hold
+    on the write lock) makes a writer wait, but not the event loop: reads still answer,
+    and the write lands once the other commits. A writer given up while it waits leaves
+    the lock free for the next."""
+    other, ours = Database(sqlite_runtime_url), Database(sqlite_runtime_url)
+    holding, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def hold_the_write_lock() -> None:
+        async with other.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES ('theirs')"))
+            holding.set()
+            await release.wait()
+
+    async def write(key: str) -> None:
+        async with ours.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
+
+    async def count() -> int:
+        async with ours.unit_of_work(write=False) as session:
+            return int(await session.scalar(text("SELECT count(*) FROM scratch")))
+
+    try:
+        holder = asyncio.create_task(hold_the_write_lock())
+        await asyncio.wait_for(holding.wait(), 5)
+        given_up = asyncio.create_task(write("given up"))
+        waiting = asyncio.create_task(write("ours"))
+        await asyncio.sleep(0.1)
+        started = loop.time()
+        assert await count() == 0
+        assert loop.time() - started < 0.5
+        assert not given_up.done() and not waiting.done()
+        given_up.cancel()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, waiting), 10)
+        await asyncio.wait_for(write("later"), 10)
+        async with other.unit_of_work() as session:  # the other process can write again
+            await session.execute(text("INSERT INTO scratch (key) VALUES ('theirs again')"))
+        async with ours.unit_of_work(write=False) as session:
+            keys = set(await session.scalars(text("SELECT key FROM scratch")))
+    finally:
+        await other.dispose()
+        await ours.dispose()
+    assert given_up.cancelled()
+    assert keys == {"theirs", "ours", "later", "theirs again"}

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -193,6 +195,54 @@ class _Readers:
         await self.engine.dispose()
 
 
+class _WriteLock:
+    """The right to write one SQLite file, shared by every process that writes it.
+
+    SQLite's own lock is no good to wait on here: ``BEGIN IMMEDIATE`` waits
+    for it inside SQLite, on the event loop's thread, sleeping 25 to 100 ms
+    at a time, so a process whose neighbour (another ``--workers`` process,
+    a CLI command) was writing stopped serving anything, reads included, for
+    as long. An ``flock`` on a file beside the database is taken first
+    instead: at once when free, otherwise in a thread while the loop goes on,
+    and the kernel hands it over the moment it is released. BEGIN IMMEDIATE
+    then finds SQLite's lock free. (Writers that do not take it, such as a
+    migration, still meet SQLite's own wait.)
+    """
+
+    def __init__(self, database_path: str) -> None:
+        self._fd = os.open(f"{database_path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._held = False
+
+    async def acquire(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await self._wait()
+        self._held = True
+
+    async def _wait(self) -> None:
+        taking = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The thread takes the lock all the same: give it back when it does.
+            taking.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, taken: asyncio.Future[None]) -> None:
+        if not taken.cancelled() and taken.exception() is None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release()
+        os.close(self._fd)
+
+
 class GroupLost(Exception):
     """SQLite ended a group's transaction on its own (after an I/O error, say), so no
     unit of work in it was saved."""
@@ -231,8 +281,9 @@ class _Writer:
     fails, every member of the group fails.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, lock: _WriteLock | None) -> None:
         self.engine = engine
+        self._lock = lock  # None for an in-memory database, which no one else sees
         self._gate = asyncio.Semaphore(1)
         self._slot: _Slot | None = None
         self._group: _Group | None = None
@@ -250,7 +301,13 @@ class _Writer:
             if self._group is None:
                 if driver.in_transaction:  # left over by a rollback that failed
                     driver.rollback_now()
-                driver.run("BEGIN IMMEDIATE", ())
+                if self._lock is not None:
+                    await self._lock.acquire()
+                try:
+                    driver.run("BEGIN IMMEDIATE", ())
+                except BaseException:
+                    self._release_lock()
+                    raise
                 self._group = _Group()
             driver.run(f"SAVEPOINT {SAVEPOINT}", ())
             self._group.size += 1
@@ -313,6 +370,7 @@ class _Writer:
             self._fail(group, exc)
             return
         self._group = None
+        self._release_lock()
         group.committed.set_result(None)
 
     def _fail(self, group: _Group, error: BaseException) -> None:
@@ -325,6 +383,12 @@ class _Writer:
                 self._slot.driver.rollback_now()
         except Exception:  # the next group rolls it back before it begins
             logger.exception("rolling back a failed group of writes failed")
+        else:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     async def close(self) -> None:
         if self._group is not None and not self._in_turn:
@@ -332,6 +396,9 @@ class _Writer:
         if self._slot is not None:
             await self._slot.connection.close()
             self._slot = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         await self.engine.dispose()
 
 
@@ -403,12 +470,13 @@ class Database:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
-            path = make_url(url).database
-            if path and path != ":memory:":
+            path = make_url(url).database or ":memory:"
+            on_disk = path != ":memory:"
+            if on_disk:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(url, begin="BEGIN", read_only=True)
-            self._writer = _Writer(self.write_engine)
+            self._writer = _Writer(self.write_engine, _WriteLock(path) if on_disk else None)
             self._readers = _Readers(self.read_engine, pool_size)
         else:
             # A fixed pool: overflow connections would be opened and closed

@@ -98,15 +98,18 @@ class Prepared:
 
     async def all(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Row]:
         """Run in the session's transaction; the rows (none for a plain write)."""
-        # As session.execute would, ORM changes go first. (Pending ORM work means
-        # the session has begun; checking that first keeps the usual case cheap.)
-        if session.in_transaction() and (session.new or session.dirty or session.deleted):
-            await session.flush()
         driver = session.info.get(DRIVER_KEY)
-        if driver is not None and session.in_transaction() and session.in_nested_transaction():
-            # SQLAlchemy emits a begin_nested() SAVEPOINT only when the session
-            # first needs its connection: make it do so, so this runs inside it.
-            await session.connection()
+        orm = session.sync_session
+        # Only a session the ORM has begun can hold pending changes or a
+        # begin_nested() part; in the usual unit of work it has not.
+        if orm.in_transaction():
+            # As session.execute would, ORM changes go first.
+            if orm.new or orm.dirty or orm.deleted:
+                await session.flush()
+            if driver is not None and orm.in_nested_transaction():
+                # SQLAlchemy emits a begin_nested() SAVEPOINT only when the session
+                # first needs its connection: make it do so, so this runs inside it.
+                await session.connection()
         if driver is None:
             result = await session.execute(self.statement, dict(params))
             # An ORM-built select answers with rows and has no ``returns_rows``.
