@@ -27,6 +27,21 @@ async def test_every_identity_finds_the_one_account(runtime: Runtime) -> None:
         assert await accounts.find_by_identity(session, "1") is None
 
 
+async def test_a_subject_under_several_providers_finds_the_best_ranked_one(
+    runtime: Runtime,
+) -> None:
+    """The same digits can be one person's GitHub id and another's Discord id: the
+    Discord identity wins, then Google, then GitHub, whatever order they were made in."""
+    octocat = await make_account(runtime, "octocat", github="777")
+    gamer = await make_account(runtime, "gamer", discord="777")
+    async with runtime.database.unit_of_work(write=False) as session:
+        found = await accounts.find_by_identity(session, "777")
+        shown = await accounts.view_by_identity(session, "777")
+        assert (await accounts.find_by_identity(session, "77")) is None
+    assert found is not None and found.id == gamer.id != octocat.id
+    assert shown.id == gamer.id and shown.username == "gamer"
+
+
 async def test_an_identity_belongs_to_one_account(runtime: Runtime) -> None:
     await make_account(runtime, "first", discord="10")
     second = await make_account(runtime, "second")

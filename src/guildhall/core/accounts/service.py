@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guildhall.core.accounts.models import Account, Identity, Provider, Role
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
-from guildhall.db.prepared import Prepared
+from guildhall.db.prepared import Prepared, Row
 from guildhall.events import audit
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -53,12 +53,13 @@ def hash_password(password: str) -> str:
 # request runs them, and building or ORM-loading costs more than SQLite does.
 _accounts = Account.__table__
 _identities = Identity.__table__
+# A subject names one identity per provider at most, so these answer a row or
+# a few; the provider's rank picks one in Python (see _preferred), which costs
+# less than having SQLite sort them.
 _ACCOUNT_BY_SUBJECT = Prepared(
-    select(_accounts.c.id, _accounts.c.username)
+    select(_identities.c.provider, _accounts.c.id, _accounts.c.username)
     .join(_identities, _identities.c.account_id == _accounts.c.id)
     .where(_identities.c.subject == bindparam("subject"))
-    .order_by(_PROVIDER_ORDER)
-    .limit(1)
 )
 _PUBLIC_COLUMNS = (
     "id",
@@ -77,12 +78,20 @@ _ACCOUNT_BY_ID = Prepared(
     )
 )
 _VIEW_BY_SUBJECT = Prepared(
-    select(*(_accounts.c[name] for name in _PUBLIC_COLUMNS))
+    select(_identities.c.provider, *(_accounts.c[name] for name in _PUBLIC_COLUMNS))
     .join(_identities, _identities.c.account_id == _accounts.c.id)
     .where(_identities.c.subject == bindparam("subject"))
-    .order_by(_PROVIDER_ORDER)
-    .limit(1)
 )
+_PROVIDER_RANK = {provider.value: rank for rank, provider in enumerate(Provider)}
+
+
+def _preferred(rows: list[Row]) -> Row | None:
+    """Of the rows (provider first) one subject finds, the best-ranked provider's,
+    without its provider; None for no rows."""
+    if not rows:
+        return None
+    best = rows[0] if len(rows) == 1 else min(rows, key=lambda row: _PROVIDER_RANK.get(row[0], 99))
+    return best[1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,7 @@ async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | 
     """The account that any identity (discord, google, github, local uuid) names."""
     if not _plausible_subject(subject):
         return None
-    row = await _ACCOUNT_BY_SUBJECT.first(session, {"subject": subject})
+    row = _preferred(await _ACCOUNT_BY_SUBJECT.all(session, {"subject": subject}))
     return AccountRef(row[0], row[1], subject) if row else None
 
 
@@ -144,7 +153,7 @@ async def view_by_identity(session: AsyncSession, subject: str) -> AccountView:
     """What may be shown of the account any identity names (one lookup, not two)."""
     row = None
     if _plausible_subject(subject):
-        row = await _VIEW_BY_SUBJECT.first(session, {"subject": subject})
+        row = _preferred(await _VIEW_BY_SUBJECT.all(session, {"subject": subject}))
     if row is None:
         raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
     return AccountView(*row)
