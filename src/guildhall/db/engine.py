@@ -536,13 +536,17 @@ class Database:
                 session.info[DRIVER_KEY] = driver
                 try:
                     yield session
-                    await session.commit()
+                    # The ORM's part, only if it took part: its commit() only
+                    # flushes, and its bookkeeping costs more than a statement.
+                    if session.in_transaction():
+                        await session.commit()
                     if transaction is not None:
                         await transaction.commit()
                 finally:
                     # Plain close(): ``async with session`` closes in a shielded
                     # task, which yields to the loop while holding the connection.
-                    await session.close()
+                    if session.in_transaction() or session.identity_map:
+                        await session.close()
             except BaseException:
                 await _abandon(transaction, driver, connection)
                 raise
