@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import shutil
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from guildhall.core.accounts import service as accounts
 from guildhall.core.economy import service as economy
-from guildhall.db.engine import Database, GroupLost
+from guildhall.db.engine import Database, GroupLost, TransactionAborted
 from guildhall.events import audit
 from guildhall.events.models import AuditEntry
 from guildhall.runtime import Runtime
@@ -260,3 +263,119 @@ async def test_sqlite_waiting_for_another_processs_write_keeps_this_process_serv
         await ours.dispose()
     assert given_up.cancelled()
     assert keys == {"theirs", "ours", "later", "theirs again"}
+
+
+@pytest.fixture
+async def postgres_scratch(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A table of the run's PostgreSQL database for raw writes, seen from outside."""
+    admin = await asyncpg.connect(postgres_database.replace("+asyncpg", "", 1))
+    await admin.execute("DROP TABLE IF EXISTS uow_scratch; CREATE TABLE uow_scratch (key text)")
+    try:
+        yield admin
+    finally:
+        await admin.execute("DROP TABLE uow_scratch")
+        await admin.close()
+
+
+async def _insert(database: Database, key: str) -> None:
+    async with database.unit_of_work() as session:
+        await session.execute(text("INSERT INTO uow_scratch VALUES (:key)"), {"key": key})
+
+
+async def test_postgresql_a_unit_cancelled_anywhere_leaves_later_ones_committed(
+    postgres_database: str, postgres_scratch: asyncpg.Connection
+) -> None:
+    """A request given up at any point (its BEGIN on the way, say) leaves no connection
+    behind that would run later units of work in a transaction never committed."""
+    database = Database(postgres_database, pool_size=1)
+    try:
+        await _insert(database, "warm")
+        for steps in range(12):
+            given_up = asyncio.create_task(_insert(database, f"given up {steps}"))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            given_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await given_up
+            await _insert(database, f"after {steps}")
+            seen = await postgres_scratch.fetch("SELECT key FROM uow_scratch")
+            assert f"after {steps}" in {row["key"] for row in seen}, steps
+    finally:
+        await database.dispose()
+
+
+async def test_postgresql_a_transaction_aborted_by_an_ignored_error_is_not_reported_saved(
+    postgres_database: str, postgres_scratch: asyncpg.Connection
+) -> None:
+    """PostgreSQL aborts a transaction at a failed statement; if the error is caught
+    without a begin_nested() part around it, the unit of work fails at its end rather
+    than let its caller report success for what was not saved."""
+    database = Database(postgres_database, pool_size=1)
+    try:
+        with pytest.raises(TransactionAborted):
+            async with database.unit_of_work() as session:
+                await session.execute(text("INSERT INTO uow_scratch VALUES ('lost')"))
+                with contextlib.suppress(DBAPIError):
+                    await session.execute(text("SELECT 1 / 0"))
+        await _insert(database, "next")  # the connection is fit for the next one
+    finally:
+        await database.dispose()
+    assert [row["key"] for row in await postgres_scratch.fetch("SELECT key FROM uow_scratch")] == [
+        "next"
+    ]
+
+
+async def test_sqlite_writers_that_give_up_waiting_leave_the_lock_to_the_one_writing(
+    sqlite_runtime_url: str,
+) -> None:
+    """Writers of this process that stop waiting for another process's write (timeouts)
+    tie up no thread each, and none of them lets go of the lock a later writer holds."""
+    other, ours = Database(sqlite_runtime_url), Database(sqlite_runtime_url)
+    lock_file = sqlite_runtime_url.removeprefix("sqlite+aiosqlite:///") + ".write-lock"
+    holding, release = asyncio.Event(), asyncio.Event()
+    inside, checked = asyncio.Event(), asyncio.Event()
+
+    async def hold(
+        database: Database, key: str, entered: asyncio.Event, until: asyncio.Event
+    ) -> None:
+        async with database.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
+            entered.set()
+            await until.wait()
+
+    async def write(key: str) -> None:
+        async with ours.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
+
+    def someone_else_can_lock() -> bool:
+        descriptor = os.open(lock_file, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(descriptor)
+        return True
+
+    try:
+        theirs = asyncio.create_task(hold(other, "theirs", holding, release))
+        await asyncio.wait_for(holding.wait(), 5)
+        for attempt in range(10):  # more than the default executor has threads
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(write(f"given up {attempt}"), 0.05)
+        await asyncio.wait_for(asyncio.to_thread(lambda: None), 2)  # threads are free
+        release.set()
+        await asyncio.wait_for(theirs, 5)
+        mine = asyncio.create_task(hold(ours, "mine", inside, checked))
+        await asyncio.wait_for(inside.wait(), 5)
+        locked_while_mine = not someone_else_can_lock()
+        checked.set()
+        await asyncio.wait_for(mine, 5)
+        free_after = someone_else_can_lock()
+        async with ours.unit_of_work(write=False) as session:
+            keys = set(await session.scalars(text("SELECT key FROM scratch")))
+    finally:
+        await other.dispose()
+        await ours.dispose()
+    assert locked_while_mine and free_after
+    assert keys == {"theirs", "mine"}

@@ -62,11 +62,13 @@ from guildhall.db import sqlite_inline
 
 logger = logging.getLogger(__name__)
 
+BUSY_TIMEOUT_SECONDS = 30
+"""How long a SQLite writer waits for another's write before it fails."""
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=30000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}",
 )
 DRIVER_KEY = "guildhall.sqlite_driver"
 """``session.info`` key of the SQLite driver connection a unit of work runs on."""
@@ -207,40 +209,76 @@ class _WriteLock:
     and the kernel hands it over the moment it is released. BEGIN IMMEDIATE
     then finds SQLite's lock free. (Writers that do not take it, such as a
     migration, still meet SQLite's own wait.)
+
+    The process's writers ask for it one at a time (``_Writer``'s queue), so at
+    most one thread waits for it. A writer that gives up while waiting (a
+    timeout, a cancelled request) leaves that wait to the next writer, who
+    takes the lock over; if none comes, it is let go as soon as it is taken.
+    Waiting is bounded by SQLite's own busy timeout, as before.
     """
 
-    def __init__(self, database_path: str) -> None:
-        self._fd = os.open(f"{database_path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def __init__(self, database_path: str, timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        # Read-only suffices for flock, so whichever user made the file first
+        # does not lock the others out of it.
+        path = f"{database_path}.write-lock"
+        self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        self._timeout = timeout
         self._held = False
+        self._pending: asyncio.Future[None] | None = None  # a thread waiting for the lock
+        self._waiters = 0
 
     async def acquire(self) -> None:
+        assert self._fd is not None and not self._held
+        if self._pending is None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pending = asyncio.ensure_future(
+                    asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX)
+                )
+                pending.add_done_callback(self._let_go_unclaimed)
+                self._pending = pending
+            else:
+                self._held = True
+                return
+        pending = self._pending
+        self._waiters += 1
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            await self._wait()
+            await asyncio.wait_for(asyncio.shield(pending), self._timeout)
+        except BaseException:
+            self._waiters -= 1
+            self._let_go_unclaimed(pending)
+            raise
+        self._waiters -= 1
+        self._pending = None
         self._held = True
 
-    async def _wait(self) -> None:
-        taking = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX))
-        try:
-            await asyncio.shield(taking)
-        except asyncio.CancelledError:
-            # The thread takes the lock all the same: give it back when it does.
-            taking.add_done_callback(self._give_back)
-            raise
-
-    def _give_back(self, taken: asyncio.Future[None]) -> None:
-        if not taken.cancelled() and taken.exception() is None:
+    def _let_go_unclaimed(self, pending: asyncio.Future[None]) -> None:
+        """Once the thread is done: if no writer is there to take the lock, let it go."""
+        if not pending.done() or self._waiters or pending is not self._pending:
+            return
+        self._pending = None
+        if not pending.cancelled() and pending.exception() is None and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def release(self) -> None:
-        if self._held:
+        if self._held and self._fd is not None:
             self._held = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        """Close the file; a thread still waiting holds its own reference to it, and
+        the lock it may take ends with that reference."""
         self.release()
-        os.close(self._fd)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class TransactionAborted(Exception):
+    """PostgreSQL answered COMMIT with ROLLBACK: a statement had failed inside the
+    transaction and the error was caught without a ``begin_nested()`` part around
+    it. Nothing of the unit of work was saved, and its caller must not say so."""
 
 
 class GroupLost(Exception):
@@ -442,17 +480,19 @@ class _SqliteUnitOfWork:
                 await self._lender.leave(slot, failed)
 
 
-async def _abandon(transaction: Any, driver: Any, connection: AsyncConnection) -> None:
-    """Roll back a failed unit of work's transaction (if it has one). A connection
-    still in a transaction after that, or closed, is dropped rather than pooled."""
+async def _abandon(driver: Any, connection: AsyncConnection, error: BaseException) -> None:
+    """Roll back what a failed unit of work began. Its connection goes back to the
+    pool only when that surely left it idle: not after a cancellation (a statement
+    may still be on its way, its answer not yet read), nor when it is closed or
+    still in a transaction."""
+    clean = False
     try:
-        # Fails when the transaction never began, a failed COMMIT ended it, or
-        # the connection is gone; the state check below settles each case.
         with contextlib.suppress(Exception):
-            if transaction is not None:
-                await transaction.rollback()
+            if not driver.is_closed() and driver.is_in_transaction():
+                await driver.execute("ROLLBACK")
+            clean = isinstance(error, Exception)
     finally:
-        if driver.is_closed() or driver.is_in_transaction():
+        if not clean or driver.is_closed() or driver.is_in_transaction():
             await connection.invalidate()
 
 
@@ -520,6 +560,12 @@ class Database:
         straight on asyncpg, inside the same transaction as ORM work, and
         ``begin_nested()`` still gives a SAVEPOINT in it.
 
+        Plain BEGIN and COMMIT, not asyncpg's transaction objects: those keep
+        their own state on the connection, which a BEGIN cancelled on its way
+        left behind, turning every later unit of work on that connection into
+        a savepoint of a transaction never committed. And COMMIT's answer is
+        read: PostgreSQL answers ROLLBACK when a statement had failed inside.
+
         A read unit of work has no transaction at all: under READ COMMITTED
         each statement reads its own snapshot either way, so BEGIN and COMMIT
         would only add two round trips. (SQLite's read connections refuse
@@ -528,10 +574,9 @@ class Database:
         """
         async with self._gate, self._units.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
-            transaction = driver.transaction() if write else None
             try:
-                if transaction is not None:
-                    await transaction.start()
+                if write:
+                    await driver.execute("BEGIN")
                 session = AsyncSession(bind=connection, expire_on_commit=False)
                 session.info[DRIVER_KEY] = driver
                 try:
@@ -540,15 +585,18 @@ class Database:
                     # flushes, and its bookkeeping costs more than a statement.
                     if session.in_transaction():
                         await session.commit()
-                    if transaction is not None:
-                        await transaction.commit()
+                    if write and await driver.execute("COMMIT") != "COMMIT":
+                        raise TransactionAborted(
+                            "an error inside the transaction was caught and ignored, so "
+                            "PostgreSQL had aborted it: nothing of it was saved"
+                        )
                 finally:
                     # Plain close(): ``async with session`` closes in a shielded
                     # task, which yields to the loop while holding the connection.
                     if session.in_transaction() or session.identity_map:
                         await session.close()
-            except BaseException:
-                await _abandon(transaction, driver, connection)
+            except BaseException as error:
+                await _abandon(driver, connection, error)
                 raise
 
     async def dispose(self) -> None:
