@@ -3,6 +3,8 @@ whose Redis is down. Each gets a clear answer in the face's format, never a 500.
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -139,3 +141,14 @@ async def test_a_trailing_slash_is_the_faces_own_not_found(runtime: Runtime, fac
     assert response.status_code in (400, 401, 404), response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()
+
+
+async def test_aurora_multipart_item_data_nested_too_deep_is_refused(runtime: Runtime) -> None:
+    body = json.dumps({"name": "Poison", "type": "T", "rarity": "C", "usageData": TOO_DEEP})
+    async with client(runtime, "aurora") as api:
+        response = await api.post("/api/items", files={"data": (None, body)})
+        assert response.status_code == 400, response.text
+        assert f"at most {MAX_JSON_DEPTH}" in response.text
+        listed = await api.get("/api/items")
+    assert listed.status_code == 200
+    assert "Poison" not in listed.text
