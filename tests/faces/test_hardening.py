@@ -17,7 +17,7 @@ from tests.faces.rustmail.conftest import logged_in
 
 def client(runtime: Runtime, face: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=FACES[face](runtime)), base_url=f"http://{face}.test"
+        transport=httpx.ASGITransport(app=FACES[face](runtime)), base_url="http://127.0.0.1"
     )
 
 
@@ -152,3 +152,35 @@ async def test_aurora_multipart_item_data_nested_too_deep_is_refused(runtime: Ru
         listed = await api.get("/api/items")
     assert listed.status_code == 200
     assert "Poison" not in listed.text
+
+
+@pytest.mark.parametrize("face", ["aurora", "ld7"])
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("rebind.attacker.example:3000", False),
+        ("127.0.0.1.attacker.example", False),
+        ("127.0.0.1:8000", True),
+        ("localhost:3000", True),
+        ("[::1]:3000", True),
+    ],
+)
+async def test_keyless_faces_answer_only_requests_addressed_to_this_machine(
+    runtime: Runtime, face: str, host: str, allowed: bool
+) -> None:
+    """A page on an attacker's domain that re-resolves to 127.0.0.1 (DNS rebinding) reads
+    the face as its own origin, without an Origin header, but its Host is its domain."""
+    path = "/api/users" if face == "aurora" else "/api/sessions/bot_1/pairing"
+    async with client(runtime, face) as api:
+        if face == "ld7":
+            made = await api.post(
+                "/api/sessions", json={"userId": "bot_1", "phoneNumber": "1234567890"}
+            )
+            assert made.status_code == 200, made.text
+        response = await api.get(path, headers={"Host": host})
+    if allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 403
+        assert "other sites" in response.text
+        assert "pairingCode" not in response.text

@@ -53,7 +53,7 @@ async def limited(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
 
 def client(runtime: Runtime, face: str, peer: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=FACES[face](runtime), client=(peer, 40000))
-    return httpx.AsyncClient(transport=transport, base_url=f"http://{face}.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 FORMATS: dict[str, Callable[[dict[str, Any]], bool]] = {

@@ -32,7 +32,7 @@ POTION = {
 
 def client_for(runtime: Runtime) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(runtime))
-    return httpx.AsyncClient(transport=transport, base_url="http://aurora.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 @pytest.fixture

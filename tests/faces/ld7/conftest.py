@@ -22,7 +22,7 @@ BOT = {"userId": "bot_1234567890", "phoneNumber": "1234567890"}
 
 def client_for(runtime: Runtime, peer: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(runtime), client=(peer, 50123))
-    return httpx.AsyncClient(transport=transport, base_url="http://ld7.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 @pytest.fixture

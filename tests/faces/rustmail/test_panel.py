@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -170,3 +172,37 @@ async def test_config_refuses_a_body_that_is_not_a_json_object(admin: httpx.Asyn
         assert response.status_code == 400
         assert response.json() == {"error": message, "code": "BAD_REQUEST"}
     assert (await admin.get("/api/bot/config")).json() == before
+
+
+@pytest.mark.parametrize(
+    ("origin", "content_type", "allowed"),
+    [
+        ("http://evil.example", "text/plain", False),
+        ("http://panel.test:8080", "application/x-www-form-urlencoded", False),  # another port
+        ("null", "text/plain", False),  # a sandboxed page
+        ("http://panel.test", "application/json", True),  # the panel itself
+        (None, "application/json", True),  # an API client
+    ],
+)
+async def test_changes_from_another_sites_page_are_refused(
+    admin: httpx.AsyncClient, origin: str | None, content_type: str, allowed: bool
+) -> None:
+    """SameSite=Lax still sends the cookie from the same host's other ports and sibling
+    subdomains, so a change is obeyed only from the panel's own origin, or from a client
+    that names none."""
+    headers = {"Content-Type": content_type} | ({"Origin": origin} if origin else {})
+    grant = json.dumps(
+        {"subject_type": "user", "subject_id": "333000000000000003", "permission": "view_tickets"}
+    )
+    response = await admin.post("/api/admin/permissions", content=grant, headers=headers)
+    listed = (await admin.get("/api/admin/permissions")).json()["permissions"]
+    if allowed:
+        assert response.status_code == 200, response.text
+        assert len(listed) == 1
+    else:
+        assert response.status_code == 403
+        assert response.json() == {
+            "error": "Requests from other sites are refused",
+            "code": "FORBIDDEN",
+        }
+        assert listed == []

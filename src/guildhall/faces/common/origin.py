@@ -1,10 +1,18 @@
-"""Keyless faces answer only their own machine's pages.
+"""Which web pages a face obeys.
 
-A face without a key (LD7 or Aurora on loopback) would otherwise obey any web
-page the operator happens to open: a browser sends a cross-site POST or
-opens a WebSocket without asking. Browsers always name the page in
-``Origin``; API clients send none. So a request whose ``Origin`` is not a
-loopback page is refused, and everything else passes.
+A browser sends a cross-site POST or opens a WebSocket without asking, and
+names the page it comes from in ``Origin``; API clients send none. Two guards:
+
+- :class:`LocalOriginGuard`, for a face without a key (LD7 or Aurora on
+  loopback), which would otherwise obey any page the operator happens to
+  open. A request whose ``Origin`` is not a loopback page is refused. So is
+  one whose ``Host`` is not a loopback name: a page on an attacker's domain
+  that re-resolves it to 127.0.0.1 (DNS rebinding) sends its requests as
+  same-origin, without ``Origin``, but with its own domain as ``Host``.
+- :class:`SameOriginGuard`, for a panel whose users sign in with a cookie
+  (Rustmail): a request that changes something is refused when ``Origin``
+  names another site. ``SameSite=Lax`` alone lets a page on the same host's
+  other port, or on a sibling subdomain, send the cookie.
 """
 
 from __future__ import annotations
@@ -18,14 +26,28 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
-def is_local_origin(origin: str) -> bool:
-    host = urlsplit(origin).hostname or ""
+def _is_loopback_name(host: str) -> bool:
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_local_origin(origin: str) -> bool:
+    return _is_loopback_name(urlsplit(origin).hostname or "")
+
+
+def is_local_host(host: str) -> bool:
+    """A ``Host`` header (``name[:port]``) naming this machine."""
+    return _is_loopback_name(urlsplit(f"//{host}").hostname or "")
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, as a browser writes it in ``Origin``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 class LocalOriginGuard:
@@ -35,11 +57,50 @@ class LocalOriginGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            origin = Headers(scope=scope).get("origin")
-            if origin is not None and not is_local_origin(origin):
+            headers = Headers(scope=scope)
+            origin, host = headers.get("origin"), headers.get("host")
+            if (origin is not None and not is_local_origin(origin)) or (
+                host is not None and not is_local_host(host)
+            ):
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
                 await self.refuse()(scope, receive, send)
                 return
+        await self.app(scope, receive, send)
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class SameOriginGuard:
+    """Refuses a change requested from another site's page.
+
+    Allowed: no ``Origin`` (an API client), the request's own origin (its
+    scheme, from ``scheme_of``, and its ``Host``), and ``also`` (the panel's
+    public address when a proxy stands in front).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        refuse: Callable[[], Response],
+        scheme_of: Callable[[Scope], str],
+        also: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.refuse = refuse
+        self.scheme_of = scheme_of
+        self.also = also
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            if origin is not None:
+                own = f"{self.scheme_of(scope)}://{headers.get('host', '')}".lower()
+                if origin.lower() not in (own, *self.also):
+                    await self.refuse()(scope, receive, send)
+                    return
         await self.app(scope, receive, send)

@@ -26,6 +26,7 @@ from guildhall.core.support import service as support
 from guildhall.faces.common import clients, ratelimit
 from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
+from guildhall.faces.common.origin import SameOriginGuard, origin_of
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import endpoint, runtime_of
 from guildhall.faces.rustmail import errors, wire
@@ -360,5 +361,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check, write in routes:
         app.add_route(path, endpoint(handler, check, write=write), methods=methods)
+    trusted = clients.parse_networks(runtime.settings.trusted_proxies)
+    app.add_middleware(
+        SameOriginGuard,
+        refuse=errors.cross_site,
+        scheme_of=lambda scope: clients.request_scheme(scope, trusted),
+        # The panel's public address, when a proxy in front changes the Host.
+        also=frozenset({origin_of(runtime.settings.faces.rustmail.oauth.redirect_url)}),
+    )
     ratelimit.install(app, runtime, "rustmail", errors.too_many, _groups)
     return app

@@ -38,6 +38,10 @@ def forbidden(permission: str) -> RustmailError:
     return RustmailError(403, "FORBIDDEN", f"Missing permission: {permission}")
 
 
+def cross_site() -> Response:
+    return render(RustmailError(403, "FORBIDDEN", "Requests from other sites are refused"))
+
+
 def bad_request(message: str) -> RustmailError:
     return RustmailError(400, "BAD_REQUEST", message)
 
