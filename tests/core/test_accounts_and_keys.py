@@ -9,7 +9,7 @@ import pytest
 from guildhall.core.access import service as access
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
-from guildhall.core.errors import Conflict, Invalid
+from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.moderation import service as moderation
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
@@ -94,3 +94,33 @@ async def test_a_new_ban_replaces_the_old_one(runtime: Runtime) -> None:
     async with runtime.database.unit_of_work() as session:
         assert await moderation.unban(session, ref, actor=TEST_ACTOR) is True
         assert await moderation.unban(session, ref, actor=TEST_ACTOR) is False
+
+
+async def test_an_operator_naming_a_discord_id_reaches_its_owner_not_a_namesake(
+    runtime: Runtime,
+) -> None:
+    """Anyone can choose a username; a Discord id is proof. So a reference that is both
+    someone's identity and someone else's username names the identity's owner."""
+    owner = await make_account(runtime, "owner", discord="222000000000000002")
+    namesake = await make_account(runtime, "222000000000000002")
+    async with runtime.database.unit_of_work(write=False) as session:
+        by_identity = await accounts.resolve(session, "222000000000000002")
+        by_name = await accounts.resolve(session, "owner")
+        by_id = await accounts.resolve(session, str(namesake.id))
+        with pytest.raises(NotFound):
+            await accounts.resolve(session, "nobody")
+    assert by_identity.id == owner.id != namesake.id
+    assert by_name.id == owner.id
+    assert by_id.id == namesake.id
+
+
+async def test_emails_differing_only_in_case_are_one_email(runtime: Runtime) -> None:
+    """Login matches an email whatever its case, so a second account with the same
+    email in other letters would make it ambiguous which one logs in."""
+    first = await make_account(runtime, "alice", email="alice@example.test")
+    with pytest.raises(Conflict):
+        await make_account(runtime, "alice2", email="ALICE@Example.test")
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert (await accounts.resolve(session, "alice")).id == first.id
+        with pytest.raises(NotFound):
+            await accounts.resolve(session, "alice2")

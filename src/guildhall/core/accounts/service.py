@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
-from sqlalchemy import bindparam, case, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -167,17 +167,25 @@ async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef
 
 
 async def resolve(session: AsyncSession, reference: str) -> AccountRef:
-    """An operator's way to name an account: numeric id, username, or any identity."""
+    """An operator's way to name an account: numeric id, any identity, or username.
+
+    Identities before usernames: a panel login makes an account named after the
+    person's chosen name, so whoever chose someone else's Discord id as their name
+    must not receive what the operator gives that id.
+    """
     if reference.isascii() and reference.isdecimal() and len(reference) <= 18:
         account = await session.get(Account, int(reference))
         if account is not None:
             return AccountRef(account.id, account.username, account.uuid)
+    found = await find_by_identity(session, reference)
+    if found is not None:
+        return found
     row = (
         await session.execute(select(Account.id, Account.uuid).where(Account.username == reference))
     ).first()
     if row:
         return AccountRef(row.id, reference, row.uuid)
-    return await require_by_identity(session, reference)
+    raise NotFound(f"no account has the id {reference!r}", code="account_not_found")
 
 
 async def _check_identity_free(session: AsyncSession, provider: Provider, subject: str) -> None:
@@ -214,7 +222,9 @@ async def create(
     if email is not None:
         if "@" not in email or len(email) > 320:
             raise Invalid(f"{email!r} is not an email address", field="email")
-        if await session.scalar(select(Account.id).where(Account.email == email)):
+        # Logins match emails whatever their case, so two may not differ only by it.
+        taken = select(Account.id).where(func.lower(Account.email) == email.lower())
+        if await session.scalar(taken):
             raise Conflict(f"the email {email!r} is taken")
     linked = identities or {}
     for provider, subject in linked.items():
