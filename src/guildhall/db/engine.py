@@ -70,8 +70,9 @@ SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}",
 )
-DRIVER_KEY = "guildhall.sqlite_driver"
-"""``session.info`` key of the SQLite driver connection a unit of work runs on."""
+DRIVER_KEY = "guildhall.driver"
+"""``session.info`` key of the driver connection a unit of work runs on: the
+sqlite3 one (``sqlite_inline``) or the asyncpg one; ``Prepared`` runs on it."""
 MAX_GROUP = 32
 """Units of work one SQLite commit may carry at most (see ``_Writer``)."""
 SAVEPOINT = "guildhall_unit"
@@ -261,6 +262,10 @@ class _WriteLock:
         if not pending.cancelled() and pending.exception() is None and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def release(self) -> None:
         if self._held and self._fd is not None:
             self._held = False
@@ -339,7 +344,8 @@ class _Writer:
             if self._group is None:
                 if driver.in_transaction:  # left over by a rollback that failed
                     driver.rollback_now()
-                if self._lock is not None:
+                # Still ours if the last group's rollback failed (see _fail).
+                if self._lock is not None and not self._lock.held:
                     await self._lock.acquire()
                 try:
                     driver.run("BEGIN IMMEDIATE", ())

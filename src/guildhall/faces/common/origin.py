@@ -25,6 +25,8 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guildhall.faces.common.session import SAFE_METHODS
+
 
 def _is_loopback_name(host: str) -> bool:
     if host == "localhost":
@@ -70,9 +72,6 @@ class LocalOriginGuard:
         await self.app(scope, receive, send)
 
 
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
 class SameOriginGuard:
     """Refuses a change requested from another site's page.
 
@@ -95,7 +94,7 @@ class SameOriginGuard:
         self.also = also
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             headers = Headers(scope=scope)
             origin = headers.get("origin")
             if origin is not None:
