@@ -26,7 +26,7 @@ from guildhall.core.hosting.service import Hosting
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
-from guildhall.db.engine import Database
+from guildhall.db.engine import CHECKPOINT_SECONDS, Database
 from guildhall.db.migrate import is_current, upgrade
 from guildhall.events import outbox
 from guildhall.events.webhooks import Webhooks
@@ -124,13 +124,15 @@ class Runtime:
     async def start(self, faces: Collection[str]) -> None:
         """Start the background work the served ``faces`` need; returns at once.
 
-        Called once per serving process. Always: the webhook worker (leases
-        keep several processes from sending one delivery twice). With the LD7 face: reconnect the
-        sessions that were online before a restart (in the background, so
+        Called once per serving process. Always: the database's checkpoints
+        (SQLite; see ``Database.checkpoint``) and the webhook worker (leases
+        keep several processes from sending one delivery twice). With the LD7
+        face: reconnect the sessions that were online before a restart (in the background, so
         the listeners start meanwhile) and sweep expired pairing codes. (With
         several processes each one does both; both lock rows and skip locked
         ones, so a session is moved once.)
         """
+        self._every(CHECKPOINT_SECONDS, self.database.checkpoint)
         self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
         self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
         self._every(BAN_EXPIRY_SECONDS, self._announce_expired_bans)

@@ -15,11 +15,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from guildhall.config import load_settings
 from guildhall.core.accounts import service as accounts
 from guildhall.core.economy import service as economy
-from guildhall.db.engine import Database, GroupLost, TransactionAborted
+from guildhall.db.engine import CHECKPOINT_SECONDS, Database, GroupLost, TransactionAborted
 from guildhall.events import audit
 from guildhall.events.models import AuditEntry
 from guildhall.runtime import Runtime
@@ -379,3 +381,61 @@ async def test_sqlite_writers_that_give_up_waiting_leave_the_lock_to_the_one_wri
         await ours.dispose()
     assert locked_while_mine and free_after
     assert keys == {"theirs", "mine"}
+
+
+def _rows_in_the_file_alone(database_file: Path, copy: Path) -> int:
+    """Rows a copy of the database file holds without its write-ahead log (what a
+    backup tool that copies only ``guildhall.db`` would get)."""
+    shutil.copyfile(database_file, copy)
+    with contextlib.closing(sqlite3.connect(copy)) as connection:
+        return connection.execute("SELECT count(*) FROM scratch").fetchone()[0]
+
+
+async def test_sqlite_a_serving_process_copies_commits_into_the_database_file(
+    sqlite_runtime_url: str, tmp_path: Path
+) -> None:
+    """SQLite leaves commits in its write-ahead log until a checkpoint; a serving
+    process checkpoints in the background every ``CHECKPOINT_SECONDS``."""
+    database_file = Path(sqlite_runtime_url.removeprefix("sqlite+aiosqlite:///"))
+    runtime = Runtime(load_settings(None, data_dir=str(tmp_path), database_url=sqlite_runtime_url))
+    try:
+        for key in range(20):
+            async with runtime.database.unit_of_work() as session:
+                await session.execute(text(f"INSERT INTO scratch (key) VALUES ('{key}')"))
+        before = _rows_in_the_file_alone(database_file, tmp_path / "before.db")
+        await runtime.start({"heliactyl"})
+        await asyncio.sleep(CHECKPOINT_SECONDS * 5)
+        after = _rows_in_the_file_alone(database_file, tmp_path / "after.db")
+    finally:
+        await runtime.close()
+    assert before == 0
+    assert after == 20
+
+
+async def test_sqlite_the_log_starts_over_after_each_checkpoint(
+    sqlite_runtime_url: str, tmp_path: Path
+) -> None:
+    """Checkpointed, the write-ahead log is reused from its start instead of growing."""
+    copy = tmp_path / "unchecked.db"
+    shutil.copyfile(Path(sqlite_runtime_url.removeprefix("sqlite+aiosqlite:///")), copy)
+
+    async def log_size_after_writes(url: str, *, checkpoint: bool) -> int:
+        database = Database(url)
+        try:
+            for batch in range(15):
+                for index in range(20):
+                    async with database.unit_of_work() as session:
+                        await session.execute(
+                            text("INSERT INTO scratch (key) VALUES (:key)"),
+                            {"key": f"{batch}-{index}-" + "x" * 1000},
+                        )
+                if checkpoint:
+                    await database.checkpoint()
+            return os.stat(f"{make_url(url).database}-wal").st_size
+        finally:
+            await database.dispose()
+
+    checkpointed = await log_size_after_writes(sqlite_runtime_url, checkpoint=True)
+    unchecked = await log_size_after_writes(f"sqlite+aiosqlite:///{copy}", checkpoint=False)
+    assert unchecked > 1_000_000  # 300 commits, each a page or two of log
+    assert checkpointed < unchecked / 4

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.type_api import _BindProcessorType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -31,6 +32,35 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_SQLITE_FORMAT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+    return value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite ``DATETIME`` stores, in UTC, in its own format,
+    filled from a tuple: its processor fills the format from a dict, about 3 µs a
+    value where this takes one, and every write stores one or more."""
+    utc = _as_utc(value)
+    if utc is None:
+        return None
+    return _SQLITE_FORMAT % (
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
+    )
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always aware UTC going in and coming out."""
 
@@ -38,11 +68,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
-        return value.astimezone(UTC)
+        return _as_utc(value)
+
+    def bind_processor(self, dialect: Dialect) -> _BindProcessorType[datetime] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

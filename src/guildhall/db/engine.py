@@ -41,6 +41,8 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -69,7 +71,14 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}",
+    # A savepoint (each unit of work in a group commit is one) keeps the pages it
+    # changes first in a journal of its own: in memory instead of a temporary file,
+    # which took a write 15 µs of a 60 µs SQLite share.
+    "PRAGMA temp_store=MEMORY",
 )
+CHECKPOINT_SECONDS = 0.1
+"""How often a serving process copies SQLite's write-ahead log into the database
+(:meth:`Database.checkpoint`)."""
 DRIVER_KEY = "guildhall.driver"
 """``session.info`` key of the driver connection a unit of work runs on: the
 sqlite3 one (``sqlite_inline``) or the asyncpg one; ``Prepared`` runs on it."""
@@ -88,6 +97,19 @@ def read_json(text: str) -> Any:
         return json.loads(text)
 
 
+def write_json(value: Any) -> str:
+    """A JSON column's text, written by orjson, ten times faster than the json module
+    (every change writes its event's payload). Where the two would differ, the json
+    module writes it: orjson refuses integers beyond 64 bits and keys that are not
+    strings, and writes a NaN or an infinity as ``null`` (so a text with ``null`` in
+    it is written again, keeping them as :func:`read_json` reads them back)."""
+    try:
+        text = orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value)
+    return json.dumps(value) if b"null" in text else text.decode()
+
+
 def _sqlite_engine(url: str, *, begin: str, read_only: bool = False) -> AsyncEngine:
     """An engine without a pool: units of work hold their own connections (``_Slot``),
     and the engine only opens short-lived ones (migrations, the start-up check).
@@ -101,6 +123,7 @@ def _sqlite_engine(url: str, *, begin: str, read_only: bool = False) -> AsyncEng
         url,
         poolclass=NullPool,
         async_creator=lambda: sqlite_inline.connect(path),
+        json_serializer=write_json,
         json_deserializer=read_json,
     )
 
@@ -446,6 +469,58 @@ class _Writer:
         await self.engine.dispose()
 
 
+class _Checkpointer:
+    """Copies SQLite's write-ahead log into the database file, from a thread.
+
+    Left to itself, SQLite does this at the end of the commit that takes the log
+    past 1,000 pages, on the committing connection: here the event loop's
+    thread, where copying 4 MB and syncing the file stopped every request for
+    milliseconds about once a second under writes, and cost each write about
+    11 µs on average. A serving process instead runs a PASSIVE checkpoint every
+    :data:`CHECKPOINT_SECONDS` on a connection of its own in a worker thread
+    (sqlite3 lets go of the GIL while SQLite works), which blocks neither
+    readers nor the writer; the next write transaction then starts the log
+    over, so it seldom reaches SQLite's threshold. That threshold stays as the
+    backstop, and is all a CLI command needs (the last connection to close a
+    database checkpoints it). Nothing written since the last pass, no thread.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._log = f"{path}-wal"
+        self._seen: tuple[int, int] | None = None  # the log's (size, mtime) at the last pass
+        self._connection: sqlite3.Connection | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # close() waits for a pass in progress
+
+    async def run_once(self) -> None:
+        try:
+            stat = os.stat(self._log)
+        except FileNotFoundError:
+            return
+        if (stat.st_size, stat.st_mtime_ns) == self._seen:
+            return
+        await asyncio.to_thread(self._checkpoint)
+        self._seen = (stat.st_size, stat.st_mtime_ns)
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._connection is None:
+                self._connection = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False
+                )
+            self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
 class _SqliteUnitOfWork:
     """One unit of work on a slot lent by ``lender`` (readers or the writer), which begins
     and ends its transaction on the driver; the slot's session takes part only if a
@@ -524,6 +599,7 @@ class Database:
             self.read_engine = _sqlite_engine(url, begin="BEGIN", read_only=True)
             self._writer = _Writer(self.write_engine, _WriteLock(path) if on_disk else None)
             self._readers = _Readers(self.read_engine, pool_size)
+            self._checkpointer = _Checkpointer(path) if on_disk else None
         else:
             # A fixed pool: overflow connections would be opened and closed
             # under load, and a new PostgreSQL connection (a forked backend,
@@ -535,6 +611,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_recycle=3600,
+                json_serializer=write_json,
             )
             event.listen(self.write_engine.sync_engine.pool, "checkout", _drop_closed)
             self.read_engine = self.write_engine
@@ -605,8 +682,17 @@ class Database:
                 await _abandon(driver, connection, error)
                 raise
 
+    async def checkpoint(self) -> None:
+        """Copy what SQLite's write-ahead log holds into the database (see
+        ``_Checkpointer``); a serving process calls this every ``CHECKPOINT_SECONDS``.
+        Nothing to do on PostgreSQL or an in-memory database."""
+        if self.is_sqlite and self._checkpointer is not None:
+            await self._checkpointer.run_once()
+
     async def dispose(self) -> None:
         if self.is_sqlite:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             await self._writer.close()
             await self._readers.close()
         else:
