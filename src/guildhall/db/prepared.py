@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -67,39 +66,35 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: dict[tuple[str, frozenset[str]], _Compiled] = {}
+        self._compiled: dict[tuple[bool, tuple[str, ...]], _Compiled] = {}
 
-    def _compile(self, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
-        cache_key = (dialect.name, keys)
-        found = self._compiled.get(cache_key)
-        if found is None:
-            compiled = self.statement.compile(dialect=dialect, column_keys=sorted(keys))
-            assert isinstance(compiled, SQLCompiler)
-            results: tuple[Processor, ...] = tuple(
-                column.type._cached_result_processor(dialect, None)
-                for column in compiled._result_columns
-            )
-            found = _Compiled(
-                sql=compiled.string,
-                names=tuple(compiled.positiontup or ()),
-                # Literals in the statement (BETWEEN 0 AND 999...) are parameters too.
-                constants={
-                    name: bind.effective_value
-                    for name, bind in compiled.binds.items()
-                    if name not in keys
-                },
-                binds=dict(compiled._bind_processors),
-                converted=tuple(
-                    (index, process) for index, process in enumerate(results) if process
-                ),
-            )
-            self._compiled[cache_key] = found
+    def _compile(self, session: AsyncSession, keys: tuple[str, ...], sqlite: bool) -> _Compiled:
+        dialect = session.bind.dialect
+        compiled = self.statement.compile(dialect=dialect, column_keys=sorted(keys))
+        assert isinstance(compiled, SQLCompiler)
+        results: tuple[Processor, ...] = tuple(
+            column.type._cached_result_processor(dialect, None)
+            for column in compiled._result_columns
+        )
+        found = _Compiled(
+            sql=compiled.string,
+            names=tuple(compiled.positiontup or ()),
+            # Literals in the statement (BETWEEN 0 AND 999...) are parameters too.
+            constants={
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if name not in keys
+            },
+            binds=dict(compiled._bind_processors),
+            converted=tuple((index, process) for index, process in enumerate(results) if process),
+        )
+        self._compiled[(sqlite, keys)] = found
         return found
 
     async def all(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Row]:
         """Run in the session's transaction; the rows (none for a plain write)."""
-        driver = session.info.get(DRIVER_KEY)
         orm = session.sync_session
+        driver = orm.info.get(DRIVER_KEY)
         # Only a session the ORM has begun can hold pending changes or a
         # begin_nested() part; in the usual unit of work it has not.
         if orm.in_transaction():
@@ -115,8 +110,12 @@ class Prepared:
             # An ORM-built select answers with rows and has no ``returns_rows``.
             returns_rows = getattr(result, "returns_rows", True)
             return [tuple(row) for row in result] if returns_rows else []
-        compiled = self._compile(session.bind.dialect, frozenset(params))
-        if isinstance(driver, sqlite_inline.Connection):
+        # Keyed by the driver's kind and the parameters' names as given: callers
+        # pass the same names in the same order, and a tuple hashes fastest.
+        sqlite = type(driver) is sqlite_inline.Connection
+        keys = tuple(params)
+        compiled = self._compiled.get((sqlite, keys)) or self._compile(session, keys, sqlite)
+        if sqlite:
             rows: list[Any] = driver.run(compiled.sql, compiled.arguments(params))
             if not compiled.converted:
                 return rows  # sqlite3 rows are tuples already
@@ -129,5 +128,5 @@ class Prepared:
         return rows[0] if rows else None
 
     async def scalar(self, session: AsyncSession, params: Mapping[str, Any]) -> Any:
-        row = await self.first(session, params)
-        return row[0] if row else None
+        rows = await self.all(session, params)
+        return rows[0][0] if rows else None
