@@ -82,8 +82,11 @@ CHECKPOINT_SECONDS = 0.1
 DRIVER_KEY = "guildhall.driver"
 """``session.info`` key of the driver connection a unit of work runs on: the
 sqlite3 one (``sqlite_inline``) or the asyncpg one; ``Prepared`` runs on it."""
-MAX_GROUP = 32
-"""Units of work one SQLite commit may carry at most (see ``_Writer``)."""
+MAX_GROUP = 64
+"""Units of work one SQLite commit may carry at most (see ``_Writer``). Above the
+number of writers usually ready together: a cap below it (it was 32) split the
+writers of one pass of the loop in two groups, and those of the second waited a
+pass longer (at 50 connections, addcoins' p99 fell from 38 to 30 ms at 64)."""
 SAVEPOINT = "guildhall_unit"
 
 
