@@ -41,6 +41,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -90,27 +91,20 @@ pass longer (at 50 connections, addcoins' p99 fell from 38 to 30 ms at 64)."""
 SAVEPOINT = "guildhall_unit"
 
 
+_LONG_NUMBER = re.compile(r"\d{20}")
+
+
 def read_json(text: str) -> Any:
-    """A JSON column's value: orjson reads standard JSON several times faster than the
-    json module (API key scopes are read on every request); what only the json module
-    writes and reads (NaN, Infinity) falls back to it."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
-def write_json(value: Any) -> str:
-    """A JSON column's text, written by orjson, ten times faster than the json module
-    (every change writes its event's payload). Where the two would differ, the json
-    module writes it: orjson refuses integers beyond 64 bits and keys that are not
-    strings, and writes a NaN or an infinity as ``null`` (so a text with ``null`` in
-    it is written again, keeping them as :func:`read_json` reads them back)."""
-    try:
-        text = orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value)
-    return json.dumps(value) if b"null" in text else text.decode()
+    """A JSON column's value: orjson reads standard JSON several times faster than the json
+    module (API key scopes are read on every request). What only the json module reads
+    exactly falls back to it: NaN and Infinity, which it writes, and integers beyond 64
+    bits, which orjson would turn into floats (any run of 20 digits sends the text there)."""
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def _sqlite_engine(url: str, *, begin: str, read_only: bool = False) -> AsyncEngine:
@@ -126,7 +120,6 @@ def _sqlite_engine(url: str, *, begin: str, read_only: bool = False) -> AsyncEng
         url,
         poolclass=NullPool,
         async_creator=lambda: sqlite_inline.connect(path),
-        json_serializer=write_json,
         json_deserializer=read_json,
     )
 
@@ -485,36 +478,64 @@ class _Checkpointer:
     readers nor the writer; the next write transaction then starts the log
     over, so it seldom reaches SQLite's threshold. That threshold stays as the
     backstop, and is all a CLI command needs (the last connection to close a
-    database checkpoints it). Nothing written since the last pass, no thread.
+    database checkpoints it). Nothing committed since a pass that copied it
+    all, no thread.
     """
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._log = f"{path}-wal"
-        self._seen: tuple[int, int] | None = None  # the log's (size, mtime) at the last pass
+        # SQLite's count of commits by other connections, when a pass last copied them all.
+        self._copied: int | None = None
+        self._failing = False
         self._connection: sqlite3.Connection | None = None
         self._closed = False
         self._lock = threading.Lock()  # close() waits for a pass in progress
 
     async def run_once(self) -> None:
+        if self._lock.locked():  # a pass left running by a cancelled call
+            return
         try:
-            stat = os.stat(self._log)
-        except FileNotFoundError:
-            return
-        if (stat.st_size, stat.st_mtime_ns) == self._seen:
-            return
-        await asyncio.to_thread(self._checkpoint)
-        self._seen = (stat.st_size, stat.st_mtime_ns)
-
-    def _checkpoint(self) -> None:
-        with self._lock:
-            if self._closed:
+            version = self._data_version()
+            if version is None or version == self._copied:
                 return
-            if self._connection is None:
-                self._connection = sqlite3.connect(
-                    self._path, isolation_level=None, check_same_thread=False
-                )
-            self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            copied_all = await asyncio.to_thread(self._checkpoint)
+        except sqlite3.Error as error:
+            if not self._failing:  # once, not ten times a second
+                logger.warning("checkpointing %s failed: %s; will keep trying", self._path, error)
+            self._failing = True
+            return
+        self._failing = False
+        # A pass copies only up to the oldest snapshot still being read, and
+        # another process's pass can hold it off: then the next pass tries again
+        # even if nothing new was committed.
+        if copied_all:
+            self._copied = version
+
+    def _open(self) -> sqlite3.Connection | None:
+        """The pass's own connection; None once closed, or while there is no database
+        file yet (connecting would create an empty one)."""
+        if self._connection is None and not self._closed and os.path.exists(self._path):
+            self._connection = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False
+            )
+        return self._connection
+
+    def _data_version(self) -> int | None:
+        """Changes whenever another connection commits (a few µs: no thread)."""
+        with self._lock:
+            connection = self._open()
+            if connection is None:
+                return None
+            return connection.execute("PRAGMA data_version").fetchone()[0]
+
+    def _checkpoint(self) -> bool:
+        """One PASSIVE checkpoint; True if it copied the whole log."""
+        with self._lock:
+            connection = self._open()
+            if connection is None:
+                return False
+            busy, in_log, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return busy == 0 and in_log == copied
 
     def close(self) -> None:
         with self._lock:
@@ -614,7 +635,6 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 pool_recycle=3600,
-                json_serializer=write_json,
             )
             event.listen(self.write_engine.sync_engine.pool, "checkout", _drop_closed)
             self.read_engine = self.write_engine
