@@ -9,7 +9,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import asyncpg
@@ -383,6 +383,17 @@ async def test_sqlite_writers_that_give_up_waiting_leave_the_lock_to_the_one_wri
     assert keys == {"theirs", "mine"}
 
 
+def _file_of(url: str) -> Path:
+    return Path(url.removeprefix("sqlite+aiosqlite:///"))
+
+
+async def _insert_scratch(database: Database, keys: Iterable[str]) -> None:
+    """One row per key, each committed by a unit of work of its own."""
+    for key in keys:
+        async with database.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
+
+
 def _rows_in_the_file_alone(database_file: Path, copy: Path) -> int:
     """Rows a copy of the database file holds without its write-ahead log (what a
     backup tool that copies only ``guildhall.db`` would get)."""
@@ -396,12 +407,10 @@ async def test_sqlite_a_serving_process_copies_commits_into_the_database_file(
 ) -> None:
     """SQLite leaves commits in its write-ahead log until a checkpoint; a serving
     process checkpoints in the background every ``CHECKPOINT_SECONDS``."""
-    database_file = Path(sqlite_runtime_url.removeprefix("sqlite+aiosqlite:///"))
+    database_file = _file_of(sqlite_runtime_url)
     runtime = Runtime(load_settings(None, data_dir=str(tmp_path), database_url=sqlite_runtime_url))
     try:
-        for key in range(20):
-            async with runtime.database.unit_of_work() as session:
-                await session.execute(text(f"INSERT INTO scratch (key) VALUES ('{key}')"))
+        await _insert_scratch(runtime.database, map(str, range(20)))
         before = _rows_in_the_file_alone(database_file, tmp_path / "before.db")
         await runtime.start({"heliactyl"})
         after = before
@@ -420,14 +429,12 @@ async def test_sqlite_commits_a_reader_held_back_are_copied_once_it_is_done(
 ) -> None:
     """A checkpoint cannot copy past the snapshot of a read still in progress; the
     next one copies the rest, although nothing new was committed meanwhile."""
-    database_file = Path(sqlite_runtime_url.removeprefix("sqlite+aiosqlite:///"))
+    database_file = _file_of(sqlite_runtime_url)
     database = Database(sqlite_runtime_url)
     try:
         async with database.unit_of_work(write=False) as reading:
             await reading.execute(text("SELECT count(*) FROM scratch"))  # takes a snapshot
-            for key in range(10):
-                async with database.unit_of_work() as session:
-                    await session.execute(text(f"INSERT INTO scratch (key) VALUES ('{key}')"))
+            await _insert_scratch(database, map(str, range(10)))
             await database.checkpoint()
             held_back = _rows_in_the_file_alone(database_file, tmp_path / "held.db")
         await database.checkpoint()
@@ -443,18 +450,13 @@ async def test_sqlite_the_log_starts_over_after_each_checkpoint(
 ) -> None:
     """Checkpointed, the write-ahead log is reused from its start instead of growing."""
     copy = tmp_path / "unchecked.db"
-    shutil.copyfile(Path(sqlite_runtime_url.removeprefix("sqlite+aiosqlite:///")), copy)
+    shutil.copyfile(_file_of(sqlite_runtime_url), copy)
 
     async def log_size_after_writes(url: str, *, checkpoint: bool) -> int:
         database = Database(url)
         try:
             for batch in range(15):
-                for index in range(20):
-                    async with database.unit_of_work() as session:
-                        await session.execute(
-                            text("INSERT INTO scratch (key) VALUES (:key)"),
-                            {"key": f"{batch}-{index}-" + "x" * 1000},
-                        )
+                await _insert_scratch(database, (f"{batch}-{i}-" + "x" * 1000 for i in range(20)))
                 if checkpoint:
                     await database.checkpoint()
             return os.stat(f"{make_url(url).database}-wal").st_size
