@@ -25,6 +25,8 @@ that ran only prepared statements never wakes SQLAlchemy.
 
 Writes on SQLite are committed in groups (:class:`_Writer`): a commit costs
 about as much as a whole small write, so writers that run together share one.
+A serving process copies SQLite's write-ahead log into the database file from
+a thread (:class:`_Checkpointer`), not inside a commit on the event loop.
 
 On PostgreSQL both pools are one engine. A unit of work takes a pooled
 connection and begins and ends its transaction on asyncpg itself, so
