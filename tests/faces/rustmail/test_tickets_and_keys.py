@@ -106,11 +106,12 @@ async def test_keys_that_may_not_create(
     read_only = (await _key(admin, "read:tickets"))["key"]
     revoked = await _key(admin, "write:tickets")
     deleted = await _key(admin, "write:tickets")
-    past = int((datetime.now(UTC) + timedelta(seconds=1)).timestamp())
-    expiring = await _key(admin, "write:tickets", expires_at=past)
+    # Whole seconds, far enough ahead that a slow machine still creates it in time.
+    soon = int((datetime.now(UTC) + timedelta(seconds=3)).timestamp())
+    expiring = await _key(admin, "write:tickets", expires_at=soon)
     await admin.post(f"/api/apikeys/{revoked['id']}/revoke")
     await admin.delete(f"/api/apikeys/{deleted['id']}")
-    await asyncio.sleep(1.1)
+    await asyncio.sleep(max(0.0, soon - datetime.now(UTC).timestamp()) + 0.1)
     cases = {
         None: 401,
         "wrong_prefix_" + "0" * 64: 401,
