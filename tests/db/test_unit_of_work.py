@@ -15,7 +15,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from guildhall.config import load_settings
@@ -459,7 +458,7 @@ async def test_sqlite_the_log_starts_over_after_each_checkpoint(
                 await _insert_scratch(database, (f"{batch}-{i}-" + "x" * 1000 for i in range(20)))
                 if checkpoint:
                     await database.checkpoint()
-            return os.stat(f"{make_url(url).database}-wal").st_size
+            return os.stat(f"{_file_of(url)}-wal").st_size
         finally:
             await database.dispose()
 
