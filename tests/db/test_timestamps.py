@@ -83,3 +83,35 @@ async def test_a_naive_timestamp_is_refused_and_nothing_is_stored(database_url: 
     finally:
         await database.dispose()
     assert count == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("2026-03-03 19:32:03", datetime(2026, 3, 3, 19, 32, 3, tzinfo=UTC)),
+        ("2026-03-03 19:32:03.250000", datetime(2026, 3, 3, 19, 32, 3, 250000, tzinfo=UTC)),
+        ("2026-03-04T01:02:03+05:30", datetime(2026, 3, 3, 19, 32, 3, tzinfo=UTC)),
+    ],
+)
+async def test_sqlite_text_written_by_other_tools_reads_as_utc(
+    sqlite_template: Path, tmp_path: Path, text: str, moment: datetime
+) -> None:
+    """Rows an operator edited with the sqlite3 shell: without microseconds, or with
+    an offset of their own, they still come back as the aware UTC moment they name."""
+    path = tmp_path / "guildhall.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        (row_id,) = await _store(database, datetime(2020, 1, 1, tzinfo=UTC))
+        with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+            connection.execute(
+                "UPDATE event_outbox SET created_at = ? WHERE id = ?", (text, row_id)
+            )
+        async with database.unit_of_work(write=False) as session:
+            back = await session.scalar(
+                select(OutboxEvent.created_at).where(OutboxEvent.id == row_id)
+            )
+    finally:
+        await database.dispose()
+    assert back == moment
+    assert back.tzinfo is UTC

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.type_api import _BindProcessorType
+from sqlalchemy.sql.type_api import _BindProcessorType, _ResultProcessorType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -61,6 +61,22 @@ def _sqlite_text(value: datetime | None) -> str | None:
     )
 
 
+def _from_sqlite_text(value: str | None) -> datetime | None:
+    """The aware UTC moment of a stored text, read in one C call: about 0.2 µs where
+    SQLAlchemy's parser followed by ``replace(tzinfo=UTC)`` takes 1.2, and a page of
+    members reads two a row. Text that already names an offset (written by another
+    tool) is converted to UTC instead."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise
+        return parsed.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always aware UTC going in and coming out."""
 
@@ -74,6 +90,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return _sqlite_text
         return super().bind_processor(dialect)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> _ResultProcessorType[datetime] | None:
+        if dialect.name == "sqlite":
+            return _from_sqlite_text
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
