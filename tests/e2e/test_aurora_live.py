@@ -130,8 +130,10 @@ async def test_an_idle_connection_is_closed(served: Served) -> None:
         assert 1.2 < time.monotonic() - began < 4
 
 
-async def test_another_sites_page_cannot_open_the_keyless_feed(served: Served) -> None:
-    assert await _handshake_status(served, Origin="http://evil.example") == 403
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://[::1", "http://[zz]"])
+async def test_another_sites_page_cannot_open_the_keyless_feed(served: Served, origin: str) -> None:
+    """Also when the Origin is garbage that a URL parser refuses: 403, not 500."""
+    assert await _handshake_status(served, Origin=origin) == 403
     async with connect(_ws_url(served), origin="http://127.0.0.1:3000") as ws:
         await _next(ws, "STATS_UPDATE")
 

@@ -4,14 +4,17 @@ whose Redis is down. Each gets a clear answer in the face's format, never a 500.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
 
+from guildhall.core.economy import service as economy
 from guildhall.faces import FACES
 from guildhall.faces.common.body import MAX_JSON_DEPTH
 from guildhall.ratelimit import RateLimiter, counter_for
 from guildhall.runtime import Runtime
+from tests.conftest import make_account, make_key
 from tests.faces.rustmail.conftest import logged_in
 
 
@@ -163,6 +166,9 @@ async def test_aurora_multipart_item_data_nested_too_deep_is_refused(runtime: Ru
         ("127.0.0.1:8000", True),
         ("localhost:3000", True),
         ("[::1]:3000", True),
+        ("[::1", False),  # no closing bracket: a URL parser raises on it
+        ("[zz]:3000", False),
+        ("attacker.example@127.0.0.1:3000", False),
     ],
 )
 async def test_keyless_faces_answer_only_requests_addressed_to_this_machine(
@@ -184,3 +190,106 @@ async def test_keyless_faces_answer_only_requests_addressed_to_this_machine(
         assert response.status_code == 403
         assert "other sites" in response.text
         assert "pairingCode" not in response.text
+
+
+@pytest.mark.parametrize("face", ["aurora", "ld7"])
+@pytest.mark.parametrize(
+    "origins",
+    [
+        ["http://[::1"],
+        ["http://[zz]:3000"],
+        ["http://attacker.example@127.0.0.1:3000"],
+        ["http://127.0.0.1:3000", "http://attacker.example"],
+    ],
+)
+async def test_keyless_faces_refuse_garbage_or_repeated_origins(
+    runtime: Runtime, face: str, origins: list[str]
+) -> None:
+    """Each in the face's own 403, never a 500 from a URL parser; of two Origin headers
+    neither is trusted, whichever one a proxy on the way would have read."""
+    path = "/api/settings" if face == "aurora" else "/api/sessions"
+    async with client(runtime, face) as api:
+        response = await api.post(
+            path,
+            json={"userId": "bot_1", "phoneNumber": "1234567890", "prefix": "?"},
+            headers=[("Origin", origin) for origin in origins],
+        )
+        assert response.status_code == 403, response.text
+        assert "other sites" in response.text
+        if face == "aurora":
+            assert (await api.get("/api/settings")).json()["prefix"] == "!"
+        else:
+            assert (await api.get("/api/sessions/bot_1")).status_code == 404
+
+
+async def _hang_up_mid_body(
+    app: Any, path: str, headers: dict[str, str], first_part: bytes
+) -> list[dict[str, Any]]:
+    """What the app sends to a client that sent the headers and part of the body, then
+    hung up (uvicorn reports broken chunked encoding the same way). Raises what the
+    app lets escape, which a server would log as a traceback."""
+    incoming: list[dict[str, Any]] = [
+        {"type": "http.request", "body": first_part, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8081),
+    }
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize(
+    ("content_type", "first_part"),
+    [
+        ("application/json", b'{"id":"123456789","coins":5'),
+        ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="id"'),
+    ],
+)
+async def test_a_client_that_hangs_up_mid_body_changes_nothing_and_logs_no_traceback(
+    runtime: Runtime, content_type: str, first_part: bytes
+) -> None:
+    user = await make_account(runtime, "user123", discord="123456789")
+    key = await make_key(runtime, "heliactyl")
+    sent = await _hang_up_mid_body(
+        FACES["heliactyl"](runtime),
+        "/api/v3/addcoins",
+        {"Authorization": f"Bearer {key}", "Content-Type": content_type, "Content-Length": "99"},
+        first_part,
+    )
+    (start,) = [message for message in sent if message["type"] == "http.response.start"]
+    assert start["status"] != 500
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, user.id) == 0
+
+
+async def test_an_aurora_upload_cut_short_stores_nothing(runtime: Runtime) -> None:
+    sent = await _hang_up_mid_body(
+        FACES["aurora"](runtime),
+        "/api/items",
+        {"Content-Type": "multipart/form-data; boundary=x", "Host": "127.0.0.1:3000"},
+        b'--x\r\nContent-Disposition: form-data; name="data"\r\n\r\n{"name":"Potion"',
+    )
+    (start,) = [message for message in sent if message["type"] == "http.response.start"]
+    assert start["status"] == 400
+    async with client(runtime, "aurora") as api:
+        assert "Potion" not in (await api.get("/api/items")).text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import httpx
 import pytest
@@ -126,6 +127,16 @@ async def test_icon_upload_replaces_the_image(aurora: httpx.AsyncClient) -> None
     assert (await aurora.get(f"/assets/items/{item['id']}.gif")).status_code == 404
 
 
+def _dds_of_unknown_pixel_format() -> bytes:
+    """A DirectDraw Surface header whose pixel format flags Pillow has no decoder for:
+    opening it raised NotImplementedError, which once escaped as a 500."""
+    header = bytearray(128)
+    header[0:4] = b"DDS "
+    struct.pack_into("<IIII", header, 4, 124, 0x100F, 16, 16)  # size, flags, height, width
+    struct.pack_into("<II", header, 76, 32, 0x4000)  # pixel format: size, flags
+    return bytes(header) + bytes(256)
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [
@@ -133,6 +144,8 @@ async def test_icon_upload_replaces_the_image(aurora: httpx.AsyncClient) -> None
         ("cut.png", image_bytes("PNG", (64, 64))[:60]),
         ("empty.png", b""),
         ("picture.bmp", image_bytes("BMP")),
+        ("picture.tiff", image_bytes("TIFF")),
+        ("texture.png", _dds_of_unknown_pixel_format()),
     ],
 )
 async def test_fake_or_broken_images_are_refused_and_nothing_is_stored(

@@ -11,7 +11,7 @@ import orjson
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 MAX_BODY_BYTES = 1_000_000
 MAX_JSON_DEPTH = 32
@@ -104,15 +104,30 @@ def json_object(
     return body
 
 
-async def _read(request: Request, limit: int) -> Any:
+async def _whole_body(request: Request, limit: int) -> bytes | None:
+    """The body in full, or None when it is over ``limit`` bytes or never arrived whole.
+
+    A client that hangs up mid-body, or sends broken chunked encoding, makes
+    Starlette raise ``ClientDisconnect``. It is answered as a malformed body: nobody
+    hears the answer, the request changes nothing, and the log gets no traceback.
+    """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return MALFORMED
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return None
+    return b"".join(chunks)
+
+
+async def _read(request: Request, limit: int) -> Any:
+    raw = await _whole_body(request, limit)
+    if raw is None:
+        return MALFORMED
     if not raw.strip():
         return ABSENT
     try:
@@ -143,15 +158,11 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> Form | Unr
 
 
 async def _read_form(request: Request, limit: int) -> Form | Unreadable:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return MALFORMED
-        chunks.append(chunk)
+    raw = await _whole_body(request, limit)
+    if raw is None:
+        return MALFORMED
     # Starlette parses from the cached body, so the limit above holds for files too.
-    request._body = b"".join(chunks)
+    request._body = raw
     try:
         parsed = await request.form(max_files=4, max_fields=20, max_part_size=limit)
     except (HTTPException, MultiPartException):

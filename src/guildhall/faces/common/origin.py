@@ -37,13 +37,31 @@ def _is_loopback_name(host: str) -> bool:
         return False
 
 
+def _names_loopback(url: str) -> bool:
+    """Whether a URL's host is this machine. Garbage is not: an unclosed ``[`` or
+    a bracketed name that is no address (``urlsplit`` raises), and credentials
+    before the host (``http://evil.example@127.0.0.1``), which no browser sends."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        return False
+    return "@" not in parts.netloc and _is_loopback_name(hostname or "")
+
+
 def is_local_origin(origin: str) -> bool:
-    return _is_loopback_name(urlsplit(origin).hostname or "")
+    return _names_loopback(origin)
 
 
 def is_local_host(host: str) -> bool:
     """A ``Host`` header (``name[:port]``) naming this machine."""
-    return _is_loopback_name(urlsplit(f"//{host}").hostname or "")
+    return _names_loopback(f"//{host}")
+
+
+def _all_local(values: list[str], is_local: Callable[[str], bool]) -> bool:
+    """At most one header, naming this machine: a repeated one is refused rather than
+    trusting whichever copy some proxy on the way would read."""
+    return len(values) <= 1 and all(is_local(value) for value in values)
 
 
 def origin_of(url: str) -> str:
@@ -60,9 +78,9 @@ class LocalOriginGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             headers = Headers(scope=scope)
-            origin, host = headers.get("origin"), headers.get("host")
-            if (origin is not None and not is_local_origin(origin)) or (
-                host is not None and not is_local_host(host)
+            if not (
+                _all_local(headers.getlist("origin"), is_local_origin)
+                and _all_local(headers.getlist("host"), is_local_host)
             ):
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
