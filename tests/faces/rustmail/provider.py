@@ -30,15 +30,15 @@ CLIENT_SECRET = "provider-secret-for-tests"
 @dataclass
 class Provider:
     port: int
-    person: dict[str, str] = field(
+    person: dict[str, object] = field(
         default_factory=lambda: {
             "id": "555000111222333444",
             "username": "staffer",
             "avatar": "a1b2c3",
         }
     )
-    codes: dict[str, dict[str, str]] = field(default_factory=dict)
-    tokens: dict[str, dict[str, str]] = field(default_factory=dict)
+    codes: dict[str, dict[str, object]] = field(default_factory=dict)
+    tokens: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def base(self) -> str:

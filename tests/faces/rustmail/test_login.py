@@ -75,6 +75,28 @@ async def test_the_whole_login_round_trip(make_runtime: Callable[..., Runtime]) 
     assert token is not None and token not in stored and len(stored) == 1  # only its hash
 
 
+@pytest.mark.parametrize(
+    ("username", "avatar"),
+    [({"b": 2}, {"b": 2}), ("   ", "\u0000../../x"), (None, "a1b2c3.png?x=1")],
+)
+async def test_odd_names_and_avatars_from_the_provider_are_not_stored(
+    make_runtime: Callable[..., Runtime], username: object, avatar: object
+) -> None:
+    """The avatar goes into a CDN path: only a hash is kept, the default avatar shows
+    otherwise; a name that is not text becomes the person's id."""
+    async with running_provider() as provider:
+        provider.person = {"id": "555000111222333444", "username": username, "avatar": avatar}
+        runtime = _runtime(make_runtime, provider)
+        async with client_for(runtime) as panel:
+            back = await panel.get(await _through_provider(await _start(panel)))
+            assert back.status_code == 302
+            shown = (await panel.get("/api/user/avatar")).json()["avatar_url"]
+    assert shown == "https://cdn.discordapp.com/embed/avatars/0.png"  # the id modulo 6
+    async with runtime.database.unit_of_work(write=False) as session:
+        account = await accounts.require_by_identity(session, "555000111222333444")
+    assert account.username == "555000111222333444"
+
+
 async def test_forged_reused_foreign_and_missing_states_are_400(
     make_runtime: Callable[..., Runtime],
 ) -> None:

@@ -7,10 +7,16 @@ and then dropped: it is never stored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
+
+AVATAR_HASH = re.compile(r"[A-Za-z0-9_]{1,64}")
+"""Discord's avatar hashes (hex, ``a_`` before an animated one), which the panel puts
+in a CDN path: anything else is dropped rather than placed in that URL."""
 
 
 class ProviderError(Exception):
@@ -75,8 +81,17 @@ class OAuthProvider:
         subject = str(info.get("id", "")) if isinstance(info, dict) else ""
         if not (subject.isascii() and subject.isdecimal() and len(subject) <= 20):
             raise ProviderError("the provider did not say who logged in")
-        return Identity(
-            id=subject,
-            username=str(info.get("username") or info["id"])[:64],
-            avatar=str(info["avatar"])[:64] if info.get("avatar") else None,
-        )
+        return Identity(id=subject, username=_username(info, subject), avatar=_avatar(info))
+
+
+def _username(info: dict[str, Any], subject: str) -> str:
+    """The provider's name for the person, or their id when it sent no usable text."""
+    name = info.get("username")
+    if isinstance(name, str) and name.strip():
+        return name.strip()[:64]
+    return subject
+
+
+def _avatar(info: dict[str, Any]) -> str | None:
+    avatar = info.get("avatar")
+    return avatar if isinstance(avatar, str) and AVATAR_HASH.fullmatch(avatar) else None
