@@ -166,6 +166,9 @@ async def test_bad_tokens_are_401(
         "account id too large for the database": "Bearer "
         + _forge({**claims, "sub": "9" * 20}, signing_key(runtime)),
         "sub not digits": "Bearer " + _forge({**claims, "sub": "²"}, signing_key(runtime)),
+        # Equal to the account's token version 0 in Python, but not the version we wrote.
+        "version false": "Bearer " + _forge({**claims, "ver": False}, signing_key(runtime)),
+        "version 0.0": "Bearer " + _forge({**claims, "ver": 0.0}, signing_key(runtime)),
         "basic scheme": f"Basic {good}",
     }
     for name, header_value in candidates.items():

@@ -81,7 +81,9 @@ async def authenticate(request: Request, session: AsyncSession) -> Actor:
         raise unauthorized("Invalid or expired token")
     account_id = int(claims["sub"])
     account = await passwords.credentials(session, account_id)
-    if account is None or account.token_version != claims["ver"]:
+    # ``type() is int``: False and 0.0 equal a version 0 in Python but are not ours.
+    version = claims["ver"]
+    if account is None or type(version) is not int or account.token_version != version:
         raise unauthorized("Invalid or expired token")
     await refuse_banned(session, account_id)
     return Actor("account", f"account #{account_id}", account_id)
