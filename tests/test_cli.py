@@ -75,6 +75,11 @@ def test_users_create_prints_the_id_and_link_adds_identities(
         (("users", "link", "nobody", "--discord", "5"), "no account has the id 'nobody'"),
         (("users", "link", "alice"), "name an identity to link"),
         (("users", "link", "²", "--discord", "5"), "no account has the id '²'"),
+        (
+            ("users", "create", "--username", "dave", "--discord", "²"),
+            "discord id is 1 to 32 digits",
+        ),
+        (("users", "link", "alice", "--discord", "dave#1234"), "discord id is 1 to 32 digits"),
         (("keys", "revoke", "99"), "no API key has the id 99"),
         (("keys", "create", "--name", "x", "--scope", "bad scope!"), "is not a valid scope"),
         (

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.models import Account, Identity, Provider, Role
 from guildhall.core.actor import Actor
-from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.prepared import Prepared, Row
 from guildhall.events import audit
 
@@ -119,6 +119,10 @@ async def view(session: AsyncSession, account_id: int) -> AccountView:
 MAX_SUBJECT = 191
 
 
+MAX_DISCORD_ID = 32
+"""The longest Discord id the faces accept (snowflakes have up to 20 digits today)."""
+
+
 def _plausible_subject(subject: str) -> bool:
     # Longer than any stored id, or with a NUL (which PostgreSQL refuses in
     # text): no account can have it, so do not ask the database.
@@ -191,6 +195,12 @@ async def resolve(session: AsyncSession, reference: str) -> AccountRef:
 async def _check_identity_free(session: AsyncSession, provider: Provider, subject: str) -> None:
     if not _plausible_subject(subject):
         raise Invalid(f"a {provider} id must be 1 to 191 characters", field=provider.value)
+    # Every face looks a Discord user up by a snowflake of ASCII digits; an id of
+    # anything else could never be found again.
+    if provider is Provider.DISCORD and not is_digits(subject, MAX_DISCORD_ID):
+        raise Invalid(
+            f"a discord id is 1 to {MAX_DISCORD_ID} digits, not {subject!r}", field="discord"
+        )
     taken = await session.scalar(
         select(Identity.account_id).where(
             Identity.provider == provider.value, Identity.subject == subject
