@@ -18,11 +18,24 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
 
 
 async def flush_unless_duplicate(session: AsyncSession) -> bool:
-    """Flush pending changes in a savepoint; False (and they are undone) when a unique
-    constraint refuses them, as it does when a concurrent transaction got there first."""
+    """Flush pending changes; False when a unique constraint refuses them, as it does
+    when a concurrent transaction got there first.
+
+    After False the transaction is spoiled (PostgreSQL aborts it), so the caller
+    raises. A savepoint would not help: ``begin_nested`` flushes what is pending
+    before it opens one. To create a row another request may be creating, use
+    :func:`insert_ignore` and read it back instead.
+    """
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except IntegrityError:
         return False
     return True
+
+
+KEEP_ROW: dict[str, bool] = {"key_share": True}
+"""``with_for_update`` for a row this transaction is about to refer to (an item
+given to someone, a class assigned): ``FOR KEY SHARE`` on PostgreSQL, so a
+concurrent delete waits for the commit, or, if it came first, the read finds the
+row gone and the caller answers "not found" instead of breaking a foreign key.
+SQLite runs writers one at a time and needs no lock."""

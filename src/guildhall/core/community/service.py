@@ -34,7 +34,7 @@ from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
-from guildhall.db.sql import flush_unless_duplicate
+from guildhall.db.sql import KEEP_ROW, flush_unless_duplicate, insert_ignore
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -205,14 +205,12 @@ async def members(
 
 
 async def _profile(session: AsyncSession, account_id: int) -> Profile:
+    """The member's profile, locked; made first if they have none (a concurrent
+    request may be making it too, so the insert gives way to theirs)."""
     profile = await session.get(Profile, account_id, with_for_update=True)
     if profile is None:
-        session.add(
-            Profile(
-                account_id=account_id, xp=0, level=0, daily_streak=0, is_active=True, settings={}
-            )
-        )
-        await flush_unless_duplicate(session)  # a concurrent request may have made it
+        # The columns' defaults fill the rest: no xp, level 0, active, no settings.
+        await insert_ignore(session, Profile.__table__, {"account_id": account_id})
         profile = await session.get(
             Profile, account_id, with_for_update=True, populate_existing=True
         )
@@ -269,7 +267,10 @@ async def update_member(
     }
     profile_changes = {name: value for name, value in fields.items() if value is not None}
     if change.class_given:
-        if change.class_id is not None and await session.get(GuildClass, change.class_id) is None:
+        if (
+            change.class_id is not None
+            and await session.get(GuildClass, change.class_id, with_for_update=KEEP_ROW) is None
+        ):
             raise NotFound(f"class {change.class_id} does not exist", code="class_not_found")
         profile_changes["class_id"] = change.class_id
     if profile_changes:
@@ -570,9 +571,12 @@ async def merge_settings(
     """Deep-merge ``update`` into the stored document, after checking the known keys' types."""
     _check_types(update, document.defaults, "")
     row = await session.get(BotSettings, document.id, with_for_update=True)
-    if row is None:
-        row = BotSettings(id=document.id, document={})
-        session.add(row)
+    if row is None:  # the first change ever: the row is made here, maybe by two at once
+        await insert_ignore(session, BotSettings.__table__, {"id": document.id, "document": {}})
+        row = await session.get(
+            BotSettings, document.id, with_for_update=True, populate_existing=True
+        )
+        assert row is not None
     row.document = deep_merge(row.document or {}, update)
     row.updated_at = utcnow()
     await session.flush()

@@ -30,7 +30,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.db.base import utcnow
-from guildhall.db.sql import flush_unless_duplicate
+from guildhall.db.sql import KEEP_ROW, flush_unless_duplicate
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -123,7 +123,8 @@ async def _name_free(session: AsyncSession, name: str, except_id: int | None = N
         raise Conflict(f"an item named {name!r} already exists", code="duplicate_name")
 
 
-async def get(session: AsyncSession, item_id: int, *, lock: bool = False) -> Item:
+async def get(session: AsyncSession, item_id: int, *, lock: bool | dict[str, bool] = False) -> Item:
+    """The item; ``lock`` is passed to ``with_for_update`` (True, or ``KEEP_ROW``)."""
     item = await session.get(Item, item_id, with_for_update=lock)
     if item is None:
         raise NotFound(f"item {item_id} does not exist", code="item_not_found")
@@ -319,7 +320,7 @@ async def add(
     """Add to what the owner holds; the new quantity."""
     if not 1 <= quantity <= MAX_QUANTITY:
         raise Invalid("quantity must be a positive whole number", field="quantity")
-    item = await get(session, item_id)
+    item = await get(session, item_id, lock=KEEP_ROW)  # not deleted before the upsert
     dialect = session.bind.dialect.name
     values = {
         "account_id": owner.id,
