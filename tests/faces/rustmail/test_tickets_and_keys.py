@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from guildhall.core.community import service as community
 from guildhall.runtime import Runtime
-from tests.conftest import make_key
+from tests.conftest import TEST_ACTOR, make_key
 from tests.faces.rustmail.conftest import MEMBER, client_for
 
 CREATE = "/api/externals/tickets/create"
@@ -98,6 +99,27 @@ async def test_50_concurrent_creates_for_one_user_open_one_ticket(
         )
     assert sorted(r.status_code for r in responses) == [200] + [409] * 49
     assert (await admin.get("/api/bot/tickets")).json()["total"] == 1
+
+
+async def test_the_first_tickets_of_a_new_server_open_at_once(
+    rt: Runtime, admin: httpx.AsyncClient
+) -> None:
+    """Each ticket takes a channel number from the bot's state row, which the first
+    ticket ever creates: ten at once on a new database all open, each its own channel."""
+    members = [f"70000000000000000{n}" for n in range(10)]
+    async with rt.database.unit_of_work() as session:
+        for number, discord_id in enumerate(members):
+            await community.put_member(session, discord_id, f"seeker{number}", [], TEST_ACTOR)
+    key = (await _key(admin, "write:tickets"))["key"]
+    async with client_for(rt) as external:
+        responses = await asyncio.gather(
+            *(
+                external.post(CREATE, json={"discord_id": member}, headers={"X-API-Key": key})
+                for member in members
+            )
+        )
+    assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
+    assert len({r.json()["channel_id"] for r in responses}) == 10
 
 
 async def test_keys_that_may_not_create(
