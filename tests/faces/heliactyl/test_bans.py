@@ -8,10 +8,12 @@ an object", "id must be a string", "invalid id".
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.moderation import service as moderation
@@ -112,3 +114,28 @@ async def test_a_malformed_expiry_is_refused_and_bans_nobody(
     assert response.json() == {"status": status}
     assert await _active(runtime, user.id) is None
     assert await snapshot(runtime, user.id) == before
+
+
+async def test_concurrent_bans_leave_one_ban_in_force(
+    api: httpx.AsyncClient, runtime: Runtime, user: AccountRef
+) -> None:
+    """Each ban replaces the one before: twenty at once, with different expiries, end
+    with exactly one, so the one in force is not outlived by another."""
+    soon = datetime.now(UTC) + timedelta(days=1)
+    bodies = [
+        {
+            "id": "123456789",
+            "reason": f"spam {n}",
+            "expiration": (soon + timedelta(hours=n)).isoformat(),
+        }
+        for n in range(20)
+    ]
+    responses = await asyncio.gather(*(api.post("/api/v3/ban", json=body) for body in bodies))
+    assert {response.json()["status"] for response in responses} == {"success"}
+    async with runtime.database.unit_of_work(write=False) as session:
+        in_force = await session.scalar(
+            select(func.count())
+            .select_from(Ban)
+            .where(Ban.account_id == user.id, Ban.lifted_at.is_(None))
+        )
+    assert in_force == 1

@@ -34,6 +34,10 @@ async def active_ban(session: AsyncSession, account_id: int) -> Ban | None:
 
 
 async def _lift(session: AsyncSession, account_id: int, actor: Actor, now: datetime) -> int:
+    """Lift the account's bans in force; how many. The account row is locked first,
+    so bans of one account take turns: on PostgreSQL each sees the ban the one
+    before it committed, and lifts it, instead of leaving several in force."""
+    await session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
     result = await session.execute(
         update(Ban)
         .where(Ban.account_id == account_id, _active(now))
