@@ -8,10 +8,12 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +25,9 @@ class Item(Base):
     __table_args__ = (
         CheckConstraint("price >= 0", name="price_not_negative"),
         CheckConstraint("rarity IN ('C', 'R', 'SR', 'SSR')", name="rarity"),
+        # Names are unique whatever their case, as the service checks them: this
+        # decides between two requests that pass the check at the same moment.
+        Index("uq_items_name_lower", func.lower("name"), unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
