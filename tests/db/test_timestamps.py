@@ -91,6 +91,7 @@ async def test_a_naive_timestamp_is_refused_and_nothing_is_stored(database_url: 
         ("2026-03-03 19:32:03", datetime(2026, 3, 3, 19, 32, 3, tzinfo=UTC)),
         ("2026-03-03 19:32:03.250000", datetime(2026, 3, 3, 19, 32, 3, 250000, tzinfo=UTC)),
         ("2026-03-04T01:02:03+05:30", datetime(2026, 3, 3, 19, 32, 3, tzinfo=UTC)),
+        ("2026-03-03", datetime(2026, 3, 3, tzinfo=UTC)),
     ],
 )
 async def test_sqlite_text_written_by_other_tools_reads_as_utc(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 
 import httpx
 import pytest
+from PIL import Image
 
 from guildhall.core.items.service import MAX_IMAGE_BYTES
 from guildhall.runtime import Runtime
@@ -125,6 +127,22 @@ async def test_icon_upload_replaces_the_image(aurora: httpx.AsyncClient) -> None
     assert (await aurora.get(f"/assets/items/{item['id']}.gif")).headers["etag"] != old_etag
     await aurora.delete(f"/api/items/{item['id']}")
     assert (await aurora.get(f"/assets/items/{item['id']}.gif")).status_code == 404
+
+
+async def test_a_multi_picture_jpeg_is_stored_as_a_jpeg(aurora: httpx.AsyncClient) -> None:
+    """Phones and 3D cameras write JPEGs with several pictures, which Pillow opens as
+    "MPO": a JPEG to every browser, so it is kept and served as one."""
+    buffer = io.BytesIO()
+    first, second = (Image.new("RGB", (8, 8), colour) for colour in ("red", "blue"))
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    item = (await aurora.post("/api/items", json=POTION)).json()["item"]
+    response = await aurora.post(
+        f"/api/items/{item['id']}/icon", files={"image": ("pair.jpg", buffer.getvalue())}
+    )
+    assert response.status_code == 200, response.text
+    served = await aurora.get(f"/assets/items/{item['id']}.jpg")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/jpeg"
 
 
 def _dds_of_unknown_pixel_format() -> bytes:

@@ -45,6 +45,9 @@ IMAGE_FORMATS = {
     "GIF": ("gif", "image/gif"),
 }
 _PILLOW_FORMATS = tuple(IMAGE_FORMATS)
+_STORED_AS = {**IMAGE_FORMATS, "MPO": IMAGE_FORMATS["JPEG"]}
+"""What Pillow calls what it opened: a JPEG with several pictures (from phones and
+3D cameras) opens as MPO, and is a JPEG to every browser."""
 ASSET_PREFIX = "/assets/items/"
 FILENAME = re.compile(r"[0-9]{1,18}\.(png|jpg|webp|gif)")
 
@@ -92,7 +95,11 @@ def check_image(data: bytes) -> CheckedImage:
             code="image_invalid",
             field="image",
         ) from None
-    extension, content_type = IMAGE_FORMATS[kind]
+    if kind not in _STORED_AS:  # a plugin Pillow substituted for one of the four
+        raise Invalid(
+            "the image must be PNG, JPEG, WebP or GIF", code="image_invalid", field="image"
+        )
+    extension, content_type = _STORED_AS[kind]
     return CheckedImage(data, extension, content_type)
 
 

@@ -39,14 +39,18 @@ def _is_loopback_name(host: str) -> bool:
 
 def _names_loopback(url: str) -> bool:
     """Whether a URL's host is this machine. Garbage is not: an unclosed ``[`` or
-    a bracketed name that is no address (``urlsplit`` raises), and credentials
-    before the host (``http://evil.example@127.0.0.1``), which no browser sends."""
+    a bracketed name that is no address (``urlsplit`` raises), credentials before
+    the host (``http://evil.example@127.0.0.1``), and two values folded into one
+    header with a comma."""
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
     except ValueError:
         return False
-    return "@" not in parts.netloc and _is_loopback_name(hostname or "")
+    # "@", a comma (two values folded into one header) or a space: no browser's.
+    if any(mark in parts.netloc for mark in "@, \t"):
+        return False
+    return _is_loopback_name(hostname or "")
 
 
 def is_local_origin(origin: str) -> bool:
