@@ -147,7 +147,7 @@ async def test_a_multi_picture_jpeg_is_stored_as_a_jpeg(aurora: httpx.AsyncClien
 
 def _dds_of_unknown_pixel_format() -> bytes:
     """A DirectDraw Surface header whose pixel format flags Pillow has no decoder for:
-    opening it raised NotImplementedError, which once escaped as a 500."""
+    opening it raised Pillow's "unknown pixel format flags" error, once a 500."""
     header = bytearray(128)
     header[0:4] = b"DDS "
     struct.pack_into("<IIII", header, 4, 124, 0x100F, 16, 16)  # size, flags, height, width

@@ -66,7 +66,7 @@ def check_image(data: bytes) -> CheckedImage:
     Pillow is asked for those four formats only, so it never runs the decoder of
     another one on untrusted bytes. Any exception from decoding refuses the image:
     Pillow's decoders raise more kinds than the common ones (a crafted DDS header
-    raises NotImplementedError, a TIFF tag of the wrong type TypeError).
+    raises an "unimplemented pixel format" error, a TIFF tag of the wrong type a TypeError).
     """
     if len(data) > MAX_IMAGE_BYTES:
         raise Invalid("the image is larger than 15 MB", code="image_too_large", field="image")
