@@ -19,8 +19,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from guildhall.config import load_settings
 from guildhall.core.accounts import service as accounts
+from guildhall.core.community.models import GuildClass
 from guildhall.core.economy import service as economy
 from guildhall.db.engine import CHECKPOINT_SECONDS, Database, GroupLost, TransactionAborted
+from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit
 from guildhall.events.models import AuditEntry
 from guildhall.runtime import Runtime
@@ -80,6 +82,32 @@ async def test_a_failing_write_undoes_only_its_own_changes(runtime: Runtime) -> 
     async with runtime.database.unit_of_work(write=False) as session:
         assert await economy.balance_of(session, account.id) == 20
         assert await economy.ledger_sum(session, account.id) == 20
+
+
+async def _found_class(runtime: Runtime, class_id: str) -> None:
+    """Make the class "Warrior" as a service does: a unique constraint decides who wins."""
+    async with runtime.database.unit_of_work() as session:
+        session.add(GuildClass(id=class_id, name="Warrior", balance=0))
+        if not await flush_unless_duplicate(session):
+            raise Refused
+
+
+async def test_a_write_refused_by_a_unique_constraint_spoils_no_other(runtime: Runtime) -> None:
+    """Five try to make the same class beside ten coin writers: one class, four refused,
+    and every coin kept (on SQLite they share one transaction and commit)."""
+    account = await make_account(runtime, "bystander")
+    outcomes = await asyncio.gather(
+        *(_found_class(runtime, f"class{n}") for n in range(5)),
+        *(_add_coin(runtime, account) for _ in range(10)),
+        return_exceptions=True,
+    )
+    assert [type(outcome) for outcome in outcomes[:5]].count(Refused) == 4
+    assert outcomes[5:] == [None] * 10
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 10
+        assert await economy.ledger_sum(session, account.id) == 10
+        classes = list(await session.scalars(select(GuildClass.name)))
+    assert classes == ["Warrior"]
 
 
 async def _create_account(runtime: Runtime, name: str, *, fail: bool = False) -> None:

@@ -27,7 +27,11 @@ async def test_first_updates_of_a_member_all_succeed_and_all_land(
         response.text for response in responses if response.status_code != 200
     ]
     shown = (await aurora.get(f"/api/users/{player.subject}")).json()
-    assert shown["xp"] != "0" and shown["level"] != 0 and shown["dailyStreak"] != 0
+    sent = {field: {n + 1 for n in range(12) if fields[n % 3] == field} for field in fields}
+    # Each field holds one of the values sent for it: none was lost to a later default.
+    assert int(shown["xp"]) in sent["xp"]
+    assert shown["level"] in sent["level"]
+    assert shown["dailyStreak"] in sent["dailyStreak"]
 
 
 async def test_first_settings_changes_all_succeed_and_all_keys_survive(
