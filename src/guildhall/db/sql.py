@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,6 +17,29 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
     await session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
 
 
+Model = TypeVar("Model")
+
+
+async def ensure_row(
+    session: AsyncSession, model: type[Model], values: dict[str, Any], *, lock: bool = True
+) -> Model:
+    """The row of ``model`` whose primary key ``values`` holds, made from ``values`` and
+    the columns' defaults if there is none yet, and locked when ``lock``.
+
+    Two requests may both find none and both insert: the second insert gives way
+    (ON CONFLICT DO NOTHING) and both read the one row back. Flushing an added
+    object would instead spoil the second transaction on PostgreSQL.
+    """
+    table = model.__table__  # type: ignore[attr-defined]
+    key = tuple(values[column.key] for column in table.primary_key)
+    row = await session.get(model, key, with_for_update=lock)
+    if row is None:
+        await insert_ignore(session, table, values)
+        row = await session.get(model, key, with_for_update=lock, populate_existing=True)
+        assert row is not None
+    return row
+
+
 async def flush_unless_duplicate(session: AsyncSession) -> bool:
     """Flush pending changes; False when a unique constraint refuses them, as it does
     when a concurrent transaction got there first.
@@ -24,7 +47,7 @@ async def flush_unless_duplicate(session: AsyncSession) -> bool:
     After False the transaction is spoiled (PostgreSQL aborts it), so the caller
     raises. A savepoint would not help: ``begin_nested`` flushes what is pending
     before it opens one. To create a row another request may be creating, use
-    :func:`insert_ignore` and read it back instead.
+    :func:`ensure_row`.
     """
     try:
         await session.flush()

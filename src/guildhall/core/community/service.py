@@ -34,7 +34,7 @@ from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
-from guildhall.db.sql import KEEP_ROW, flush_unless_duplicate, insert_ignore
+from guildhall.db.sql import KEEP_ROW, ensure_row, flush_unless_duplicate
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -205,17 +205,9 @@ async def members(
 
 
 async def _profile(session: AsyncSession, account_id: int) -> Profile:
-    """The member's profile, locked; made first if they have none (a concurrent
-    request may be making it too, so the insert gives way to theirs)."""
-    profile = await session.get(Profile, account_id, with_for_update=True)
-    if profile is None:
-        # The columns' defaults fill the rest: no xp, level 0, active, no settings.
-        await insert_ignore(session, Profile.__table__, {"account_id": account_id})
-        profile = await session.get(
-            Profile, account_id, with_for_update=True, populate_existing=True
-        )
-        assert profile is not None
-    return profile
+    """The member's profile, locked; made first if they have none (the columns'
+    defaults: no xp, level 0, active, no settings)."""
+    return await ensure_row(session, Profile, {"account_id": account_id})
 
 
 @dataclass
@@ -570,13 +562,7 @@ async def merge_settings(
 ) -> dict[str, Any]:
     """Deep-merge ``update`` into the stored document, after checking the known keys' types."""
     _check_types(update, document.defaults, "")
-    row = await session.get(BotSettings, document.id, with_for_update=True)
-    if row is None:  # the first change ever: the row is made here, maybe by two at once
-        await insert_ignore(session, BotSettings.__table__, {"id": document.id, "document": {}})
-        row = await session.get(
-            BotSettings, document.id, with_for_update=True, populate_existing=True
-        )
-        assert row is not None
+    row = await ensure_row(session, BotSettings, {"id": document.id, "document": {}})
     row.document = deep_merge(row.document or {}, update)
     row.updated_at = utcnow()
     await session.flush()

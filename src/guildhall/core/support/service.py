@@ -28,7 +28,7 @@ from guildhall.core.community import service as community
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.support.models import CLOSED, OPEN, BotState, Ticket
 from guildhall.db.base import utcnow
-from guildhall.db.sql import flush_unless_duplicate, insert_ignore
+from guildhall.db.sql import ensure_row, flush_unless_duplicate
 from guildhall.events import audit
 from guildhall.events.announce import announce
 
@@ -47,16 +47,12 @@ class BotStatus:
 
 
 async def _state(session: AsyncSession, *, lock: bool = False) -> BotState:
-    state = await session.get(BotState, _STATE_ID, with_for_update=lock)
-    if state is None:
-        await insert_ignore(  # another request may be making it too
-            session,
-            BotState.__table__,
-            {"id": _STATE_ID, "online": False, "channel_counter": 0, "guild_count": 1},
-        )
-        state = await session.get(BotState, _STATE_ID, with_for_update=lock, populate_existing=True)
-        assert state is not None
-    return state
+    return await ensure_row(
+        session,
+        BotState,
+        {"id": _STATE_ID, "online": False, "channel_counter": 0, "guild_count": 1},
+        lock=lock,
+    )
 
 
 async def status(session: AsyncSession) -> BotStatus:
