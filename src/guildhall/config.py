@@ -152,7 +152,11 @@ class AuroraFaceSettings(FaceSettings):
 
 
 class RustmailOAuthSettings(_Strict):
-    """The panel's OAuth2 provider: Discord's endpoints unless told otherwise."""
+    """The panel's OAuth2 provider: Discord's endpoints unless told otherwise.
+
+    ``timeout_seconds`` bounds the whole exchange with the provider (the token
+    request and the question who logged in); no transaction is open meanwhile.
+    """
 
     client_id: str = ""
     client_secret: str = ""
@@ -161,6 +165,7 @@ class RustmailOAuthSettings(_Strict):
     token_url: str = "https://discord.com/api/oauth2/token"
     userinfo_url: str = "https://discord.com/api/users/@me"
     scope: str = "identify"
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
 
 
 class RustmailFaceSettings(FaceSettings):

@@ -3,7 +3,8 @@
 It speaks the parts of Discord's OAuth2 a panel login uses: ``/authorize``
 redirects back with a one-time code, ``/token`` trades the code (with the
 client's id and secret) for an access token, ``/users/@me`` says who the
-token belongs to.
+token belongs to. ``token_delay`` makes ``/token`` as slow as a provider
+having a bad day; ``token_requests`` counts the requests that reached it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Provider:
     )
     codes: dict[str, dict[str, object]] = field(default_factory=dict)
     tokens: dict[str, dict[str, object]] = field(default_factory=dict)
+    token_delay: float = 0
+    token_requests: int = 0
 
     @property
     def base(self) -> str:
@@ -64,6 +67,8 @@ class Provider:
         return RedirectResponse(target, status_code=302)
 
     async def token(self, request: Request) -> Response:
+        self.token_requests += 1
+        await asyncio.sleep(self.token_delay)
         expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return JSONResponse({"error": "invalid_client"}, status_code=401)

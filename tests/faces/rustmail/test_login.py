@@ -3,6 +3,9 @@ provider, with a cookie-keeping client; and what the session then allows."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlparse
 
@@ -10,9 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from guildhall.config import Settings
 from guildhall.core.access.panel import PanelSession
 from guildhall.core.accounts import service as accounts
+from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.runtime import Runtime
+from tests.conftest import make_account, make_key
 from tests.faces.rustmail.conftest import client_for
 from tests.faces.rustmail.provider import Provider, running_provider
 
@@ -190,4 +196,80 @@ async def test_a_provider_naming_no_discord_id_is_a_clear_400(
             refused = await panel.get(await _through_provider(await _start(panel)))
             assert refused.status_code == 400
             assert refused.json()["code"] == "OAUTH_ERROR"
+            assert (await panel.get("/api/panel/check")).json()["authenticated"] is False
+
+
+SLOW_LOGINS = 5
+"""More slow logins at once than the PostgreSQL pool below has connections."""
+
+
+async def test_a_slow_provider_holds_no_database_meanwhile(
+    settings: Settings,
+) -> None:
+    """While five logins wait 3 s each for the provider's token, Heliactyl's addcoins
+    (same database, a pool of 3 connections on PostgreSQL) still answers at once."""
+    async with running_provider() as provider:
+        data = settings.model_dump()
+        data["database_pool_size"] = 3
+        data["faces"]["rustmail"]["oauth"] = provider.settings(CALLBACK)
+        data["faces"]["rustmail"]["super_admin_users"] = ["555000111222333444"]
+        runtime = Runtime(Settings(**data))
+        try:
+            await make_account(runtime, "user123", discord="123456789")
+            auth = {"Authorization": f"Bearer {await make_key(runtime, 'heliactyl')}"}
+            transport = httpx.ASGITransport(app=heliactyl_app(runtime))
+            async with contextlib.AsyncExitStack() as stack:
+                heliactyl = await stack.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url="http://h.test", headers=auth)
+                )
+                panels = [
+                    await stack.enter_async_context(client_for(runtime)) for _ in range(SLOW_LOGINS)
+                ]
+                callbacks = [await _through_provider(await _start(panel)) for panel in panels]
+                add = {"id": "123456789", "coins": 1}
+                assert (await heliactyl.post("/api/v3/addcoins", json=add)).json()["status"] == (
+                    "success"
+                )
+
+                provider.token_delay = 3
+                logins = [
+                    asyncio.create_task(panel.get(url))
+                    for panel, url in zip(panels, callbacks, strict=True)
+                ]
+                async with asyncio.timeout(10):
+                    while provider.token_requests < SLOW_LOGINS:
+                        await asyncio.sleep(0.01)
+                for _ in range(3):
+                    started = time.perf_counter()
+                    answer = await heliactyl.post("/api/v3/addcoins", json=add)
+                    elapsed = time.perf_counter() - started
+                    assert answer.json()["status"] == "success"
+                    assert elapsed < 0.1, f"addcoins took {elapsed:.3f} s during slow logins"
+                assert not any(login.done() for login in logins)  # still at the provider
+                done = await asyncio.gather(*logins)
+                assert [response.status_code for response in done] == [302] * SLOW_LOGINS
+                check = (await panels[-1].get("/api/panel/check")).json()
+                assert check == {"authenticated": True, "user_id": "555000111222333444"}
+                info = await heliactyl.get("/api/v3/userinfo", params={"id": "123456789"})
+                assert info.json()["coins"] == 4
+        finally:
+            await runtime.close()
+
+
+async def test_a_provider_slower_than_the_timeout_is_a_clear_400(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    async with running_provider() as provider:
+        runtime = make_runtime(oauth={**provider.settings(CALLBACK), "timeout_seconds": 0.5})
+        async with client_for(runtime) as panel:
+            callback = await _through_provider(await _start(panel))
+            provider.token_delay = 5
+            started = time.perf_counter()
+            refused = await panel.get(callback)
+            assert time.perf_counter() - started < 3
+            assert refused.status_code == 400
+            assert refused.json() == {
+                "error": "Login failed: the provider did not answer within 0.5 seconds",
+                "code": "OAUTH_ERROR",
+            }
             assert (await panel.get("/api/panel/check")).json()["authenticated"] is False

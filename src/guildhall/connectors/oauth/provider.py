@@ -3,10 +3,16 @@
 Authlib builds the authorization URL and the token request (RFC 6749); httpx
 carries them. The provider's access token is used once, to ask who logged in,
 and then dropped: it is never stored.
+
+``timeout`` bounds the whole exchange (both requests together), not each
+read: a provider that trickles its answer still ends the login in time. The
+caller holds no database transaction while it waits (see the Rustmail face's
+callback).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +58,22 @@ class OAuthProvider:
         )
 
     async def identify(self, code: str) -> Identity:
-        """Trade the code for a token, and the token for who the person is."""
+        """Trade the code for a token, and the token for who the person is, within ``timeout``."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                info = await self._ask(code)
+        except TimeoutError:
+            raise ProviderError(
+                f"the provider did not answer within {self.timeout:g} seconds"
+            ) from None
+        # isdecimal() alone takes other scripts' digits ("٣"), isdigit() even "²".
+        subject = str(info.get("id", "")) if isinstance(info, dict) else ""
+        if not (subject.isascii() and subject.isdecimal() and len(subject) <= 20):
+            raise ProviderError("the provider did not say who logged in")
+        return Identity(id=subject, username=_username(info, subject), avatar=_avatar(info))
+
+    async def _ask(self, code: str) -> Any:
+        """The provider's answer to who logged in (unchecked JSON)."""
         body = prepare_token_request(
             "authorization_code", code=code, redirect_uri=self.redirect_url
         )
@@ -74,14 +95,9 @@ class OAuthProvider:
                 user = await client.get(
                     self.userinfo_url, headers={"Authorization": f"Bearer {access_token}"}
                 )
-                info = user.json() if user.is_success else {}
+                return user.json() if user.is_success else {}
             except (httpx.HTTPError, ValueError) as exc:
                 raise ProviderError(f"the provider could not be reached: {exc}") from None
-        # isdecimal() alone takes other scripts' digits ("٣"), isdigit() even "²".
-        subject = str(info.get("id", "")) if isinstance(info, dict) else ""
-        if not (subject.isascii() and subject.isdecimal() and len(subject) <= 20):
-            raise ProviderError("the provider did not say who logged in")
-        return Identity(id=subject, username=_username(info, subject), avatar=_avatar(info))
 
 
 def _username(info: dict[str, Any], subject: str) -> str:

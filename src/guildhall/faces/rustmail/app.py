@@ -2,6 +2,14 @@
 
 Panel routes authenticate by session cookie and check one permission each
 (``auth.needs``); external routes take an API key (``auth.api_key``).
+
+The login callback holds no transaction while the OAuth provider answers (a
+slow provider would otherwise hold SQLite's write lock, or a pooled
+PostgreSQL connection, for as long as it takes): it consumes the login state
+in one short unit of work, asks the provider (within
+``[faces.rustmail.oauth] timeout_seconds``), then opens the session in a new
+one. A state is consumed even when the provider then refuses or fails: like
+the provider's code, it is good for one try.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.origin import SameOriginGuard, origin_of
 from guildhall.faces.common.responses import JSON
-from guildhall.faces.common.session import endpoint, runtime_of
+from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
 from guildhall.faces.rustmail import errors, wire
 from guildhall.faces.rustmail.auth import (
     LOGIN_COOKIE,
@@ -60,6 +68,7 @@ def _provider(request: Request) -> OAuthProvider:
         token_url=oauth.token_url,
         userinfo_url=oauth.userinfo_url,
         scope=oauth.scope,
+        timeout=oauth.timeout_seconds,
     )
 
 
@@ -97,33 +106,37 @@ async def login(request: Request, session: AsyncSession, _caller: Actor) -> Resp
     return response
 
 
-async def callback(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+async def callback(request: Request, _caller: Actor) -> Response:
+    """Three steps, none across another: consume the state, ask the provider, open the session."""
     state = request.query_params.get("state", "")
     code = request.query_params.get("code", "")
     browser = request.cookies.get(LOGIN_COOKIE, "")
     if not state or not browser:
         raise bad_request("Missing login state")
-    try:
-        next_path = await panel.finish_login(session, state, browser)
-    except Invalid:
-        raise bad_request("Invalid or reused login state") from None
-    if not code:
-        raise bad_request("Missing authorization code")
+    database = runtime_of(request).database
+    async with database.unit_of_work() as session:
+        try:
+            next_path = await panel.finish_login(session, state, browser)
+        except Invalid:
+            raise bad_request("Invalid or reused login state") from None
+        if not code:
+            raise bad_request("Missing authorization code")
     try:
         person = await _provider(request).identify(code)
     except ProviderError as exc:
         raise RustmailError(400, "OAUTH_ERROR", f"Login failed: {exc}") from None
-    account = await accounts.ensure_for_identity(
-        session, Provider.DISCORD, person.id, person.username, LOGIN_ACTOR
-    )
     settings = _settings(request)
-    token = await panel.open_session(
-        session,
-        account.id,
-        person.id,
-        person.avatar,
-        timedelta(seconds=settings.session_ttl_seconds),
-    )
+    async with database.unit_of_work() as session:
+        account = await accounts.ensure_for_identity(
+            session, Provider.DISCORD, person.id, person.username, LOGIN_ACTOR
+        )
+        token = await panel.open_session(
+            session,
+            account.id,
+            person.id,
+            person.avatar,
+            timedelta(seconds=settings.session_ttl_seconds),
+        )
     response = RedirectResponse(next_path, status_code=302)
     _cookie(response, request, SESSION_COOKIE, token, settings.session_ttl_seconds)
     response.delete_cookie(LOGIN_COOKIE, path="/")
@@ -335,7 +348,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
     routes = [
         ("/api/auth/login", login, get, public, True),
-        ("/api/auth/callback", callback, get, public, True),
         ("/api/auth/logout", logout, get, public, True),
         ("/api/bot/status", bot_status, get, needs("view_panel"), None),
         ("/api/bot/start", bot_start, post, needs("manage_bot"), None),
@@ -361,6 +373,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check, write in routes:
         app.add_route(path, endpoint(handler, check, write=write), methods=methods)
+    # Its own units of work, none open while the OAuth provider answers.
+    app.add_route("/api/auth/callback", action_endpoint(callback, public), methods=get)
     trusted = clients.parse_networks(runtime.settings.trusted_proxies)
     app.add_middleware(
         SameOriginGuard,
