@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,7 +91,8 @@ def _operator() -> Actor:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}", markup=True)
+    # Escaped: a message may quote a setting ("[webhooks] ..."), which is not markup.
+    err.print(f"[bold red]Error:[/] {escape(message)}", markup=True)
     return typer.Exit(1)
 
 
@@ -585,10 +587,10 @@ def webhooks_add(
 ) -> None:
     """Add an endpoint; prints its id alone, then its signing secret alone on the last line."""
 
-    async def work(runtime: Runtime, session: AsyncSession) -> tuple[int, str]:
-        return await runtime.webhooks.add(session, url, event, _operator())
+    async def work(runtime: Runtime) -> tuple[int, str]:
+        return await runtime.webhooks.add(url, event, _operator())
 
-    endpoint_id, secret = _transact(config, work)
+    endpoint_id, secret = _run(_with_runtime(_settings(config), work))
     err.print(f"Webhook #{endpoint_id} added. Its signing secret is shown once; keep it.")
     out.print(endpoint_id)
     out.print(secret)

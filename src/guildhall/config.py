@@ -214,13 +214,18 @@ class HostingSettings(_Strict):
 
 
 class WebhookSettings(_Strict):
-    """How signed event deliveries are sent and retried."""
+    """How signed event deliveries are sent and retried, and where they may go.
+
+    ``allow_private_targets`` lets endpoints be loopback, private, link-local
+    or other non-public addresses (see ``guildhall.events.targets``).
+    """
 
     timeout_seconds: float = Field(default=10, gt=0, le=120)
     retry_base_seconds: float = Field(default=5, gt=0, le=3600)
     retry_max_seconds: float = Field(default=3600, gt=0, le=86_400)
     give_up_after_seconds: float = Field(default=86_400, gt=0, le=30 * 86_400)
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    allow_private_targets: bool = False
 
 
 class SessionsSettings(_Strict):

@@ -38,7 +38,7 @@ def _configs(tmp_path: Path, database_url: str, redis_url: str) -> list[Path]:
             filename=f"process{n}.toml",
             top={"redis_url": redis_url, "redis_prefix": prefix},
             tables={
-                "webhooks": {"poll_seconds": 0.1},
+                "webhooks": {"poll_seconds": 0.1, "allow_private_targets": True},
                 "faces.aurora.rate_limits.default": {"requests": 30, "per_seconds": 86400},
                 "faces.heliactyl.rate_limits.default": {"requests": 100000, "per_seconds": 60},
             },
@@ -142,7 +142,7 @@ async def test_an_event_committed_before_a_sigkill_is_delivered_after_restart(
         return write_config(
             tmp_path,
             database_url,
-            tables={"webhooks": {"poll_seconds": poll}},
+            tables={"webhooks": {"poll_seconds": poll, "allow_private_targets": True}},
             heliactyl={"port": port},
         )
 

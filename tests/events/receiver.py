@@ -2,7 +2,7 @@
 
 It speaks just enough HTTP/1.1: reads each request whole, records it, and
 answers with the next scripted status (or, for ``"hang"``, never answers,
-so the sender's timeout fires).
+so the sender's timeout fires). A 3xx answer redirects to ``redirect_to``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    redirect_to: str = ""
 
     @property
     def url(self) -> str:
@@ -57,7 +58,9 @@ class Receiver:
                 answer = self.script.pop(0) if self.script else 200
                 if answer == "hang":
                     await asyncio.sleep(3600)
-                writer.write(f"HTTP/1.1 {answer} X\r\ncontent-length: 0\r\n\r\n".encode("latin-1"))
+                moved = f"location: {self.redirect_to}\r\n" if str(answer).startswith("3") else ""
+                reply = f"HTTP/1.1 {answer} X\r\n{moved}content-length: 0\r\n\r\n"
+                writer.write(reply.encode("latin-1"))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass

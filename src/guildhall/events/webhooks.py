@@ -17,6 +17,13 @@ The path of an event:
    A process that dies mid-attempt leaves a lease that expires: the delivery
    is tried again (at least once; receivers dedupe by ``webhook-id``).
 
+Targets must be public addresses unless ``[webhooks] allow_private_targets``
+is set: checked when an endpoint is added and again, on the resolved
+address, at every delivery (``guildhall.events.targets``). A refused
+delivery is a failed attempt whose error says why; it is retried like any
+other. Redirects are never followed: a 3xx answer is a failed attempt.
+Neither the endpoint check (DNS) nor a delivery runs inside a transaction.
+
 Deliveries follow the Standard Webhooks scheme (``webhook-id``,
 ``webhook-timestamp``, ``webhook-signature`` = HMAC-SHA256 with the
 endpoint's ``whsec_`` secret), so receivers verify them with any Standard
@@ -46,7 +53,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid, NotFound
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
-from guildhall.events import audit
+from guildhall.events import audit, targets
 from guildhall.events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from guildhall.events.outbox import EVENTS
 from guildhall.secrets import Sealer
@@ -103,10 +110,9 @@ class Webhooks:
 
     # ---- operator actions -------------------------------------------------
 
-    async def add(
-        self, session: AsyncSession, url: str, events: list[str], actor: Actor
-    ) -> tuple[int, str]:
-        """A new endpoint and its signing secret (shown once, stored sealed)."""
+    async def add(self, url: str, events: list[str], actor: Actor) -> tuple[int, str]:
+        """A new endpoint and its signing secret (shown once, stored sealed), in a unit of
+        work of its own: the URL's host is looked up first, outside any transaction."""
         if not URL.fullmatch(url) or len(url) > 2000:
             raise Invalid(f"{url!r} is not an http:// or https:// URL", field="url")
         unknown = [name for name in events if name != "*" and name not in EVENTS]
@@ -117,24 +123,31 @@ class Webhooks:
                 else "name at least one --event",
                 field="event",
             )
+        if not self.settings.allow_private_targets:
+            try:
+                await targets.check_url(url, self.settings.timeout_seconds)
+            except targets.TargetRefused as exc:
+                raise Invalid(str(exc), field="url") from None
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        endpoint = WebhookEndpoint(
-            url=url,
-            events=sorted(set(events)),
-            secret=self._sealer.seal(secret.encode()),
-            # Events from before the endpoint existed are not its to receive.
-            since_event_id=await session.scalar(select(func.max(OutboxEvent.id))) or 0,
-        )
-        session.add(endpoint)
-        await session.flush()
-        await audit.record(
-            session,
-            actor,
-            "webhook.added",
-            f"{actor.name} added webhook #{endpoint.id} to {url} for {', '.join(endpoint.events)}",
-            target=f"webhook:{endpoint.id}",
-        )
-        return endpoint.id, secret
+        async with self.database.unit_of_work() as session:
+            endpoint = WebhookEndpoint(
+                url=url,
+                events=sorted(set(events)),
+                secret=self._sealer.seal(secret.encode()),
+                # Events from before the endpoint existed are not its to receive.
+                since_event_id=await session.scalar(select(func.max(OutboxEvent.id))) or 0,
+            )
+            session.add(endpoint)
+            await session.flush()
+            await audit.record(
+                session,
+                actor,
+                "webhook.added",
+                f"{actor.name} added webhook #{endpoint.id} to {url} "
+                f"for {', '.join(endpoint.events)}",
+                target=f"webhook:{endpoint.id}",
+            )
+            return endpoint.id, secret
 
     async def endpoints(self, session: AsyncSession) -> list[EndpointView]:
         pending = (
@@ -388,9 +401,19 @@ class Webhooks:
 
     @property
     def client(self) -> httpx.AsyncClient:
+        """The delivery client: no redirects, no proxy from the environment (it would
+        connect for us, unchecked), and public targets only unless allowed."""
         if self._client is None:
+            transport = (
+                httpx.AsyncHTTPTransport()
+                if self.settings.allow_private_targets
+                else targets.GuardedTransport()
+            )
             self._client = httpx.AsyncClient(
-                timeout=self.settings.timeout_seconds, follow_redirects=False
+                timeout=self.settings.timeout_seconds,
+                follow_redirects=False,
+                trust_env=False,
+                transport=transport,
             )
         return self._client
 
