@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
@@ -18,8 +20,9 @@ from guildhall.core.accounts.service import AccountRef
 from guildhall.core.economy import service as economy
 from guildhall.core.errors import Invalid
 from guildhall.events.models import WebhookDelivery
+from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.runtime import Runtime
-from tests.conftest import TEST_ACTOR, make_account
+from tests.conftest import TEST_ACTOR, make_account, make_key
 from tests.events.receiver import receiving
 from tests.process import cli_env
 
@@ -258,3 +261,40 @@ async def test_a_new_endpoint_takes_no_events_from_an_existing_one(
         await runtime.webhooks.run_once()
     assert [json.loads(r.body)["data"]["amount"] for r in first.received] == ["3"]
     assert second.received == []
+
+
+async def test_a_slow_receiver_holds_no_database_meanwhile(settings: Settings) -> None:
+    """While a delivery waits for a receiver that does not answer, Heliactyl's addcoins
+    (same database; one pooled connection on PostgreSQL) still answers at once."""
+    data = settings.model_dump()
+    data["database_pool_size"] = 1
+    data["webhooks"] = {**FAST, "timeout_seconds": 3}
+    runtime = Runtime(Settings(**data))
+    try:
+        account = await make_account(runtime, "user123", discord="123456789")
+        key = await make_key(runtime, "heliactyl")
+        transport = httpx.ASGITransport(app=heliactyl_app(runtime))
+        async with (
+            receiving("hang") as receiver,
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://h.test",
+                headers={"Authorization": f"Bearer {key}"},
+            ) as heliactyl,
+        ):
+            await _endpoint(runtime, receiver.url, "coins.changed")
+            await _coins(runtime, account, 1)
+            worker = asyncio.create_task(runtime.webhooks.run_once())
+            await receiver.wait_for(1)
+            for _ in range(3):
+                started = time.perf_counter()
+                answer = await heliactyl.post(
+                    "/api/v3/addcoins", json={"id": "123456789", "coins": 1}
+                )
+                elapsed = time.perf_counter() - started
+                assert answer.json() == {"status": "success"}
+                assert elapsed < 0.1, f"addcoins took {elapsed:.3f} s during a delivery"
+            assert not worker.done()  # still waiting for the receiver
+            await worker
+    finally:
+        await runtime.close()
