@@ -56,6 +56,8 @@ def kind_of(address: Address) -> str | None:
         for tunnelled in (address.sixtofour, address.teredo and address.teredo[1]):
             if tunnelled is not None and kind_of(tunnelled) is not None:
                 return "a tunnelled non-public"
+        if address.is_site_local:  # fec0::/10, deprecated but still routed privately
+            return "a private"
     if address.is_unspecified:
         return "an unspecified"
     if address.is_loopback:
