@@ -12,9 +12,10 @@ Why a log and not a token bucket (GCRA): a bucket of ``requests`` refilled at
 ``requests / per_seconds`` lets a full burst through and then the refill, so
 close to twice the limit in one span; a bucket exact over every span must
 remember when each of the last ``requests`` requests came, which is the log.
-The log costs amortised O(1) per request and holds at most ``requests``
-times per key, only for clients that have been busy in the last
-``per_seconds``; an idle key is dropped.
+The log holds at most ``requests`` times per key (about 32 bytes each in
+the process), only for clients busy in the last ``per_seconds``: memory
+follows the traffic actually allowed, and an idle key is dropped. Each
+request costs amortised O(1) in the process and O(log n) in Redis.
 
 - In this process (:class:`MemoryCounter`): a deque of times per key; keys
   whose newest entry has aged out are swept every ``SWEEP_SECONDS``.
@@ -26,9 +27,10 @@ times per key, only for clients that have been busy in the last
   everything through. The outage is logged once when it begins and once
   when Redis answers again; meanwhile Redis is tried again at most every
   ``RETRY_SECONDS`` (by one request, the others do not wait), and every call
-  has short timeouts, so a dead Redis does not stall requests. Counts made
-  in the process during an outage stay there (each worker process counts
-  alone), and Redis's counts resume when it is back.
+  has short timeouts and no retries, so a dead Redis does not stall
+  requests. During an outage each worker process counts alone (so with
+  ``--workers N`` a client may get up to N times the limit); when Redis
+  answers again its own counts take over and the process's are dropped.
 
 ``reset_seconds`` is how long until the oldest logged request leaves the
 window: for a refused request, when one will be allowed again.
@@ -196,6 +198,7 @@ class RedisCounter:
                 self._probing = False
         if self.down:
             self.down = False
+            self.fallback = MemoryCounter()  # the outage's counts: not needed, not kept
             logger.warning("Redis answers again: rate limits are shared through it again")
         wait = limit.per_seconds if wait_ms < 0 else wait_ms / 1000
         return Tally(bool(allowed), int(remaining), wait)
