@@ -167,10 +167,11 @@ def serve(
 
     settings = _settings(config)
 
-    async def prepare(runtime: Runtime) -> str | None:
+    async def prepare(runtime: Runtime) -> tuple[str | None, str | None]:
+        warning = await runtime.check_redis()
         if demo:
-            return (await demo_data.load(runtime)).api_key
-        return None
+            return (await demo_data.load(runtime)).api_key, warning
+        return None, warning
 
     try:
         listeners = server.plan_listeners(settings, face or ())
@@ -178,7 +179,9 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     try:
-        demo_key = _run(_with_runtime(settings, prepare))
+        demo_key, redis_warning = _run(_with_runtime(settings, prepare))
+        if redis_warning:
+            out.print(redis_warning, markup=False)
         out.print(f"Guildhall {__version__} on {Runtime.describe_url(settings)}")
         for listener, sock in zip(listeners, sockets, strict=True):
             out.print(f"  {listener.face:<10} {server.url_of(listener, sock)}")

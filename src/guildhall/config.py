@@ -140,6 +140,7 @@ class AuroraFaceSettings(FaceSettings):
     rate_limits: dict[str, RateLimitSettings] = _limits(default=(1200, 60))
     currency: str = Field(default="coins", min_length=1, max_length=32)
     ws_max_connections: int = Field(default=10, ge=1, le=10_000)
+    ws_max_connections_per_client: int = Field(default=3, ge=1, le=10_000)
     ws_max_message_bytes: int = Field(default=16 * 1024, ge=64, le=1024 * 1024)
     ws_idle_seconds: float = Field(default=60, gt=0, le=3600)
     stats_interval_seconds: float = Field(default=5, gt=0, le=3600)

@@ -30,7 +30,7 @@ from guildhall.db.engine import CHECKPOINT_SECONDS, Database
 from guildhall.db.migrate import is_current, upgrade
 from guildhall.events import outbox
 from guildhall.events.webhooks import Webhooks
-from guildhall.ratelimit import RateLimiter, counter_for
+from guildhall.ratelimit import RateLimiter, RedisCounter, counter_for
 from guildhall.secrets import Secrets, master_secret
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -219,6 +219,23 @@ class Runtime:
                 f"The database at {self.describe_database()} is not at the current schema; "
                 "run `guildhall migrate` first."
             )
+
+    async def check_redis(self) -> str | None:
+        """One sentence for the operator when ``redis_url`` is set and Redis does not answer.
+
+        Not a reason to refuse to start: the rate limits are then counted in
+        each process until Redis answers (``guildhall/ratelimit.py``).
+        """
+        counter = self.rate_limiter.counter
+        if not isinstance(counter, RedisCounter):
+            return None
+        reason = await counter.ping()
+        if reason is None:
+            return None
+        return (
+            f"Redis does not answer ({reason}): rate limits are counted in this process "
+            "until it does."
+        )
 
     def describe_database(self) -> str:
         return self.describe_url(self.settings)

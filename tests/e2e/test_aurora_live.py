@@ -2,7 +2,9 @@
 
     ws://localhost:3000/ws  STATS_UPDATE every 5s, NEW_EVENT, PING/PONG;
     max 10 concurrent connections, 16KB max payload, 60s idle timeout.
-(The intervals are configured short here so the test runs fast.)
+(The intervals are configured short here so the test runs fast.) Guildhall also
+holds at most 3 connections per client address (``ws_max_connections_per_client``);
+the tests stand behind a trusted proxy (loopback) to come from several addresses.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     config = write_config(
         tmp_path,
         database_url,
+        top={"trusted_proxies": ["127.0.0.1/32"]},
         aurora={
             "port": free_port(),
             "stats_interval_seconds": 0.3,
@@ -97,16 +100,49 @@ async def _handshake_status(served: Served, query: str = "", **extra: str) -> in
         return response.status_code
 
 
+def _from(address: str) -> dict[str, str]:
+    """Headers that make the trusted proxy (loopback) say the client is ``address``."""
+    return {"X-Forwarded-For": address}
+
+
 async def test_the_eleventh_connection_is_refused(served: Served) -> None:
-    clients = [await connect(_ws_url(served)) for _ in range(10)]
+    clients = [
+        await connect(_ws_url(served), additional_headers=_from(f"198.51.100.{i // 3 + 1}"))
+        for i in range(10)
+    ]
     try:
-        assert await _handshake_status(served) == 403
+        assert await _handshake_status(served, **_from("198.51.100.99")) == 403
         await clients[0].close()
         await asyncio.sleep(0.2)
-        eleventh = await connect(_ws_url(served))  # a place was freed
+        # a place was freed
+        eleventh = await connect(_ws_url(served), additional_headers=_from("198.51.100.99"))
         await eleventh.close()
     finally:
         for client in clients:
+            await client.close()
+
+
+async def test_one_address_holds_at_most_three_connections(served: Served) -> None:
+    """The fourth from one address is refused as the eleventh is; another address
+    still gets in, and a closed connection frees its place."""
+    mine = [await connect(_ws_url(served)) for _ in range(3)]
+    proxied = [
+        await connect(_ws_url(served), additional_headers=_from("203.0.113.7")) for _ in range(3)
+    ]
+    try:
+        assert await _handshake_status(served) == 403
+        assert await _handshake_status(served, **_from("203.0.113.7")) == 403
+        assert await _handshake_status(served, **_from("127.0.0.1")) == 403  # the same address
+        other = await connect(_ws_url(served), additional_headers=_from("203.0.113.8"))
+        await _next(other, "STATS_UPDATE")
+        await other.close()
+        await mine[0].close()
+        await asyncio.sleep(0.2)
+        again = await connect(_ws_url(served))  # its place was freed
+        await _next(again, "STATS_UPDATE")
+        await again.close()
+    finally:
+        for client in mine + proxied:
             await client.close()
 
 

@@ -122,3 +122,42 @@ def test_operator_setup_then_login_power_and_billing(database_url: str, tmp_path
     deleted = guildhall(config, "servers", "delete", server_id)
     assert f"deleted server {server_id} (My VPS)" in deleted.stdout
     assert _processes_in(workdir) == []
+
+
+def test_without_redis_the_login_limit_holds_and_serve_says_so(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``redis_url`` points at a port that refuses connections: serve starts, says the
+    limits are counted in the process, and the 11th wrong password a minute is refused
+    (the right one too), with one log line for the outage."""
+    config = write_config(
+        tmp_path,
+        database_url,
+        top={"redis_url": f"redis://127.0.0.1:{free_port()}/0"},
+        skypanel={"port": free_port()},
+    )
+    if not database_url.startswith("sqlite"):
+        guildhall(config, "migrate")
+    guildhall(
+        config,
+        *("users", "create", "--username", "john", "--email", "user@example.com"),
+        *("--password", "-"),
+        input_text="yourpassword\n",
+    )
+    running = serve(config, "--face", "skypanel")
+    try:
+        assert any(
+            "Redis does not answer" in line
+            and "rate limits are counted in this process until it does" in line
+            for line in running.banner
+        ), running.banner
+        statuses = []
+        with httpx.Client(base_url=running.url("skypanel"), timeout=30) as client:
+            for password in ["wrong password"] * 12 + ["yourpassword"]:
+                body = {"email": "user@example.com", "password": password}
+                statuses.append(client.post("/api/auth/login", json=body).status_code)
+    finally:
+        running.stop()
+    assert statuses == [401] * 10 + [429] * 3
+    log = running.output().split("Press Ctrl-C to stop.", 1)[1]
+    assert log.count("Redis does not answer") == 1, log

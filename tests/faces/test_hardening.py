@@ -65,11 +65,13 @@ async def test_odd_digits_are_a_clear_client_error(runtime: Runtime, face: str, 
         assert response.status_code != 500
 
 
-async def test_a_limiter_whose_redis_is_down_lets_requests_through(runtime: Runtime) -> None:
+async def test_a_limiter_whose_redis_is_down_serves_and_counts(runtime: Runtime) -> None:
+    """Served, not a 500, and still counted (in the process: test_rate_limits.py)."""
     runtime.rate_limiter = RateLimiter(counter_for("redis://127.0.0.1:1/0"))
     async with client(runtime, "aurora") as api:
         response = await api.get("/api/health")
     assert response.status_code == 200
+    assert response.headers["ratelimit-limit"] == "1200"
 
 
 def nested(depth: int) -> object:

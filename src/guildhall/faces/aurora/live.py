@@ -7,8 +7,12 @@
   reaches clients only once its transaction has committed, and one made by
   another process sharing the database arrives too.
 - ``PING`` (as text, or ``{"type": "PING"}``) is answered with ``PONG``.
-- At most ``ws_max_connections`` clients: another is refused at the
-  handshake (HTTP 403). A message over ``ws_max_message_bytes`` closes the
+- At most ``ws_max_connections`` clients, and at most
+  ``ws_max_connections_per_client`` from one client address (as
+  ``faces/common/clients.py`` finds it: the socket peer, or what a trusted
+  proxy says), so one client cannot take every place. One more is refused at
+  the handshake (HTTP 403) either way; a closed connection frees its place.
+  A message over ``ws_max_message_bytes`` closes the
   connection with 1009 (message too big); ``ws_idle_seconds`` without a
   message from the client closes it with 1000 ("idle timeout").
 
@@ -33,6 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from guildhall.core.community.stats import dashboard
 from guildhall.events.models import OutboxEvent
 from guildhall.faces.aurora.auth import check, presented_key
+from guildhall.faces.common.clients import client_address, parse_networks
 from guildhall.runtime import Runtime
 from guildhall.times import iso_millis
 
@@ -48,7 +53,9 @@ class LiveHub:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings.faces.aurora
-        self.clients: set[WebSocket] = set()
+        self.clients: dict[WebSocket, str] = {}  # each connection's client address
+        self._per_client: dict[str, int] = {}
+        self._trusted = parse_networks(runtime.settings.trusted_proxies)
         self._jobs: list[asyncio.Task[None]] = []
         self._lifecycle = asyncio.Lock()  # the feed starts once, and stops once
         self._start_id = 0  # events up to this one were committed before the feed started
@@ -57,9 +64,15 @@ class LiveHub:
 
     def reserve(self, websocket: WebSocket) -> bool:
         """Take a place for ``websocket`` at once (before any await), or say there is none."""
-        if len(self.clients) >= self.settings.ws_max_connections:
+        address = client_address(websocket.scope, self._trusted)
+        held = self._per_client.get(address, 0)
+        if (
+            len(self.clients) >= self.settings.ws_max_connections
+            or held >= self.settings.ws_max_connections_per_client
+        ):
             return False
-        self.clients.add(websocket)
+        self.clients[websocket] = address
+        self._per_client[address] = held + 1
         return True
 
     async def join(self, websocket: WebSocket) -> None:
@@ -69,7 +82,13 @@ class LiveHub:
         await self.send(websocket, await self._stats_message())
 
     async def leave(self, websocket: WebSocket) -> None:
-        self.clients.discard(websocket)
+        address = self.clients.pop(websocket, None)
+        if address is not None:
+            held = self._per_client[address] - 1
+            if held:
+                self._per_client[address] = held
+            else:
+                del self._per_client[address]
         async with self._lifecycle:
             if not self.clients and self._jobs:
                 await self._stop()

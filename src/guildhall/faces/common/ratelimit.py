@@ -8,9 +8,14 @@ with ``requests`` and ``per_seconds``. A request counts against every group
 it belongs to; over any limit it gets 429 in the face's own error format,
 with ``Retry-After`` and the ``RateLimit-*`` headers of the IETF draft.
 
-Windows are fixed (``per_seconds`` long, aligned to the clock), counted
-exactly: in this process without Redis, and in Redis (one atomic INCR per
-group and window, shared by every process) when ``redis_url`` is set.
+Windows slide: no span of ``per_seconds`` ever holds more than ``requests``
+allowed requests of one client and group, whenever it starts. They are
+counted exactly, in this process without Redis, and in Redis (one atomic
+script per group, shared by every process) when ``redis_url`` is set; while
+Redis does not answer, in this process (never not at all). See
+``guildhall/ratelimit.py``. ``RateLimit-Reset`` (and ``Retry-After`` on a
+429) is the number of seconds until the oldest counted request leaves the
+window, so a refused client may try again then.
 
 The client address comes from ``faces/common/clients.py``: the socket peer,
 or what a trusted proxy says.
@@ -18,7 +23,6 @@ or what a trusted proxy says.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -31,8 +35,6 @@ from guildhall.ratelimit import Limit, RateLimiter, Verdict
 
 if TYPE_CHECKING:
     from guildhall.runtime import Runtime
-
-logger = logging.getLogger(__name__)
 
 
 Refusal = Callable[[Verdict], Response]
@@ -84,12 +86,7 @@ class RateLimitMiddleware:
             limit = self.limits.get(group)
             if limit is None:
                 continue
-            try:
-                verdict = await self.limiter.check(f"{self.face}:{group}:{client}", limit)
-            except Exception as exc:  # the counter's store is down: serve, do not fail
-                logger.warning("rate limiter unavailable, request let through: %s", exc)
-                tightest = None
-                break
+            verdict = await self.limiter.check(f"{self.face}:{group}:{client}", limit)
             if (
                 tightest is None
                 or not verdict.allowed
