@@ -138,7 +138,7 @@ async def pending_pairing(request: Request, session: AsyncSession, _caller: Acto
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: LD7 V1 multi-user API")
+    app = face_app(runtime, "Guildhall: LD7 V1 multi-user API", express_paths=True)
     errors.install(app)
     get, post, delete_ = ["GET"], ["POST"], ["DELETE"]
     session_path = "/api/sessions/{user_id}"
