@@ -17,6 +17,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -172,7 +173,24 @@ class RustmailFaceSettings(FaceSettings):
     super_admin_roles: list[str] = Field(default_factory=list)
     session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     login_ttl_seconds: int = Field(default=600, ge=10, le=3600)
+    panel_url: str = ""
     oauth: RustmailOAuthSettings = RustmailOAuthSettings()
+
+    @field_validator("panel_url")
+    @classmethod
+    def _panel_address(cls, value: str) -> str:
+        """Where the web panel lives; login and logout send the browser there."""
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError("must be an http(s) address such as https://panel.example.com")
+        return value
 
 
 class FacesSettings(_Strict):
