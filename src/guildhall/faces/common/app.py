@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guildhall.faces.common.cors import CorsPolicy
 from guildhall.runtime import Runtime
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -35,16 +36,20 @@ class ExpressPaths:
 
 
 class FaceApp(FastAPI):
-    """A face's app; ``express_paths`` puts :class:`ExpressPaths` outside everything."""
+    """A face's app. Outside everything (rate limits and guards included): the
+    origins it lets call it (``cors_origins``), and :class:`ExpressPaths`."""
 
     express_paths: bool = False
+    cors_origins: tuple[str, ...] = ()
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
+        if self.cors_origins:
+            stack = CorsPolicy(stack, self.cors_origins)
         return ExpressPaths(stack) if self.express_paths else stack
 
 
-def face_app(runtime: Runtime, title: str, *, express_paths: bool = False) -> FastAPI:
+def face_app(runtime: Runtime, face: str, title: str, *, express_paths: bool = False) -> FastAPI:
     """An app with the runtime on ``app.state`` (``session.runtime_of`` reads it) and no
     generated API docs: each face's contract is its seed document, not an OpenAPI page.
 
@@ -52,7 +57,8 @@ def face_app(runtime: Runtime, title: str, *, express_paths: bool = False) -> Fa
     Host the client sent. A face whose original runs on Express
     (``express_paths``) serves a path with one trailing slash as the path
     without it; the others answer their own 404 (their unknown-route answer,
-    in their error format), as the originals do.
+    in their error format), as the originals do. Pages of the origins listed in
+    the face's ``cors_origins`` may call it from a browser (``faces/common/cors.py``).
 
     FastAPI's OpenTelemetry hooks are off: Guildhall configures no exporter, and
     asking the global providers whether one exists cost about 12 µs per request
@@ -66,5 +72,6 @@ def face_app(runtime: Runtime, title: str, *, express_paths: bool = False) -> Fa
         telemetry=NO_TELEMETRY,
     )
     app.express_paths = express_paths
+    app.cors_origins = tuple(getattr(runtime.settings.faces, face).allowed_origins)
     app.state.runtime = runtime
     return app

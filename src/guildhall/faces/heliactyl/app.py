@@ -189,7 +189,7 @@ async def remove_renewalbypass(request: Request, session: AsyncSession, caller: 
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: Heliactyl API", express_paths=True)
+    app = face_app(runtime, "heliactyl", "Guildhall: Heliactyl API", express_paths=True)
     errors.install(app)
     get, post = ["GET"], ["POST"]
     routes = [

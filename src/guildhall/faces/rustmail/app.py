@@ -339,7 +339,7 @@ def _groups(_method: str, path: str) -> tuple[str, ...]:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: Rustmail API")
+    app = face_app(runtime, "rustmail", "Guildhall: Rustmail API")
     errors.install(app)
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
     routes = [
