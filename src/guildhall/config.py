@@ -324,6 +324,7 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     secret_key: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_access: bool = False
     faces: FacesSettings = FacesSettings()
     packages: PackagesSettings = PackagesSettings()
     sessions: SessionsSettings = SessionsSettings()

@@ -6,6 +6,8 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guildhall.faces.common.access_log import AccessLog
+from guildhall.faces.common.clients import parse_networks
 from guildhall.faces.common.cors import CorsPolicy
 from guildhall.runtime import Runtime
 
@@ -37,16 +39,24 @@ class ExpressPaths:
 
 class FaceApp(FastAPI):
     """A face's app. Outside everything (rate limits and guards included): the
-    origins it lets call it (``cors_origins``), and :class:`ExpressPaths`."""
+    origins it lets call it (``cors_origins``), :class:`ExpressPaths`, and the
+    access log (``log_access``)."""
 
+    face: str = ""
     express_paths: bool = False
     cors_origins: tuple[str, ...] = ()
+    access_log: bool = False
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         if self.cors_origins:
             stack = CorsPolicy(stack, self.cors_origins)
-        return ExpressPaths(stack) if self.express_paths else stack
+        if self.express_paths:
+            stack = ExpressPaths(stack)
+        if self.access_log:
+            trusted = parse_networks(self.state.runtime.settings.trusted_proxies)
+            stack = AccessLog(stack, self.face, trusted)
+        return stack
 
 
 def face_app(runtime: Runtime, face: str, title: str, *, express_paths: bool = False) -> FastAPI:
@@ -71,7 +81,9 @@ def face_app(runtime: Runtime, face: str, title: str, *, express_paths: bool = F
         redirect_slashes=False,
         telemetry=NO_TELEMETRY,
     )
+    app.face = face
     app.express_paths = express_paths
+    app.access_log = runtime.settings.log_access
     app.cors_origins = tuple(getattr(runtime.settings.faces, face).allowed_origins)
     app.state.runtime = runtime
     return app
