@@ -13,7 +13,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -125,6 +125,28 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     runtime = Runtime(settings)
     yield runtime
     await runtime.close()
+
+
+@pytest.fixture
+async def other_runtime(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
+    """A runtime on the same database with other face or secret settings."""
+    made: list[Runtime] = []
+
+    def make(**changes: object) -> Runtime:
+        data = settings.model_dump()
+        for dotted, value in changes.items():
+            target = data
+            *parents, leaf = dotted.split("__")
+            for parent in parents:
+                target = target[parent]
+            target[leaf] = value
+        runtime = Runtime(Settings(**data))
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        await runtime.close()
 
 
 @pytest.fixture

@@ -58,6 +58,10 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ('[packages]\ndefault = "gold"\n', "the default package 'gold' is not in [packages.list]"),
         ('database_url = "mysql://x"\n', "must start with sqlite:// or postgresql://"),
         ('database_url = "postgresql://u:p@host:port/db"\n', "is not a database URL"),
+        (
+            '[faces.rustmail]\npanel_url = "javascript:alert(1)"\n',
+            "faces.rustmail.panel_url: Value error, must be an http(s) address",
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_sentence(tmp_path: Path, text: str, sentence: str) -> None:

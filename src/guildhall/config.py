@@ -17,6 +17,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -64,11 +65,36 @@ class FaceSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
     rate_limits: dict[str, RateLimitSettings] = _limits(default=(6000, 60))
+    cors_origins: list[str] | None = None
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str] | None) -> list[str] | None:
+        for origin in value or ():
+            parts = urlsplit(origin)
+            plain = parts.scheme in ("http", "https") and parts.netloc and not parts.query
+            if origin != "*" and not (plain and parts.path in ("", "/") and "@" not in origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
+        return value
+
+    @model_validator(mode="after")
+    def _keyless_names_its_origins(self) -> FaceSettings:
+        if self.keyless and self.cors_origins and "*" in self.cors_origins:
+            raise ValueError(
+                "a face without an API key may not let every site call it (cors_origins "
+                "'*'); set its api_key or list the origins by name"
+            )
+        return self
 
     @property
     def keyless(self) -> bool:
         """True when the face would answer without any credential (allowed on loopback only)."""
         return False
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """The pages that may call the face from a browser: ``cors_origins``, else none."""
+        return self.cors_origins or []
 
     @property
     def on_loopback(self) -> bool:
@@ -103,6 +129,13 @@ class LD7FaceSettings(FaceSettings):
     @property
     def keyless(self) -> bool:
         return not (self.api_key or self.require_key)
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """As the document says, every origin once a key is required; none without one."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return [] if self.keyless else ["*"]
 
 
 class SkyPanelFaceSettings(FaceSettings):
@@ -178,7 +211,24 @@ class RustmailFaceSettings(FaceSettings):
     super_admin_roles: list[str] = Field(default_factory=list)
     session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     login_ttl_seconds: int = Field(default=600, ge=10, le=3600)
+    panel_url: str = ""
     oauth: RustmailOAuthSettings = RustmailOAuthSettings()
+
+    @field_validator("panel_url")
+    @classmethod
+    def _panel_address(cls, value: str) -> str:
+        """Where the web panel lives; login and logout send the browser there."""
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError("must be an http(s) address such as https://panel.example.com")
+        return value
 
 
 class FacesSettings(_Strict):
@@ -285,6 +335,7 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     secret_key: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_access: bool = False
     faces: FacesSettings = FacesSettings()
     packages: PackagesSettings = PackagesSettings()
     sessions: SessionsSettings = SessionsSettings()

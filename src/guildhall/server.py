@@ -16,25 +16,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import errno
 import gc
+import logging
 import multiprocessing
 import os
 import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from guildhall.config import ConfigError, Settings
 from guildhall.faces import FACES
 from guildhall.runtime import Runtime
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+
+logger = logging.getLogger(__name__)
+_serving_face: ContextVar[str | None] = ContextVar("serving_face", default=None)
 
 
 @dataclass(frozen=True)
@@ -104,12 +111,65 @@ def url_of(listener: Listener, sock: socket.socket) -> str:
     return f"http://{host}:{sock.getsockname()[1]}"
 
 
+class _NamesTheFace(logging.Filter):
+    """uvicorn's own lines, logged from a face's server, name that face.
+
+    Five servers share one process, so an anonymous "Shutting down" says
+    nothing; its start and stop lines give way to the face's own, which
+    name the face and its address (see :class:`_FaceServer`).
+    """
+
+    REPLACED = frozenset(
+        {"Started server process [%d]", "Finished server process [%d]", "Shutting down"}
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        face = _serving_face.get()
+        if face is None:
+            return True
+        if record.msg in self.REPLACED:
+            return False
+        record.msg = f"{face} face: {record.msg}"
+        return True
+
+
+def log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's logging, plus Guildhall's own loggers on the same stream and format."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"face": {"()": _NamesTheFace}}
+    config["loggers"]["uvicorn.error"]["filters"] = ["face"]
+    config["loggers"]["guildhall"] = {
+        "handlers": ["default"],
+        "level": settings.log_level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 class _FaceServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to :func:`serve_sockets`."""
+    """A uvicorn server for one face, leaving signal handling to :func:`serve_sockets`."""
+
+    def __init__(self, config: uvicorn.Config, face: str, url: str) -> None:
+        super().__init__(config)
+        self.face = face
+        self.url = url
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        _serving_face.set(self.face)  # this task's own context: its log lines name the face
+        await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            logger.info("%s face listening on %s (process %d)", self.face, self.url, os.getpid())
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        logger.info("%s face stopped (process %d)", self.face, os.getpid())
 
 
 async def serve_sockets(
@@ -122,7 +182,8 @@ async def serve_sockets(
         config = uvicorn.Config(
             FACES[listener.face](runtime),
             lifespan="off",
-            access_log=False,
+            log_config=log_config(settings),
+            access_log=False,  # Guildhall's own, naming the face: faces/common/app.py
             log_level=settings.log_level,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
             server_header=False,
@@ -130,7 +191,7 @@ async def serve_sockets(
             # faces themselves (faces/common/clients.py), never by uvicorn.
             proxy_headers=False,
         )
-        servers.append((_FaceServer(config), sock))
+        servers.append((_FaceServer(config, listener.face, url_of(listener, sock)), sock))
 
     def stop() -> None:
         for server, _sock in servers:

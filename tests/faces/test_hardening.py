@@ -16,6 +16,7 @@ from guildhall.ratelimit import RateLimiter, counter_for
 from guildhall.runtime import Runtime
 from tests.conftest import make_account, make_key
 from tests.faces.rustmail.conftest import logged_in
+from tests.faces.skypanel.conftest import login, make_user
 
 
 def client(runtime: Runtime, face: str) -> httpx.AsyncClient:
@@ -137,15 +138,45 @@ async def test_json_nested_to_the_limit_is_stored_and_read_back(runtime: Runtime
     assert listed.json()["deep"] == deepest
 
 
-@pytest.mark.parametrize("face", ["heliactyl", "skypanel", "rustmail", "ld7", "aurora"])
+@pytest.mark.parametrize("face", ["rustmail", "aurora"])
 async def test_a_trailing_slash_is_the_faces_own_not_found(runtime: Runtime, face: str) -> None:
-    """Not an empty redirect to whatever Host the client sent."""
-    path = {"heliactyl": "/api/v3/userinfo/", "ld7": "/api/sessions/%2F"}.get(face, "/api/x/")
+    """Not an empty redirect to whatever Host the client sent (axum and Aurora route strictly)."""
+    path = {"rustmail": "/api/bot/status/", "aurora": "/api/stats/"}[face]
     async with client(runtime, face) as api:
         response = await api.get(path)
-    assert response.status_code in (400, 401, 404), response.text
+    assert response.status_code == 404, response.text
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()
+
+
+@pytest.mark.parametrize(
+    ("face", "route", "query"),
+    [
+        ("heliactyl", "/api/v3/userinfo", "?id=123456789"),
+        ("heliactyl", "/api", ""),
+        ("skypanel", "/api/users/me", ""),
+        ("ld7", "/api/sessions", ""),
+    ],
+)
+async def test_express_faces_serve_a_path_with_one_trailing_slash_as_the_route(
+    runtime: Runtime, face: str, route: str, query: str
+) -> None:
+    """Heliactyl, SkyPANEL and LD7 run on Express, which routes ``/x/`` as ``/x``
+    (one slash only), with the same handler and no redirect."""
+    await make_user(runtime)
+    await make_account(runtime, "user123", discord="123456789")
+    async with client(runtime, face) as api:
+        if face == "heliactyl":
+            api.headers["Authorization"] = f"Bearer {await make_key(runtime, 'heliactyl')}"
+        if face == "skypanel":
+            api.headers["Authorization"] = f"Bearer {await login(api)}"
+        plain = await api.get(route + query)
+        slashed = await api.get(route + "/" + query)
+        doubled = await api.get(route + "//" + query)
+    assert plain.status_code == 200, plain.text
+    assert slashed.status_code == 200, slashed.text
+    assert slashed.json() == plain.json()
+    assert doubled.status_code == 404
 
 
 async def test_aurora_multipart_item_data_nested_too_deep_is_refused(runtime: Runtime) -> None:

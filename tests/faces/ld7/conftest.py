@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from guildhall.config import Settings
 from guildhall.core.sessions.models import BotSession, SessionBackup
 from guildhall.events.models import AuditEntry, OutboxEvent
 from guildhall.faces.ld7.app import create_app
@@ -30,28 +29,6 @@ async def ld7(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """The LD7 face as it runs by default: no key configured, on loopback."""
     async with client_for(runtime) as client:
         yield client
-
-
-@pytest.fixture
-async def other_runtime(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
-    """A runtime on the same database with other face or secret settings."""
-    made: list[Runtime] = []
-
-    def make(**changes: object) -> Runtime:
-        data = settings.model_dump()
-        for dotted, value in changes.items():
-            target = data
-            *parents, leaf = dotted.split("__")
-            for parent in parents:
-                target = target[parent]
-            target[leaf] = value
-        runtime = Runtime(Settings(**data))
-        made.append(runtime)
-        return runtime
-
-    yield make
-    for runtime in made:
-        await runtime.close()
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,12 @@ async def _info(ld7: httpx.AsyncClient, handle: str = "bot_1234567890") -> dict:
     return (await ld7.get(f"/api/sessions/{handle}")).json()
 
 
+async def _stored_state(runtime: Runtime, handle: str) -> str | None:
+    """The state the database holds (a read shows an expired code as failed at once)."""
+    async with runtime.database.unit_of_work(write=False) as session:
+        return await session.scalar(select(BotSession.state).where(BotSession.handle == handle))
+
+
 async def test_a_wrong_code_is_refused_and_the_right_one_still_works(
     ld7: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -62,6 +68,31 @@ async def test_an_expired_code_is_gone_and_the_session_fails_until_started_again
         assert (await _info(ld7))["status"] == "online"
 
 
+async def test_a_stale_code_reads_as_failed_at_once_without_the_sweeper(
+    other_runtime: Callable[..., Runtime],
+) -> None:
+    """The dashboard polls the session; it must not show ``pairing`` for a dead code."""
+    runtime = other_runtime(
+        sessions__pairing_ttl_seconds=0.3, sessions__sweep_interval_seconds=3600
+    )
+    async with client_for(runtime) as ld7:
+        await ld7.post("/api/sessions", json=BOT)
+        assert (await _info(ld7))["state"] == "pairing"
+        await asyncio.sleep(0.4)
+        info = await _info(ld7)
+        assert (info["status"], info["state"]) == ("offline", "failed")
+        assert info["failureReason"] == "pairing code expired"
+        assert info["failedAt"] is not None
+        listed = (await ld7.get("/api/sessions")).json()["sessions"]
+        assert [(s["userId"], s["status"], s["state"]) for s in listed] == [
+            ("bot_1234567890", "offline", "failed")
+        ]
+        # Starting it again issues a fresh code, as after the sweeper's move.
+        fresh = (await ld7.post("/api/sessions/bot_1234567890/start")).json()
+        assert fresh["success"] is True and fresh["pairingCode"]
+        assert (await _info(ld7))["state"] == "pairing"
+
+
 async def test_the_server_sweeps_expired_codes_by_itself(
     other_runtime: Callable[..., Runtime],
 ) -> None:
@@ -70,9 +101,10 @@ async def test_the_server_sweeps_expired_codes_by_itself(
     async with client_for(runtime) as ld7:
         await ld7.post("/api/sessions", json=BOT)
         for _ in range(50):
-            if (await _info(ld7))["state"] == "failed":
+            if await _stored_state(runtime, "bot_1234567890") == "failed":
                 break
             await asyncio.sleep(0.1)
+        assert await _stored_state(runtime, "bot_1234567890") == "failed"
         assert (await _info(ld7))["failureReason"] == "pairing code expired"
 
 
@@ -347,7 +379,7 @@ async def test_only_a_served_ld7_face_resumes_sessions_and_sweeps_codes(
         await other.post("/api/sessions", json={**BOT, "userId": "bot_pairing"})
         await asyncio.sleep(0.4)
         await heliactyl_only.drain()
-        assert (await _info(other, "bot_pairing"))["state"] == "pairing"  # not swept
+        assert await _stored_state(heliactyl_only, "bot_pairing") == "pairing"  # not swept
     assert heliactyl_only.sessions.connector.is_connected("bot_online") is False  # type: ignore[attr-defined]
 
     with_ld7 = other_runtime(**fast)
@@ -355,7 +387,8 @@ async def test_only_a_served_ld7_face_resumes_sessions_and_sweeps_codes(
     await with_ld7.drain()  # the resume runs in the background
     assert with_ld7.sessions.connector.is_connected("bot_online") is True  # type: ignore[attr-defined]
     for _ in range(50):
-        if (await _info(ld7, "bot_pairing"))["state"] == "failed":
+        if await _stored_state(with_ld7, "bot_pairing") == "failed":
             break
         await asyncio.sleep(0.05)
+    assert await _stored_state(with_ld7, "bot_pairing") == "failed"
     assert (await _info(ld7, "bot_pairing"))["failureReason"] == "pairing code expired"

@@ -152,7 +152,7 @@ async def test_a_provider_refusal_is_a_clear_400(make_runtime: Callable[..., Run
             refused = await panel.get(callback)
             assert refused.status_code == 400
             assert refused.json()["code"] == "OAUTH_ERROR"
-            assert (await panel.get("/api/panel/check")).json()["authenticated"] is False
+            assert (await panel.get("/api/panel/check")).status_code == 401
 
 
 async def test_logout_ends_the_session_on_the_server_and_expiry_counts(
@@ -196,7 +196,7 @@ async def test_a_provider_naming_no_discord_id_is_a_clear_400(
             refused = await panel.get(await _through_provider(await _start(panel)))
             assert refused.status_code == 400
             assert refused.json()["code"] == "OAUTH_ERROR"
-            assert (await panel.get("/api/panel/check")).json()["authenticated"] is False
+            assert (await panel.get("/api/panel/check")).status_code == 401
 
 
 SLOW_LOGINS = 5
@@ -272,4 +272,69 @@ async def test_a_provider_slower_than_the_timeout_is_a_clear_400(
                 "error": "Login failed: the provider did not answer within 0.5 seconds",
                 "code": "OAUTH_ERROR",
             }
-            assert (await panel.get("/api/panel/check")).json()["authenticated"] is False
+            assert (await panel.get("/api/panel/check")).status_code == 401
+
+            assert (await panel.get("/api/panel/check")).status_code == 401
+
+
+async def test_the_panels_own_login_call_with_redirect_lands_on_that_page(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """The Rustmail panel sends ``GET /api/auth/login?redirect=/panel/tickets`` and, back
+    from the provider, expects to be on that page, logged in."""
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider, super_admin_users=["555000111222333444"])
+        async with client_for(runtime) as panel:
+            login = await panel.get("/api/auth/login?redirect=/panel/tickets")
+            assert login.status_code == 302
+            back = await panel.get(await _through_provider(login))
+            assert back.headers["location"] == "/panel/tickets"
+            page = await panel.get(back.headers["location"])
+            assert page.status_code == 200
+            assert page.headers["content-type"].startswith("text/html")
+            assert "Logged in as" in page.text and "555000111222333444" in page.text
+            assert 'href="/api/auth/logout"' in page.text
+            check = await panel.get("/api/panel/check")
+            assert check.json() == {"authenticated": True, "user_id": "555000111222333444"}
+
+            out = await panel.get("/api/auth/logout")
+            home = await panel.get(out.headers["location"])
+            assert home.status_code == 200 and "Not logged in" in home.text
+            assert 'href="/api/auth/login?redirect=/"' in home.text
+
+
+@pytest.mark.parametrize("redirect", ["https://evil.example/", "//evil.example/x", "/\\evil"])
+async def test_a_redirect_off_the_panel_lands_on_its_home(
+    make_runtime: Callable[..., Runtime], redirect: str
+) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider)
+        async with client_for(runtime) as panel:
+            login = await panel.get("/api/auth/login", params={"redirect": redirect})
+            back = await panel.get(await _through_provider(login))
+            assert back.headers["location"] == "/"
+
+
+async def test_with_a_panel_url_login_and_logout_land_on_the_panel(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    async with running_provider() as provider:
+        runtime = _runtime(make_runtime, provider, panel_url="https://panel.example.com/")
+        async with client_for(runtime) as panel:
+            login = await panel.get("/api/auth/login?redirect=/panel/tickets")
+            back = await panel.get(await _through_provider(login))
+            assert back.headers["location"] == "https://panel.example.com/panel/tickets"
+            out = await panel.get("/api/auth/logout")
+            assert out.headers["location"] == "https://panel.example.com/"
+
+
+async def test_the_panel_check_without_a_session_is_401_as_the_original_answers(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    """The panel sends a visitor to login on any answer but 200."""
+    async with client_for(make_runtime()) as panel:
+        check = await panel.get(
+            "/api/panel/check", headers={"Accept": "application/json", "Referer": "/panel"}
+        )
+    assert check.status_code == 401
+    assert check.json() == {"error": "Authentication required", "code": "UNAUTHORIZED"}

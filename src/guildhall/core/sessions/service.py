@@ -10,8 +10,9 @@ deleted (``delete``, ``logout``); both are announced the same way (from
 
 Decisions where LD7 is silent:
 - A pairing code that expires unused moves the session to ``failed`` with
-  the reason "pairing code expired" (checked exactly when asked, and swept
-  by the server in the background); starting it again issues a fresh code.
+  the reason "pairing code expired": it reads so from the moment it expires
+  (a read never waits for the sweeper), and the server records the move in
+  the background; starting it again issues a fresh code.
 - ``delete`` keeps the session's backup (a backup exists to survive
   deletion and redeploys: delete, then restore); ``logout`` ends the login at
   the platform, which makes the backup worthless, so it removes that too.
@@ -126,18 +127,24 @@ class Stats:
     total: int
 
 
-def _view(row: BotSession) -> SessionView:
+def _view(row: BotSession, now: datetime | None = None) -> SessionView:
+    """The session as it is at ``now``: a pairing code that ran out reads as ``failed``
+    at once, before the sweeper (or the next write) records the move."""
+    state, reason, failed_at = State(row.state), row.failure_reason, row.failed_at
+    expires = row.pairing_expires_at
+    if state is State.PAIRING and expires is not None and expires <= (now or utcnow()):
+        state, reason, failed_at = State.FAILED, PAIRING_EXPIRED, expires
     return SessionView(
         handle=row.handle,
         phone_number=row.phone_number,
         name=row.name,
-        state=State(row.state),
+        state=state,
         connector=row.connector,
         paired=row.login_state is not None,
         created_at=row.created_at,
         last_connected_at=row.last_connected_at,
-        failure_reason=row.failure_reason,
-        failed_at=row.failed_at,
+        failure_reason=reason,
+        failed_at=failed_at,
     )
 
 

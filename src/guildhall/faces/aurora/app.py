@@ -497,7 +497,7 @@ async def maintenance_mode(request: Request, session: AsyncSession, caller: Acto
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: Aurora API")
+    app = face_app(runtime, "aurora", "Guildhall: Aurora API")
     app.state.stats_cache = StatsCache(ttl=runtime.settings.faces.aurora.activity_cache_seconds)
     errors.install(app)
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
@@ -545,7 +545,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     for path, handler, methods in routes:
         app.add_route(path, endpoint(handler, authenticate), methods=methods)
     live.install(app, runtime)
-    if runtime.settings.faces.aurora.keyless:
-        app.add_middleware(LocalOriginGuard, refuse=errors.cross_site)
+    settings = runtime.settings.faces.aurora
+    if settings.keyless:
+        app.add_middleware(
+            LocalOriginGuard, refuse=errors.cross_site, also=settings.allowed_origins
+        )
     ratelimit.install(app, runtime, "aurora", errors.too_many)
     return app

@@ -1,4 +1,4 @@
-"""Routes of the Heliactyl API v3 face.
+"""Routes of the Heliactyl face: API v3, and the unversioned API its public clients call.
 
 Each handler runs in the request's unit of work with its authenticated
 caller (``faces/common/session.endpoint``: one transaction, committed when
@@ -8,6 +8,8 @@ and renders the documented body. Core errors become documented ``status`` string
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -16,6 +18,7 @@ from starlette.responses import Response
 from guildhall.core.accounts import service as accounts
 from guildhall.core.actor import Actor
 from guildhall.core.economy import service as economy
+from guildhall.core.hosting.service import ServerView
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
 from guildhall.events import audit
@@ -37,16 +40,37 @@ async def api_status(_request: Request, _session: AsyncSession, _caller: Actor) 
 
 async def userinfo(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
+    account, plan, coins, servers = await _user_summary(request, session, user_id)
+    return JSON(wire.userinfo(user_id, account, plan, coins, servers))
+
+
+async def legacy_userinfo(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    user_id = wire.query_id(request.query_params.getlist("id"))
+    return JSON(wire.legacy_userinfo(*await _user_summary(request, session, user_id)))
+
+
+async def _user_summary(
+    request: Request, session: AsyncSession, user_id: str
+) -> tuple[accounts.AccountView, plans.PlanView, int, list[ServerView]]:
     account = await accounts.view_by_identity(session, user_id)
     runtime = runtime_of(request)
     plan = await plans.get(session, account.id, runtime.catalogue)
     coins = await economy.balance_of(session, account.id)
     servers = await runtime.hosting.summaries(session, account.id)
-    return JSON(wire.userinfo(user_id, account, plan, coins, servers))
+    return account, plan, coins, servers
 
 
 async def setcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
+    return await _setcoins(session, caller, body)
+
+
+async def legacy_setcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    body = wire.require_legacy_object(await read_json(request), "body must be an object")
+    return await _setcoins(session, caller, body)
+
+
+async def _setcoins(session: AsyncSession, caller: Actor, body: dict[str, Any]) -> Response:
     user_id = wire.require_id(body)
     account = await accounts.require_by_identity(session, user_id)
     coins = wire.require_coins(body)
@@ -56,20 +80,47 @@ async def setcoins(request: Request, session: AsyncSession, caller: Actor) -> Re
 
 async def addcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
+    return await _addcoins(session, caller, body, zero_allowed=False)
+
+
+async def legacy_addcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    body = wire.require_legacy_object(await read_json(request), "body must be an object")
+    return await _addcoins(session, caller, body, zero_allowed=True)
+
+
+async def _addcoins(
+    session: AsyncSession, caller: Actor, body: dict[str, Any], *, zero_allowed: bool
+) -> Response:
     user_id = wire.require_id(body)
     account = await accounts.require_by_identity(session, user_id)
     coins = wire.require_coins(body)
-    await economy.adjust(session, account, coins, actor=caller)
+    if coins or not zero_allowed:
+        await economy.adjust(session, account, coins, actor=caller)
     return JSON(SUCCESS)
 
 
 async def setplan(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
+    await _setplan(request, session, caller, body, wire.optional_package(body))
+    return JSON(SUCCESS)
+
+
+async def legacy_setplan(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    body = wire.require_legacy_object(await read_json(request), "missing body")
+    await _setplan(request, session, caller, body, wire.legacy_package(body))
+    return JSON(SUCCESS)
+
+
+async def _setplan(
+    request: Request,
+    session: AsyncSession,
+    caller: Actor,
+    body: dict[str, Any],
+    package: str | None,
+) -> None:
     user_id = wire.require_id(body, status="missing id")
     account = await accounts.require_by_identity(session, user_id)
-    package = wire.optional_package(body)
     await plans.set_package(session, account, package, runtime_of(request).catalogue, caller)
-    return JSON(SUCCESS)
 
 
 async def setresources(request: Request, session: AsyncSession, caller: Actor) -> Response:
@@ -77,6 +128,14 @@ async def setresources(request: Request, session: AsyncSession, caller: Actor) -
     user_id = wire.require_id(body, status="missing id")
     account = await accounts.require_by_identity(session, user_id)
     await plans.set_extra(session, account, wire.resource_changes(body), caller)
+    return JSON(SUCCESS)
+
+
+async def legacy_setresources(request: Request, session: AsyncSession, caller: Actor) -> Response:
+    body = wire.require_legacy_object(await read_json(request), "missing body")
+    user_id = wire.require_id(body, status="missing id")
+    account = await accounts.require_by_identity(session, user_id)
+    await plans.set_extra(session, account, wire.legacy_resource_changes(body), caller)
     return JSON(SUCCESS)
 
 
@@ -130,7 +189,7 @@ async def remove_renewalbypass(request: Request, session: AsyncSession, caller: 
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: Heliactyl API v3")
+    app = face_app(runtime, "heliactyl", "Guildhall: Heliactyl API", express_paths=True)
     errors.install(app)
     get, post = ["GET"], ["POST"]
     routes = [
@@ -145,6 +204,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/v3/userinteractions", userinteractions, get),
         ("/api/v3/give_renewalbypass", give_renewalbypass, post),
         ("/api/v3/remove_renewalbypass", remove_renewalbypass, post),
+        # The unversioned API of Heliactyl before v3 (wire.py lists its differences).
+        ("/api/userinfo", legacy_userinfo, get),
+        ("/api/setcoins", legacy_setcoins, post),
+        ("/api/addcoins", legacy_addcoins, post),
+        ("/api/setplan", legacy_setplan, post),
+        ("/api/setresources", legacy_setresources, post),
     ]
     for path, handler, methods in routes:
         app.add_route(path, endpoint(handler, authenticate), methods=methods)

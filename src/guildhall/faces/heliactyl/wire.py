@@ -20,6 +20,29 @@ with its documented ``status`` string. Where the document is silent:
   answers its status (``ram size``...) instead of being silently ignored.
 - A ban ``expiration`` that is not an ISO 8601 date answers ``invalid
   expiration``; one in the past answers ``expiration must be in the future``.
+
+The unversioned API (``/api/userinfo``, ``/api/setcoins``, ``/api/addcoins``,
+``/api/setplan``, ``/api/setresources``) is the one every public Heliactyl
+client calls: the route file (``routes/api.js``) of Heliactyl before v3,
+itself Dashactyl's. Same bodies, same authentication as v3 (its 404 page for
+a bad key is not repeated: a client cannot tell it from a wrong URL). Where it
+differs from v3, the older answers are kept:
+
+- ``userinfo`` has no ``id`` and no ``renewalBypass``: ``status``,
+  ``package`` (its resources and ``name``), ``extra``, ``userinfo``,
+  ``coins``. (The older API left ``package.name`` out when the default
+  package applied; Guildhall always names it.)
+- A JSON array as the body answers ``body cannot be an array`` on every route.
+- ``addcoins`` takes 0 as a change that changes nothing (``success``); v3
+  answers ``cant do that mate``.
+- ``setplan``: a ``package`` that is not a string removes the package, as a
+  missing one does (v3 answers ``invalid package``).
+- ``setresources``: only numbers are looked at; a resource sent as anything
+  else is ignored, and a body with no number at all is ``missing variables``.
+  A number is still checked (a whole number in range, or its ``ram size``...).
+- Its other admin routes are answered by the face's 404, never a fake
+  success: ``removeaccount`` (core keeps every account's ledger and audit) and
+  the coupons (``createcoupon``, ``revokecoupon``; core has no coupons yet).
 """
 
 from __future__ import annotations
@@ -45,6 +68,13 @@ def require_object(body: Any, status: str) -> dict[str, Any]:
     if body is ABSENT or body is MALFORMED or not isinstance(body, dict):
         raise StatusError(status)
     return body
+
+
+def require_legacy_object(body: Any, status: str) -> dict[str, Any]:
+    """The older API told an array apart from other non-objects."""
+    if isinstance(body, list):
+        raise StatusError("body cannot be an array")
+    return require_object(body, status)
 
 
 def require_id(body: Mapping[str, Any], *, status: str = "id must be a string") -> str:
@@ -89,6 +119,24 @@ def resource_changes(body: Mapping[str, Any]) -> dict[str, int]:
         plans.check_resource(name, value)
         changes[name] = value
     return changes
+
+
+def legacy_resource_changes(body: Mapping[str, Any]) -> dict[str, int]:
+    """The older API's reading: numbers only, anything else ignored."""
+    numbers = {
+        name: body[name]
+        for name in RESOURCES
+        if isinstance(body.get(name), int | float) and not isinstance(body[name], bool)
+    }
+    if not numbers:
+        raise StatusError("missing variables")
+    return resource_changes(numbers)
+
+
+def legacy_package(body: Mapping[str, Any]) -> str | None:
+    """The older API removed the package whenever ``package`` was not a string."""
+    package = body.get("package")
+    return package if isinstance(package, str) else None
 
 
 def optional_package(body: Mapping[str, Any]) -> str | None:
@@ -190,6 +238,18 @@ def userinfo(
         "id": user_id,
         "renewalBypass": plan.renewal_bypass,
         "package": {"name": plan.package_name, **plan.package.as_dict()},
+        "extra": plan.extra.as_dict(),
+        "userinfo": pterodactyl_user(account, servers),
+        "coins": coins,
+    }
+
+
+def legacy_userinfo(
+    account: AccountView, plan: PlanView, coins: int, servers: list[ServerView]
+) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "package": {**plan.package.as_dict(), "name": plan.package_name},
         "extra": plan.extra.as_dict(),
         "userinfo": pterodactyl_user(account, servers),
         "coins": coins,

@@ -138,7 +138,7 @@ async def pending_pairing(request: Request, session: AsyncSession, _caller: Acto
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: LD7 V1 multi-user API")
+    app = face_app(runtime, "ld7", "Guildhall: LD7 V1 multi-user API", express_paths=True)
     errors.install(app)
     get, post, delete_ = ["GET"], ["POST"], ["DELETE"]
     session_path = "/api/sessions/{user_id}"
@@ -158,7 +158,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check in routes:
         app.add_route(path, endpoint(handler, check), methods=methods)
-    if runtime.settings.faces.ld7.keyless:
-        app.add_middleware(LocalOriginGuard, refuse=errors.cross_site)
+    settings = runtime.settings.faces.ld7
+    if settings.keyless:
+        app.add_middleware(
+            LocalOriginGuard, refuse=errors.cross_site, also=settings.allowed_origins
+        )
     ratelimit.install(app, runtime, "ld7", errors.too_many)
     return app

@@ -1,10 +1,11 @@
 """Every LD7 error, in one place: ``{"success": false, "message": ...}``.
 
 LD7 documents the messages but not the status codes; Guildhall answers 400
-for bad input, 401 for a missing or wrong key, 404 for an unknown session or
-route, 409 for a move the session's state does not allow (and for a session
-that exists, or stored data this installation's secret cannot open), 502
-when the messaging platform fails.
+for bad input (and, as the original server does, for a session that already
+exists), 401 for a missing or wrong key, 404 for an unknown session or
+route, 409 for a move the session's state does not allow (or stored data
+this installation's secret cannot open), 502 when the messaging platform
+fails.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def failure(status_code: int, message: str) -> Response:
 # Core error codes whose LD7 wording the document gives.
 _DOCUMENTED = {
     "invalid_handle": (400, INVALID_USER_ID),
-    "session_exists": (409, SESSION_EXISTS),
+    "session_exists": (400, SESSION_EXISTS),  # the original server's code
 }
 _STATUS_BY_KIND: tuple[tuple[type[CoreError], int], ...] = (
     (NotFound, 404),

@@ -8,8 +8,12 @@ Decisions where the document is silent:
   ``failureReason`` and ``failedAt``. Clients that read only the documented
   fields see LD7's shape.
 - ``POST /api/sessions`` also takes an optional ``name``. Both fields are
-  required (400 ``userId and phoneNumber are required``); ``phoneNumber`` is
-  8 to 15 digits; a number sent as a JSON number is accepted as its digits.
+  required (400 ``userId and phoneNumber are required``). ``phoneNumber``
+  is kept as its digits only, as the original strips everything else before
+  validating (the dashboard's box sends ``+1 555 000 6666``); then it must be
+  8 to 15 digits. A number sent as a JSON number is accepted as its digits.
+- A second session for a ``userId`` answers 400 with the document's message,
+  as the original server does.
 - ``start`` of a session that was never paired (or was logged out) answers
   success with a fresh ``pairingCode`` and ``expiresAt``; ``stop`` of a
   session that is not running is a 409.
@@ -57,7 +61,13 @@ def create_request(body: Any) -> tuple[Any, str, Any]:
         phone = str(phone)
     if not isinstance(phone, str):
         raise LD7Error(400, "phoneNumber must be a string of digits")
-    return handle, phone, body.get("name")
+    return handle, digits_of(phone), body.get("name")
+
+
+def digits_of(phone: str) -> str:
+    """The ASCII digits of a number as people type it (``+1 555 000 6666``), as LD7 keeps
+    them (JavaScript's ``replace(/\\D/g, "")``); the core then wants 8 to 15."""
+    return "".join(char for char in phone if "0" <= char <= "9")
 
 
 def status(session: SessionView) -> str:

@@ -20,7 +20,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from guildhall.connectors.oauth.provider import OAuthProvider, ProviderError
 from guildhall.core.access import panel
@@ -98,7 +98,8 @@ async def login(request: Request, session: AsyncSession, _caller: Actor) -> Resp
     state = await panel.begin_login(
         session,
         browser,
-        wire.safe_next(request.query_params.get("next")),
+        # The panel sends ``redirect``; Guildhall's own links sent ``next``.
+        wire.safe_next(request.query_params.get("redirect") or request.query_params.get("next")),
         timedelta(seconds=settings.login_ttl_seconds),
     )
     response = RedirectResponse(_provider(request).authorization_url(state), status_code=302)
@@ -137,7 +138,7 @@ async def callback(request: Request, _caller: Actor) -> Response:
             person.avatar,
             timedelta(seconds=settings.session_ttl_seconds),
         )
-    response = RedirectResponse(next_path, status_code=302)
+    response = RedirectResponse(wire.landing(settings.panel_url, next_path), status_code=302)
     _cookie(response, request, SESSION_COOKIE, token, settings.session_ttl_seconds)
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
@@ -147,9 +148,20 @@ async def logout(request: Request, session: AsyncSession, _caller: Actor) -> Res
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         await panel.close_session(session, token)
-    response = RedirectResponse("/", status_code=302)
+    response = RedirectResponse(wire.landing(_settings(request).panel_url, "/"), status_code=302)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+async def panel_home(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    """Where login and logout land when no ``panel_url`` names the real panel."""
+    try:
+        caller = await panel_caller(request, session)
+    except RustmailError:
+        return HTMLResponse(wire.panel_home(None, request.url.path), headers=wire.HOME_HEADERS)
+    account = await accounts.view(session, caller.user.account_id)
+    page = wire.panel_home((account.username, caller.user.discord_id), request.url.path)
+    return HTMLResponse(page, headers=wire.HOME_HEADERS)
 
 
 # ---- bot ---------------------------------------------------------------------
@@ -328,10 +340,7 @@ async def my_permissions(request: Request, _session: AsyncSession, _caller: Acto
 
 
 async def panel_check(request: Request, session: AsyncSession, _caller: Actor) -> Response:
-    try:
-        caller = await panel_caller(request, session)
-    except RustmailError:
-        return JSON({"authenticated": False, "user_id": None})
+    caller = await panel_caller(request, session)  # 401 without a session, as the original
     if "view_panel" not in caller.permissions:
         raise errors.forbidden("view_panel")
     return JSON({"authenticated": True, "user_id": caller.user.discord_id})
@@ -343,7 +352,7 @@ def _groups(_method: str, path: str) -> tuple[str, ...]:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: Rustmail API")
+    app = face_app(runtime, "rustmail", "Guildhall: Rustmail API")
     errors.install(app)
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
     routes = [
@@ -370,6 +379,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/user/avatar", avatar, get, needs(None), None),
         ("/api/user/permissions", my_permissions, get, needs(None), None),
         ("/api/panel/check", panel_check, get, public, None),
+        ("/", panel_home, get, public, None),
+        ("/panel", panel_home, get, public, None),
+        ("/panel/{page:path}", panel_home, get, public, None),
     ]
     for path, handler, methods, check, write in routes:
         app.add_route(path, endpoint(handler, check, write=write), methods=methods)

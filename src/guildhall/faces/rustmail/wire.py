@@ -5,19 +5,26 @@ Decisions where the document is silent:
   (as shown); ticket ``created_at`` is ISO 8601 UTC (as shown).
 - ``POST /api/apikeys`` takes ``permissions`` from ``read:tickets`` and
   ``write:tickets`` and ``expires_at`` as Unix seconds or null.
-- ``GET /api/panel/check`` without a session answers
-  ``{"authenticated": false, "user_id": null}`` (a check, not a refusal); a
-  session without ``view_panel`` gets 403.
+- ``GET /api/panel/check`` without a session answers 401 (the original
+  server's answer; its panel sends a visitor to login on anything but 200);
+  a session without ``view_panel`` gets 403.
 - A role's ``color`` is Discord's integer colour.
-- After login the browser goes to the ``next`` path given to
-  ``/api/auth/login`` if it is a path on the panel itself (``/...``, never
-  ``//host`` or a full URL), else to ``/``.
+- ``/api/auth/login`` takes the page to come back to as ``redirect`` (what
+  the panel sends: ``?redirect=/panel/tickets``) or ``next``. After login
+  the browser goes there if it is a path on the panel itself (``/...``,
+  never ``//host`` or a full URL), else to ``/``; logout goes to ``/``.
+  Those paths are on ``[faces.rustmail] panel_url`` when it names where the
+  panel lives; otherwise on the face itself, which serves a small panel home
+  at ``/`` and ``/panel/...`` (who is logged in, a login or logout link), so
+  login and logout always land on a page that exists.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from guildhall.core.access.models import ApiKey
 from guildhall.core.access.panel import PanelPermission
@@ -50,6 +57,35 @@ def safe_next(path: str | None) -> str:
     ):
         return "/"
     return path
+
+
+def landing(panel_url: str, path: str) -> str:
+    """Where the browser goes: ``path`` on the panel (``panel_url``), or on this face."""
+    return panel_url.rstrip("/") + path if panel_url else path
+
+
+HOME_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+def panel_home(user: tuple[str, str] | None, path: str) -> str:
+    """The face's own panel page: who is logged in, and a login or logout link."""
+    if user is None:
+        login = "/api/auth/login?redirect=" + quote(safe_next(path), safe="/")
+        body = f'<p>Not logged in.</p>\n<p><a href="{escape(login)}">Log in with Discord</a></p>'
+    else:
+        name, discord_id = user
+        body = (
+            f"<p>Logged in as <strong>{escape(name)}</strong> ({escape(discord_id)}).</p>\n"
+            '<p><a href="/api/auth/logout">Log out</a></p>'
+        )
+    return (
+        '<!doctype html>\n<html lang="en">\n<meta charset="utf-8">\n'
+        "<title>Rustmail panel</title>\n<h1>Rustmail panel</h1>\n"
+        f"{body}\n</html>\n"
+    )
 
 
 def ticket(row: Ticket) -> dict[str, Any]:

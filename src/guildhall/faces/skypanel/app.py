@@ -120,7 +120,7 @@ def _groups(_method: str, path: str) -> tuple[str, ...]:
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = face_app(runtime, "Guildhall: SkyPANEL API")
+    app = face_app(runtime, "skypanel", "Guildhall: SkyPANEL API", express_paths=True)
     errors.install(app)
     app.add_route("/api/auth/login", endpoint(login, auth.public, write=False), methods=["POST"])
     app.add_route("/api/users/me", endpoint(me, auth.authenticate), methods=["GET"])
