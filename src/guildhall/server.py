@@ -3,7 +3,10 @@
 The parent process binds every listening socket first (so a port in use is
 reported before anything starts), then serves them itself or, with
 ``--workers N``, hands the same sockets to N worker processes, the way
-uvicorn's own multi-process mode does.
+uvicorn's own multi-process mode does. The sockets are never inheritable:
+``multiprocessing``'s spawn passes each one to a worker explicitly (its
+``pass_fds``), so no other program started from here (a hosted server above
+all) can keep a port after Guildhall stops.
 
 Signals are ours, not uvicorn's: several uvicorn servers share one event
 loop here, and uvicorn would re-raise a captured SIGTERM once its own
@@ -91,7 +94,6 @@ def bind(listeners: Sequence[Listener]) -> list[socket.socket]:
                 # body go out at once instead of waiting on delayed ACKs.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.listen(2048)
-            sock.set_inheritable(True)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -174,6 +176,9 @@ def _settle_heap() -> None:
 def _run_loop(
     settings: Settings, listeners: Sequence[Listener], sockets: Sequence[socket.socket]
 ) -> None:
+    for sock in sockets:
+        # A worker receives its sockets inheritable; nothing it starts may keep them.
+        sock.set_inheritable(False)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
