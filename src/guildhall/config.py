@@ -71,6 +71,11 @@ class FaceSettings(_Strict):
         return False
 
     @property
+    def static_keys(self) -> dict[str, str]:
+        """The face's fixed keys from this file, by setting name (long ones only off loopback)."""
+        return {}
+
+    @property
     def on_loopback(self) -> bool:
         if self.host == "localhost":
             return True
@@ -86,6 +91,10 @@ class HeliactylFaceSettings(FaceSettings):
     port: int = Field(default=8081, ge=0, le=65535)
     api_enabled: bool = True
     api_code: str = ""
+
+    @property
+    def static_keys(self) -> dict[str, str]:
+        return {"api_code": self.api_code}
 
 
 class LD7FaceSettings(FaceSettings):
@@ -103,6 +112,10 @@ class LD7FaceSettings(FaceSettings):
     @property
     def keyless(self) -> bool:
         return not (self.api_key or self.require_key)
+
+    @property
+    def static_keys(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
 
 
 class SkyPanelFaceSettings(FaceSettings):
@@ -149,6 +162,10 @@ class AuroraFaceSettings(FaceSettings):
     @property
     def keyless(self) -> bool:
         return not (self.api_key or self.require_key)
+
+    @property
+    def static_keys(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
 
 
 class RustmailOAuthSettings(_Strict):

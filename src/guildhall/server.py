@@ -39,6 +39,11 @@ from guildhall.runtime import Runtime
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
+MIN_EXPOSED_KEY_LENGTH = 24
+"""A static key (Heliactyl's ``api_code``, LD7's and Aurora's ``api_key``) is
+checked only for equality, so off loopback it must be long enough that no one
+guesses it; on loopback short keys stay allowed (local tools, the demo)."""
+
 
 @dataclass(frozen=True)
 class Listener:
@@ -62,6 +67,14 @@ def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listene
                 f"The {name} face has no API key, so it may listen only on a loopback address; "
                 f"set [faces.{name}] api_key or listen on 127.0.0.1 instead of {face.host}."
             )
+        if not face.on_loopback:
+            for setting, key in face.static_keys.items():
+                if key and len(key) < MIN_EXPOSED_KEY_LENGTH:
+                    raise ConfigError(
+                        f"faces.{name}.{setting} is shorter than {MIN_EXPOSED_KEY_LENGTH} "
+                        f"characters, and the face listens on {face.host} where anyone can try "
+                        "keys until one fits; set a longer one (`openssl rand -hex 24` makes one)."
+                    )
         listeners.append(Listener(name, face.host, face.port))
     if not listeners:
         raise ConfigError("No face is enabled; enable one under [faces.<name>].")
