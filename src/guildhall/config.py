@@ -235,6 +235,15 @@ class WebhookSettings(_Strict):
     poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
+class HttpSettings(_Strict):
+    """Read timeouts for every listener: a request head must arrive within
+    ``header_timeout_seconds``; a body may pause at most ``body_timeout_seconds``
+    (see guildhall/http_protocol.py)."""
+
+    header_timeout_seconds: float = Field(default=10, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+
+
 class SessionsSettings(_Strict):
     """Messaging-bot sessions (the LD7 face): which connector, and pairing timing."""
 
@@ -296,6 +305,7 @@ class Settings(BaseSettings):
     sessions: SessionsSettings = SessionsSettings()
     hosting: HostingSettings = HostingSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    http: HttpSettings = HttpSettings()
 
     @model_validator(mode="after")
     def _ld7_environment_key(self) -> Settings:

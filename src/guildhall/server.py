@@ -35,9 +35,14 @@ import uvicorn
 
 from guildhall.config import ConfigError, Settings
 from guildhall.faces import FACES
+from guildhall.http_protocol import protocol_for
 from guildhall.runtime import Runtime
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+
+EVERY_RESPONSE_HEADERS = [("X-Content-Type-Options", "nosniff")]
+"""Headers uvicorn adds to every response of every face, its own 400s and the 408s of
+http_protocol.py included: no browser may guess a type other than the one sent."""
 
 MIN_EXPOSED_KEY_LENGTH = 24
 """A static key (Heliactyl's ``api_code``, LD7's and Aurora's ``api_key``) is
@@ -133,9 +138,12 @@ async def serve_sockets(
     """Serve every face on its socket in this process until SIGTERM or SIGINT."""
     runtime = Runtime(settings)
     servers: list[tuple[_FaceServer, socket.socket]] = []
+    protocol = protocol_for(settings.http)
     for listener, sock in zip(listeners, sockets, strict=True):
         config = uvicorn.Config(
             FACES[listener.face](runtime),
+            http=protocol,
+            headers=EVERY_RESPONSE_HEADERS,
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
