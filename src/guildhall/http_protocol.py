@@ -20,7 +20,10 @@ middle of a body, was kept open as long as it liked (a slowloris). Here:
 
 Every response the protocol writes itself (uvicorn's 400 for a malformed
 request, the 408 here) carries the server's default headers, so the
-``X-Content-Type-Options: nosniff`` set in server.py reaches them too.
+``X-Content-Type-Options: nosniff`` set in server.py reaches them too. A
+WebSocket refused before its handshake is an HTTP 403 that uvicorn writes
+without them; :class:`RefusalHeaders` sends that refusal as an ASGI HTTP
+response (the ``websocket.http.response`` extension) carrying them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -141,6 +145,42 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             TIMEOUT_MESSAGE,
         ]
         self.transport.write(b"".join(head))
+
+
+class RefusalHeaders:
+    """Give a WebSocket refused at its handshake the headers every HTTP answer has.
+
+    The application refuses by closing before it accepts; uvicorn answers that
+    with a bare 403. Sent instead as the same 403 through the
+    ``websocket.http.response`` extension, it carries ``headers``.
+    """
+
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app = app
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or "websocket.http.response" not in scope.get(
+            "extensions", {}
+        ):
+            await self.app(scope, receive, send)
+            return
+        accepted = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept":
+                accepted = True
+            elif message["type"] == "websocket.close" and not accepted:
+                start = {"type": "websocket.http.response.start", "status": 403}
+                await send({**start, "headers": self.headers})
+                await send({"type": "websocket.http.response.body", "body": b""})
+                return
+            elif message["type"] == "websocket.http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def protocol_for(settings: HttpSettings) -> type[TimedHttpToolsProtocol]:

@@ -35,7 +35,7 @@ import uvicorn
 
 from guildhall.config import ConfigError, Settings
 from guildhall.faces import FACES
-from guildhall.http_protocol import protocol_for
+from guildhall.http_protocol import RefusalHeaders, protocol_for
 from guildhall.runtime import Runtime
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -139,9 +139,10 @@ async def serve_sockets(
     runtime = Runtime(settings)
     servers: list[tuple[_FaceServer, socket.socket]] = []
     protocol = protocol_for(settings.http)
+    refusal_headers = [(k.lower().encode(), v.encode()) for k, v in EVERY_RESPONSE_HEADERS]
     for listener, sock in zip(listeners, sockets, strict=True):
         config = uvicorn.Config(
-            FACES[listener.face](runtime),
+            RefusalHeaders(FACES[listener.face](runtime), refusal_headers),
             http=protocol,
             headers=EVERY_RESPONSE_HEADERS,
             lifespan="off",

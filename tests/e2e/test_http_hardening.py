@@ -7,6 +7,8 @@ assertions leave a wide margin for a slow machine.
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -96,6 +98,17 @@ def test_every_response_of_every_face_says_nosniff(served: Served) -> None:
             face,
             statuses,
         )
+    # A WebSocket refused at its handshake (a foreign page's Origin) is an HTTP 403 too.
+    handshake = {
+        "Origin": "https://elsewhere.example",
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+    refused = httpx.get(served.url("aurora") + "/ws", headers=handshake, timeout=15)
+    assert refused.status_code == 403
+    assert refused.headers.get_list("x-content-type-options") == ["nosniff"]
     # A request uvicorn itself refuses as malformed says it too.
     with socket.create_connection(_address(served, "aurora")) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
