@@ -63,7 +63,7 @@ def test_every_response_of_every_face_says_nosniff(served: Served) -> None:
             ("GET", "/no-such-route", {"headers": bearer}),
         ],
         "ld7": [
-            ("GET", "/api/stats", {}),
+            ("GET", "/", {}),  # the dashboard page: once, not twice
             ("POST", "/api/sessions", {"content": b"{not json"}),
             ("GET", "/no-such-route", {}),
         ],
