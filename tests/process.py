@@ -16,6 +16,22 @@ from guildhall.faces import FACES
 READY_LINE = "Press Ctrl-C to stop."
 
 
+def processes_in(workdir: Path) -> list[int]:
+    """Live processes whose working directory is ``workdir``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if cwd == str(workdir) and state not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

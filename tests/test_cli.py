@@ -139,6 +139,16 @@ def test_serve_refuses_a_port_in_use(database_url: str, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_serve_refuses_a_trivial_key_off_loopback(database_url: str, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, database_url, heliactyl={"host": "0.0.0.0", "port": 0, "api_code": "a"}
+    )
+    result = guildhall(config, "serve", check=False)
+    assert result.returncode != 0
+    assert "faces.heliactyl.api_code is shorter than 24 characters" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_refuses_an_unknown_face(database_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, database_url, heliactyl={"port": free_port()})
     result = guildhall(config, "serve", "--face", "discord", check=False)

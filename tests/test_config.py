@@ -88,3 +88,27 @@ def test_the_readme_configuration_example_is_valid(tmp_path: Path) -> None:
     assert (settings.faces.ld7.port, settings.faces.ld7.keyless) == (8000, True)
     assert settings.sessions.pairing_ttl_seconds == 180
     assert set(settings.packages.list) == {"default", "premium"}
+
+
+@pytest.mark.parametrize(
+    ("face", "setting"), [("heliactyl", "api_code"), ("ld7", "api_key"), ("aurora", "api_key")]
+)
+def test_a_short_static_key_is_refused_off_loopback_only(
+    face: str, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guildhall.server import plan_listeners
+
+    monkeypatch.delenv("API_KEY", raising=False)
+    exposed = load_settings(None, faces={face: {"host": "0.0.0.0", setting: "a" * 23}})
+    with pytest.raises(ConfigError) as caught:
+        plan_listeners(exposed)
+    assert str(caught.value) == (
+        f"faces.{face}.{setting} is shorter than 24 characters, and the face listens on 0.0.0.0 "
+        "where anyone can try keys until one fits; set a longer one (`openssl rand -hex 24` "
+        "makes one)."
+    )
+    long_enough = load_settings(None, faces={face: {"host": "0.0.0.0", setting: "a" * 24}})
+    assert face in [listener.face for listener in plan_listeners(long_enough)]
+    for host in ("127.0.0.1", "::1", "localhost"):
+        local = load_settings(None, faces={face: {"host": host, setting: "a"}})
+        assert face in [listener.face for listener in plan_listeners(local)]

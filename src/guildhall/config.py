@@ -97,6 +97,11 @@ class FaceSettings(_Strict):
         return self.cors_origins or []
 
     @property
+    def static_keys(self) -> dict[str, str]:
+        """The face's fixed keys from this file, by setting name (long ones only off loopback)."""
+        return {}
+
+    @property
     def on_loopback(self) -> bool:
         if self.host == "localhost":
             return True
@@ -112,6 +117,10 @@ class HeliactylFaceSettings(FaceSettings):
     port: int = Field(default=8081, ge=0, le=65535)
     api_enabled: bool = True
     api_code: str = ""
+
+    @property
+    def static_keys(self) -> dict[str, str]:
+        return {"api_code": self.api_code}
 
 
 class LD7FaceSettings(FaceSettings):
@@ -136,6 +145,10 @@ class LD7FaceSettings(FaceSettings):
         if self.cors_origins is not None:
             return self.cors_origins
         return [] if self.keyless else ["*"]
+
+    @property
+    def static_keys(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
 
 
 class SkyPanelFaceSettings(FaceSettings):
@@ -183,6 +196,10 @@ class AuroraFaceSettings(FaceSettings):
     @property
     def keyless(self) -> bool:
         return not (self.api_key or self.require_key)
+
+    @property
+    def static_keys(self) -> dict[str, str]:
+        return {"api_key": self.api_key}
 
 
 class RustmailOAuthSettings(_Strict):
@@ -279,6 +296,15 @@ class WebhookSettings(_Strict):
     allow_private_targets: bool = False
 
 
+class HttpSettings(_Strict):
+    """Read timeouts for every listener: a request head must arrive within
+    ``header_timeout_seconds``; a body may pause at most ``body_timeout_seconds``
+    (see guildhall/http_protocol.py)."""
+
+    header_timeout_seconds: float = Field(default=10, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+
+
 class SessionsSettings(_Strict):
     """Messaging-bot sessions (the LD7 face): which connector, and pairing timing."""
 
@@ -341,6 +367,7 @@ class Settings(BaseSettings):
     sessions: SessionsSettings = SessionsSettings()
     hosting: HostingSettings = HostingSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    http: HttpSettings = HttpSettings()
 
     @model_validator(mode="after")
     def _ld7_environment_key(self) -> Settings:

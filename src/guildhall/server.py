@@ -3,7 +3,10 @@
 The parent process binds every listening socket first (so a port in use is
 reported before anything starts), then serves them itself or, with
 ``--workers N``, hands the same sockets to N worker processes, the way
-uvicorn's own multi-process mode does.
+uvicorn's own multi-process mode does. The sockets are never inheritable:
+``multiprocessing``'s spawn passes each one to a worker explicitly (its
+``pass_fds``), so no other program started from here (a hosted server above
+all) can keep a port after Guildhall stops.
 
 Signals are ours, not uvicorn's: several uvicorn servers share one event
 loop here, and uvicorn would re-raise a captured SIGTERM once its own
@@ -36,9 +39,19 @@ from uvicorn.config import LOGGING_CONFIG
 
 from guildhall.config import ConfigError, Settings
 from guildhall.faces import FACES
+from guildhall.http_protocol import RefusalHeaders, protocol_for
 from guildhall.runtime import Runtime
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+
+EVERY_RESPONSE_HEADERS = [("X-Content-Type-Options", "nosniff")]
+"""Headers uvicorn adds to every response of every face, its own 400s and the 408s of
+http_protocol.py included: no browser may guess a type other than the one sent."""
+
+MIN_EXPOSED_KEY_LENGTH = 24
+"""A static key (Heliactyl's ``api_code``, LD7's and Aurora's ``api_key``) is
+checked only for equality, so off loopback it must be long enough that no one
+guesses it; on loopback short keys stay allowed (local tools, the demo)."""
 
 logger = logging.getLogger(__name__)
 _serving_face: ContextVar[str | None] = ContextVar("serving_face", default=None)
@@ -66,6 +79,14 @@ def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listene
                 f"The {name} face has no API key, so it may listen only on a loopback address; "
                 f"set [faces.{name}] api_key or listen on 127.0.0.1 instead of {face.host}."
             )
+        if not face.on_loopback:
+            for setting, key in face.static_keys.items():
+                if key and len(key) < MIN_EXPOSED_KEY_LENGTH:
+                    raise ConfigError(
+                        f"faces.{name}.{setting} is shorter than {MIN_EXPOSED_KEY_LENGTH} "
+                        f"characters, and the face listens on {face.host} where anyone can try "
+                        "keys until one fits; set a longer one (`openssl rand -hex 24` makes one)."
+                    )
         listeners.append(Listener(name, face.host, face.port))
     if not listeners:
         raise ConfigError("No face is enabled; enable one under [faces.<name>].")
@@ -98,7 +119,6 @@ def bind(listeners: Sequence[Listener]) -> list[socket.socket]:
                 # body go out at once instead of waiting on delayed ACKs.
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.listen(2048)
-            sock.set_inheritable(True)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -178,9 +198,13 @@ async def serve_sockets(
     """Serve every face on its socket in this process until SIGTERM or SIGINT."""
     runtime = Runtime(settings)
     servers: list[tuple[_FaceServer, socket.socket]] = []
+    protocol = protocol_for(settings.http)
+    refusal_headers = [(k.lower().encode(), v.encode()) for k, v in EVERY_RESPONSE_HEADERS]
     for listener, sock in zip(listeners, sockets, strict=True):
         config = uvicorn.Config(
-            FACES[listener.face](runtime),
+            RefusalHeaders(FACES[listener.face](runtime), refusal_headers),
+            http=protocol,
+            headers=EVERY_RESPONSE_HEADERS,
             lifespan="off",
             log_config=log_config(settings),
             access_log=False,  # Guildhall's own, naming the face: faces/common/app.py
@@ -235,6 +259,9 @@ def _settle_heap() -> None:
 def _run_loop(
     settings: Settings, listeners: Sequence[Listener], sockets: Sequence[socket.socket]
 ) -> None:
+    for sock in sockets:
+        # A worker receives its sockets inheritable; nothing it starts may keep them.
+        sock.set_inheritable(False)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]

@@ -4,32 +4,15 @@ used over HTTP the way a panel client does."""
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.process import free_port, guildhall, last_line, serve, write_config
+from tests.process import free_port, guildhall, last_line, processes_in, serve, write_config
 
 pytestmark = pytest.mark.e2e
-
-
-def _processes_in(workdir: Path) -> list[int]:
-    """Live processes whose working directory is ``workdir``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if cwd == str(workdir) and state not in ("Z", "X"):
-            found.append(int(entry))
-    return found
 
 
 def test_operator_setup_then_login_power_and_billing(database_url: str, tmp_path: Path) -> None:
@@ -118,10 +101,10 @@ def test_operator_setup_then_login_power_and_billing(database_url: str, tmp_path
 
     # A hosted server outlives a restart of the panel; deleting it ends its process.
     workdir = (tmp_path / "var" / "servers" / server_id).resolve()
-    assert len(_processes_in(workdir)) == 1
+    assert len(processes_in(workdir)) == 1
     deleted = guildhall(config, "servers", "delete", server_id)
     assert f"deleted server {server_id} (My VPS)" in deleted.stdout
-    assert _processes_in(workdir) == []
+    assert processes_in(workdir) == []
 
 
 def test_without_redis_the_login_limit_holds_and_serve_says_so(

@@ -106,6 +106,9 @@ async def test_multipart_create_stores_and_serves_the_image(
     assert served.content == data
     assert served.headers["content-type"] == content_type
     assert served.headers["cache-control"] == "public, max-age=86400"
+    # Opened directly, an uploaded image runs and loads nothing, under its stored name.
+    assert served.headers["content-security-policy"] == "default-src 'none'"
+    assert served.headers["content-disposition"] == (f'inline; filename="{item["id"]}.{extension}"')
     etag = served.headers["etag"]
     again = await aurora.get(item["imageUrl"], headers={"If-None-Match": etag})
     assert (again.status_code, again.content) == (304, b"")

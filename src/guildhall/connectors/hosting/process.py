@@ -6,10 +6,17 @@ whole process group and a Guildhall restart leaves it running. Its handle is
 ``pid:start-time`` read from ``/proc``: a pid the kernel reused for another
 program is never taken for the server. Linux only.
 
-Processes this driver started are children of the event loop, which reaps
-them, so a server that dies never lingers as a zombie; one started by an
-earlier Guildhall process was re-parented and is watched through ``/proc``
-alone.
+A server inherits nothing but its own stdio (``/dev/null`` in, its
+``console.log`` out): no listening socket, no database file, no pipe of
+ours, or it would keep Guildhall's ports after Guildhall stops. It is
+started by the standard library's ``subprocess.Popen``, whose
+``close_fds`` closes every other descriptor in the child before ``exec``,
+not by the event loop: uvloop's subprocess ignores ``close_fds`` and even
+leaks its own copies of the stdio descriptors.
+
+A server this driver started is reaped as soon as it ends (the loop watches
+a pidfd of it), so it never lingers as a zombie; one started by an earlier
+Guildhall process was re-parented and is watched through ``/proc`` alone.
 """
 
 from __future__ import annotations
@@ -47,19 +54,53 @@ def _parse(runtime_ref: str | None) -> tuple[int, str] | None:
     return (int(pid), start) if pid.isdecimal() and start else None
 
 
+def _spawn(argv: list[str], workdir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Start the operator's command with its stdio and no other descriptor of ours.
+
+    Called on the event loop: a vfork and an exec take well under a millisecond,
+    and a thread would leave the child unwatched if the request were cancelled.
+    """
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+def _reap_when_done(child: subprocess.Popen[bytes]) -> None:
+    """Collect the child's exit status as soon as it ends, so no zombie is left behind."""
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except OSError:  # pragma: no cover - Linux before 5.3: reaped when next looked at
+        return
+    loop = asyncio.get_running_loop()
+
+    def ended() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        child.poll()
+
+    loop.add_reader(pidfd, ended)
+
+
 class ProcessDriver:
     name = "process"
 
     def __init__(self, *, start_check: float = 0.3) -> None:
         self._start_check = start_check
-        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def ip_address(self, spec: ServerSpec) -> str:
         return "127.0.0.1"
 
     def _alive(self, pid: int, start: str) -> bool:
         child = self._children.get(pid)
-        if child is not None and child.returncode is not None:
+        if child is not None and child.poll() is not None:
             del self._children[pid]  # reaped: it died by itself or was ended
             return False
         return _start_time(pid) == start
@@ -76,24 +117,16 @@ class ProcessDriver:
         spec.workdir.mkdir(parents=True, exist_ok=True)
         log = spec.workdir / "console.log"
         try:
-            with log.open("ab") as output:
-                child = await asyncio.create_subprocess_exec(  # the operator's command
-                    *argv,
-                    cwd=spec.workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            child = _spawn(argv, spec.workdir, log)
         except OSError as exc:
             raise DriverError(f"the command could not be started: {exc.strerror}") from None
         self._children[child.pid] = child
         start = _start_time(child.pid)
+        _reap_when_done(child)
         await asyncio.sleep(self._start_check)
-        if start is None or child.returncode is not None:
+        if start is None or child.poll() is not None:
             self._children.pop(child.pid, None)
-            code = await child.wait()
+            code = await asyncio.to_thread(child.wait)
             raise DriverError(f"the server exited at once with code {code}")
         return f"{child.pid}:{start}"
 

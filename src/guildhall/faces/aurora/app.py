@@ -265,7 +265,14 @@ async def upload_icon(request: Request, session: AsyncSession, caller: Actor) ->
 async def asset(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     found = await items.image(session, request.path_params["filename"])
     etag = f'"{found.etag}"'
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=86400",
+        # An uploaded image is someone's content: opened directly it runs nothing
+        # and loads nothing; its name is the stored one (digits, a known extension).
+        "Content-Security-Policy": "default-src 'none'",
+        "Content-Disposition": f'inline; filename="{found.filename}"',
+    }
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(found.data, media_type=found.content_type, headers=headers)

@@ -35,8 +35,8 @@ async def home(request: Request, session: AsyncSession, _caller: Actor) -> Respo
         page,
         headers={
             "Cache-Control": "no-store",
+            # nosniff is on every response already (server.py).
             "Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY,
-            "X-Content-Type-Options": "nosniff",
         },
     )
 
