@@ -4,16 +4,29 @@ Members are the shared accounts, named by their Discord identity; their
 coins are the shared ledger (``core/economy``), so a change made through any
 face shows here. A profile row (xp, level, streak...) exists once something
 set it; until then a member reads with the defaults.
+
+A settings document (Aurora's settings, Rustmail's bot configuration) grows
+by merges, and every request touching it (Aurora's health included) copies
+it whole, so its shape is capped: at most :data:`MAX_DOCUMENT_BYTES` of JSON,
+:data:`MAX_DOCUMENT_KEYS` keys and array items at every level together, and
+:data:`MAX_DOCUMENT_DEPTH` levels, measured on the document as clients read it
+(defaults included) after the merge. A merge that would pass a cap is refused
+(``Invalid``, code ``document_too_large``) and changes nothing, so repeated
+small merges stop at the cap too. A document stored over a cap before the caps
+existed can still be changed by merges that do not grow it past what it was
+(replacing a big value by null trims it).
 """
 
 from __future__ import annotations
 
 import copy
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -495,6 +508,74 @@ class Document:
 AURORA_SETTINGS = Document(1, DEFAULT_SETTINGS)
 
 
+MAX_DOCUMENT_BYTES = 64 * 1024
+"""Largest a settings document may be, as JSON (64 KB): the documents' own examples
+take a few hundred bytes."""
+MAX_DOCUMENT_KEYS = 1_000
+"""Most keys a settings document may hold, counting every object's keys and every
+array's items at every level: what a merge and each read copy grows with it."""
+MAX_DOCUMENT_DEPTH = 32
+"""Most levels of objects and arrays in a settings document, the document itself
+being the first: the depth every face accepts in a JSON body
+(``faces/common/body.MAX_JSON_DEPTH``), so any body a face takes can be stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What the caps measure of a document: its JSON size, its keys and array items
+    at every level together, and how deeply it nests."""
+
+    size: int
+    keys: int
+    depth: int
+
+
+def shape_of(document: dict[str, Any]) -> Shape:
+    keys, depth = 0, 0
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(document, 1)]
+    while pending:
+        value, level = pending.pop()
+        depth = max(depth, level)
+        keys += len(value)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return Shape(len(orjson.dumps(document)), keys, depth)
+
+
+def _check_shape(merged: dict[str, Any], before: Callable[[], dict[str, Any]]) -> None:
+    """Refuse ``merged`` if it passes a cap and grew past what ``before()`` (the document
+    the merge started from) was; that one is built and measured only then."""
+    after = shape_of(merged)
+    if (
+        after.size <= MAX_DOCUMENT_BYTES
+        and after.keys <= MAX_DOCUMENT_KEYS
+        and after.depth <= MAX_DOCUMENT_DEPTH
+    ):
+        return
+    old = shape_of(before())
+    if after.size > MAX_DOCUMENT_BYTES and after.size > old.size:
+        raise Invalid(
+            f"the settings may take at most {MAX_DOCUMENT_BYTES // 1024} KB as JSON; "
+            f"this change would make them {after.size} bytes",
+            code="document_too_large",
+            field="settings",
+        )
+    if after.keys > MAX_DOCUMENT_KEYS and after.keys > old.keys:
+        raise Invalid(
+            f"the settings may hold at most {MAX_DOCUMENT_KEYS} keys and array items in all; "
+            f"this change would make them {after.keys}",
+            code="document_too_large",
+            field="settings",
+        )
+    if after.depth > MAX_DOCUMENT_DEPTH and after.depth > old.depth:
+        raise Invalid(
+            f"the settings may nest at most {MAX_DOCUMENT_DEPTH} levels deep; "
+            f"this change would make them {after.depth}",
+            code="document_too_large",
+            field="settings",
+        )
+
+
 MAX_SETTING_TEXT = 2000
 """Longest text a known setting takes (a Discord message's length)."""
 MAX_SETTING_INTEGER = 2**53 - 1
@@ -560,10 +641,14 @@ async def merge_settings(
     event: str = "settings.updated",
     document: Document = AURORA_SETTINGS,
 ) -> dict[str, Any]:
-    """Deep-merge ``update`` into the stored document, after checking the known keys' types."""
+    """Deep-merge ``update`` into the stored document, after checking the known keys' types;
+    refused, changing nothing, when the result would pass a cap (see the module's docstring)."""
     _check_types(update, document.defaults, "")
     row = await ensure_row(session, BotSettings, {"id": document.id, "document": {}})
-    row.document = deep_merge(row.document or {}, update)
+    stored = deep_merge(row.document or {}, update)
+    merged = deep_merge(document.defaults, stored)
+    _check_shape(merged, lambda: deep_merge(document.defaults, row.document or {}))
+    row.document = stored
     row.updated_at = utcnow()
     await session.flush()
     await audit.record(
@@ -574,7 +659,7 @@ async def merge_settings(
         target="settings",
     )
     await outbox.emit(session, event, {"keys": sorted(update)})
-    return deep_merge(document.defaults, row.document)
+    return merged
 
 
 async def set_maintenance(

@@ -18,7 +18,7 @@ import io
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 from sqlalchemy import delete, func, or_, select, update
@@ -59,23 +59,27 @@ class CheckedImage:
     content_type: str
 
 
-def check_image(data: bytes) -> CheckedImage:
-    """The image if its bytes really are a PNG, JPEG, WebP or GIF of at most 15 MB.
+def check_image(source: IO[bytes]) -> CheckedImage:
+    """The image if the file's bytes really are a PNG, JPEG, WebP or GIF of at most 15 MB.
 
     It decodes the whole first frame: CPU work, so callers run it in a thread.
+    The file (an upload spooled to disk, say) is read into memory only once it
+    has passed: bytes that are not an image cost no more than their header.
     Pillow is asked for those four formats only, so it never runs the decoder of
     another one on untrusted bytes. Any exception from decoding refuses the image:
     Pillow's decoders raise more kinds than the common ones (a crafted DDS header
     raises an "unimplemented pixel format" error, a TIFF tag of the wrong type a TypeError).
     """
-    if len(data) > MAX_IMAGE_BYTES:
+    size = source.seek(0, io.SEEK_END)
+    if size > MAX_IMAGE_BYTES:
         raise Invalid("the image is larger than 15 MB", code="image_too_large", field="image")
-    if not data:
+    if not size:
         raise Invalid("the image is empty", code="image_invalid", field="image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as probe:
+            source.seek(0)
+            with Image.open(source, formats=_PILLOW_FORMATS) as probe:
                 kind = probe.format
                 width, height = probe.size
                 if width * height > MAX_IMAGE_PIXELS:
@@ -85,6 +89,8 @@ def check_image(data: bytes) -> CheckedImage:
                         field="image",
                     )
                 probe.verify()  # structure and checksums
+            source.seek(0)
+            data = source.read()
             with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as full:
                 full.load()  # every pixel decodes: a truncated file fails here
     except Invalid:

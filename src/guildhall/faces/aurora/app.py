@@ -31,6 +31,7 @@ from guildhall.faces.aurora.errors import bad_request
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import (
+    TOO_LARGE,
     Form,
     TooDeep,
     is_multipart,
@@ -187,13 +188,15 @@ async def _image_of(form: Form, required: bool) -> items.CheckedImage | None:
             raise bad_request("Send the image as a file in the multipart field 'image'")
         return None
     # Decoding is CPU work: off the event loop, so other requests keep going.
-    return await asyncio.to_thread(items.check_image, form.files["image"])
+    return await asyncio.to_thread(items.check_image, form.files["image"].file)
 
 
 async def _form(request: Request) -> Form:
-    form = await read_form(request)
+    form = await read_form(request, items.MAX_IMAGE_BYTES)
+    if form is TOO_LARGE:
+        raise bad_request("The image is larger than 15 MB")
     if not isinstance(form, Form):
-        raise bad_request("The multipart body is malformed or larger than 16 MB")
+        raise bad_request("The multipart body is malformed")
     return form
 
 
@@ -549,8 +552,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods in open_routes:
         app.add_route(path, endpoint(handler, public), methods=methods)
+    uploads = {create_item, upload_icon}
     for path, handler, methods in routes:
-        app.add_route(path, endpoint(handler, authenticate), methods=methods)
+        limit = items.MAX_IMAGE_BYTES if handler in uploads else None
+        app.add_route(path, endpoint(handler, authenticate, uploads=limit), methods=methods)
     live.install(app, runtime)
     settings = runtime.settings.faces.aurora
     if settings.keyless:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guildhall.faces.common.access_log import AccessLog
 from guildhall.faces.common.clients import parse_networks
@@ -12,6 +12,44 @@ from guildhall.faces.common.cors import CorsPolicy
 from guildhall.runtime import Runtime
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0 ")):
+            return True
+    return False
+
+
+class CloseUnreadBodies:
+    """Answers ``Connection: close`` to a request whose body the app left unread (a
+    stranger's, one over the limit, a multipart body on a JSON route, a rate-limited
+    one), so the client cannot keep pushing it: the server would otherwise read the
+    rest to find the next request on the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        read = False
+
+        async def receive_noting_the_end() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                read = True
+            return message
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and not read:
+                headers = [*message.get("headers", ()), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive_noting_the_end, send_closing)
 
 
 class ExpressPaths:
@@ -38,9 +76,10 @@ class ExpressPaths:
 
 
 class FaceApp(FastAPI):
-    """A face's app. Outside everything (rate limits and guards included): the
-    origins it lets call it (``cors_origins``), :class:`ExpressPaths`, and the
-    access log (``log_access``)."""
+    """A face's app. Outside everything (rate limits and guards included), so they
+    see those answers too (a 429, an origin guard's 403): :class:`CloseUnreadBodies`,
+    the origins it lets call it (``cors_origins``), :class:`ExpressPaths`, and
+    the access log (``log_access``)."""
 
     face: str = ""
     express_paths: bool = False
@@ -48,7 +87,7 @@ class FaceApp(FastAPI):
     access_log: bool = False
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
+        stack = CloseUnreadBodies(super().build_middleware_stack())
         if self.cors_origins:
             stack = CorsPolicy(stack, self.cors_origins)
         if self.express_paths:

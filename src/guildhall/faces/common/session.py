@@ -8,9 +8,14 @@ fails to commit). An exception rolls everything back and reaches the face's
 error handlers. Safe methods get a read transaction, which SQLite runs
 beside the writer.
 
-A write request's body is read before its transaction opens: on SQLite the
-write transaction holds the database's one write lock, and a client that
-sends its body slowly must not hold it meanwhile.
+A request with a body is authenticated first, in a short read unit of work,
+and only then is its body read (``faces/common/body.py``): a stranger's body
+costs nothing, however large, and is answered without being read. The body
+is read before the handler's transaction opens: on SQLite the write
+transaction holds the database's one write lock, and a client that sends its
+body slowly must not hold it meanwhile. The handler then runs in its own unit
+of work with the caller found; a request without a body (GET, HEAD, OPTIONS)
+is authenticated and handled in one.
 
 This is a plain wrapper rather than FastAPI dependencies, and faces register
 it with ``app.add_route`` (a plain Starlette route) rather than
@@ -28,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from guildhall.core.actor import Actor
-from guildhall.faces.common.body import read_body
+from guildhall.faces.common.body import close_form, read_body
 from guildhall.runtime import Runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -51,22 +56,42 @@ def _named(
     return route
 
 
+async def _authenticated_body(
+    request: Request, authenticate: Authenticator, file_limit: int | None
+) -> Actor:
+    """The caller, found in a short read unit of work; then the body, read."""
+    async with runtime_of(request).database.unit_of_work(write=False) as session:
+        caller = await authenticate(request, session)
+    await read_body(request, file_limit)
+    return caller
+
+
 def endpoint(
-    handler: Handler, authenticate: Authenticator, *, write: bool | None = None
+    handler: Handler,
+    authenticate: Authenticator,
+    *,
+    write: bool | None = None,
+    uploads: int | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """A route running ``handler`` in the request's transaction, for an authenticated caller.
 
     ``write=False`` gives a POST that changes nothing (a login) a read transaction.
+    ``uploads`` lets the route take multipart bodies, with files of at most that
+    many bytes; without it a multipart body is refused unread.
     """
 
     async def route(request: Request) -> Response:
-        changes = request.method not in SAFE_METHODS
-        if changes:
-            await read_body(request)
         database = runtime_of(request).database
-        async with database.unit_of_work(write=changes if write is None else write) as session:
-            caller = await authenticate(request, session)
-            return await handler(request, session, caller)
+        if request.method in SAFE_METHODS:
+            async with database.unit_of_work(write=bool(write)) as session:
+                caller = await authenticate(request, session)
+                return await handler(request, session, caller)
+        try:
+            caller = await _authenticated_body(request, authenticate, uploads)
+            async with database.unit_of_work(write=write is not False) as session:
+                return await handler(request, session, caller)
+        finally:
+            close_form(request)
 
     return _named(route, handler)
 
@@ -79,12 +104,9 @@ def action_endpoint(
 ) -> Callable[[Request], Awaitable[Response]]:
     """A route whose work opens its own units of work (a long action, such as powering
     a server, that must not hold a transaction while it waits); the caller is
-    authenticated in a short read transaction first."""
+    authenticated in a short read transaction first, then the body is read."""
 
     async def route(request: Request) -> Response:
-        await read_body(request)
-        async with runtime_of(request).database.unit_of_work(write=False) as session:
-            caller = await authenticate(request, session)
-        return await handler(request, caller)
+        return await handler(request, await _authenticated_body(request, authenticate, None))
 
     return _named(route, handler)
