@@ -166,6 +166,12 @@ async def close_session(session: AsyncSession, token: str) -> None:
     await session.execute(delete(PanelSession).where(PanelSession.id_hash == digest(token)))
 
 
+async def end_sessions(session: AsyncSession, account_id: int) -> int:
+    """End every panel session of an account (it was banned); how many there were."""
+    ended = await session.execute(delete(PanelSession).where(PanelSession.account_id == account_id))
+    return ended.rowcount or 0
+
+
 # ---- permissions -----------------------------------------------------------
 
 

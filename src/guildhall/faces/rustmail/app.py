@@ -2,6 +2,13 @@
 
 Panel routes authenticate by session cookie and check one permission each
 (``auth.needs``); external routes take an API key (``auth.api_key``).
+
+A banned account (a ban in force on its Guildhall account, from Heliactyl's
+``/api/v3/ban``) cannot log in: the OAuth callback answers 403 ``FORBIDDEN``
+(the document's status for a refused caller; SkyPANEL refuses a banned login
+the same way) and opens no session. The ban itself ended the sessions it had,
+so their cookies get the document's unauthenticated answers (401, or
+``{"authenticated": false}`` from ``/api/panel/check``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from guildhall.core.accounts.models import Provider
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
 from guildhall.core.errors import Invalid, is_digits
+from guildhall.core.moderation import service as moderation
 from guildhall.core.support import service as support
 from guildhall.faces.common import clients, ratelimit
 from guildhall.faces.common.app import face_app
@@ -116,6 +124,9 @@ async def callback(request: Request, session: AsyncSession, _caller: Actor) -> R
     account = await accounts.ensure_for_identity(
         session, Provider.DISCORD, person.id, person.username, LOGIN_ACTOR
     )
+    if await moderation.active_ban(session, account.id) is not None:
+        # As SkyPANEL answers a banned account's login; the document's 403 wording.
+        raise RustmailError(403, "FORBIDDEN", "This account is banned")
     settings = _settings(request)
     token = await panel.open_session(
         session,
