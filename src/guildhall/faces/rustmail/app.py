@@ -9,6 +9,12 @@ A banned account (a ban in force on its Guildhall account, from Heliactyl's
 the same way) and opens no session. The ban itself ended the sessions it had,
 so their cookies get the document's unauthenticated answers (401, or
 ``{"authenticated": false}`` from ``/api/panel/check``).
+
+``GET /api/bot/config``: the document says sensitive fields (token, secrets)
+are not returned. They are returned masked (``"********"``, or "" when unset),
+never decrypted: the value is not returned, and a panel that sends back what it
+read keeps them (the mask means "unchanged"). They are stored sealed
+(``core/support/service.py``).
 """
 
 from __future__ import annotations
@@ -198,7 +204,8 @@ async def get_config(_request: Request, session: AsyncSession, _caller: Actor) -
 
 
 async def put_config(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    await support.update_config(session, wire.json_object(await read_json(request)), caller)
+    sealer = runtime_of(request).secrets.sealer(support.SEAL_PURPOSE)
+    await support.update_config(session, wire.json_object(await read_json(request)), caller, sealer)
     return JSON(SUCCESS)
 
 
