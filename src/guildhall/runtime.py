@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from guildhall import filemodes
 from guildhall.config import ConfigError, Settings
 from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
@@ -26,6 +27,7 @@ from guildhall.core.hosting.service import Hosting
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
+from guildhall.core.support import service as support
 from guildhall.db.engine import CHECKPOINT_SECONDS, Database
 from guildhall.db.migrate import is_current, upgrade
 from guildhall.events import outbox
@@ -55,6 +57,8 @@ def catalogue_from(settings: Settings) -> Catalogue:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Private to its owner (``guildhall.filemodes``); made by whatever first needs it.
+        filemodes.tighten(settings.data_dir, filemodes.PRIVATE_DIRECTORY)
         self.database = Database(
             settings.resolved_database_url, pool_size=settings.database_pool_size
         )
@@ -208,17 +212,32 @@ class Runtime:
 
         The embedded SQLite database is migrated in place; a shared
         PostgreSQL database is migrated only by ``guildhall migrate``, so
-        several processes never race to change one schema.
+        several processes never race to change one schema. Secrets stored in
+        plain text by an older version are then sealed.
         """
         if self.database.is_sqlite:
             await self.migrate()
-            return
-        await self.check_database()
-        if not await is_current(self.database):
-            raise ConfigError(
-                f"The database at {self.describe_database()} is not at the current schema; "
-                "run `guildhall migrate` first."
+        else:
+            await self.check_database()
+            if not await is_current(self.database):
+                raise ConfigError(
+                    f"The database at {self.describe_database()} is not at the current schema; "
+                    "run `guildhall migrate` first."
+                )
+        await self._seal_stored_secrets()
+
+    async def _seal_stored_secrets(self) -> None:
+        """Seal the bot secrets an older version stored in plain text (see
+        ``core/support/service.py``); a look in a read unit of work when there are none."""
+        async with self.database.unit_of_work(write=False) as session:
+            if not await support.has_plain_secrets(session):
+                return
+        async with self.database.unit_of_work() as session:
+            sealed = await support.seal_stored_secrets(
+                session, self.secrets.sealer(support.SEAL_PURPOSE), SYSTEM
             )
+        if sealed:
+            logger.warning("Sealed %d bot secret(s) that were stored in plain text.", sealed)
 
     async def check_redis(self) -> str | None:
         """One sentence for the operator when ``redis_url`` is set and Redis does not answer.

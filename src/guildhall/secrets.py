@@ -21,6 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from guildhall import filemodes
 from guildhall.config import ConfigError, Settings
 
 SECRET_FILE = "secret.key"
@@ -33,12 +34,15 @@ class UnsealError(Exception):
 
 def _load_or_create(path: Path) -> bytes:
     try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as exc:
         raise ConfigError(f"The secret file {path} cannot be read: {exc}.") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        filemodes.tighten(path, filemodes.PRIVATE_FILE)  # an older installation's 0644
+        return secret
+    filemodes.private_directory(path.parent)
     secret = secrets.token_bytes(32)
     try:
         # O_EXCL: when two processes start at once, one writes and the other reads.

@@ -7,16 +7,21 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from guildhall.core.access.models import ApiKey
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Account, Provider
 from guildhall.core.community.models import GuildClass
 from guildhall.core.items.models import Item
+from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
 from guildhall.db.migrate import is_current, upgrade
 from guildhall.db.models import metadata
 from guildhall.runtime import Runtime
+from tests.conftest import TEST_ACTOR
 
 
 def _differences(connection: Connection) -> list[object]:
@@ -73,3 +78,64 @@ async def test_names_that_clashed_before_the_case_rule_are_renamed(tmp_path: Pat
     finally:
         await database.dispose()
     assert names == ["Sword", "Shield", "sword (3)", "SWORD (4)"]
+
+
+async def test_ids_are_never_reused(runtime: Runtime) -> None:
+    """A deleted row's id is not given to the next row (SQLite did so without
+    AUTOINCREMENT): a token or a client holding the old id must not reach a new row."""
+    for table, row in (
+        (Account.__table__, {"username": "u", "first_name": "", "last_name": "", "role": "user"}),
+        (ApiKey.__table__, {"name": "k", "prefix": "p", "key_hash": "h", "scopes": []}),
+    ):
+        now = {"created_at": utcnow()} | (
+            {"updated_at": utcnow(), "uuid": "x"} if table is Account.__table__ else {}
+        )
+        async with runtime.database.unit_of_work() as session:
+            first = await session.scalar(insert(table).values(**row, **now).returning(table.c.id))
+            await session.execute(delete(table).where(table.c.id == first))
+        async with runtime.database.unit_of_work() as session:
+            second = await session.scalar(insert(table).values(**row, **now).returning(table.c.id))
+        assert second > first, table.name
+
+
+async def test_0009_keeps_every_row_and_id_on_sqlite(tmp_path: Path) -> None:
+    """The rebuild copies rows with their ids, and rows that refer to a rebuilt table
+    are kept (dropping the old table with foreign keys on would have cascaded)."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    try:
+        await upgrade(database, "0008")
+        async with database.unit_of_work() as session:
+            for username in ("ann", "bob", "cyd"):
+                await accounts.create(
+                    session,
+                    username=username,
+                    email=f"{username}@example.com",
+                    identities={Provider.DISCORD: str(10**17 + len(username) * ord(username[0]))},
+                    actor=TEST_ACTOR,
+                )
+            await session.execute(delete(Account.__table__).where(Account.id == 2))
+            await session.execute(
+                insert(Item.__table__).values(name="Sword", type="T", rarity="C", price=0)
+            )
+        before = await _snapshot(database)
+        await upgrade(database)
+        assert await _snapshot(database) == before
+        async with database.unit_of_work() as session:
+            await session.execute(delete(Account.__table__).where(Account.id == 3))
+            fourth = await accounts.create(session, username="dee", actor=TEST_ACTOR)
+        assert fourth.id == 4  # after the highest id ever given, not the highest left
+        with pytest.raises(IntegrityError):  # the expression index was made again
+            async with database.unit_of_work() as session:
+                await session.execute(
+                    insert(Item.__table__).values(name="SWORD", type="T", rarity="C", price=0)
+                )
+    finally:
+        await database.dispose()
+
+
+async def _snapshot(database: Database) -> dict[str, list[tuple[object, ...]]]:
+    async with database.unit_of_work(write=False) as session:
+        return {
+            name: [tuple(row) for row in await session.execute(text(f"SELECT * FROM {name}"))]
+            for name in ("accounts", "identities", "items", "audit_log")
+        }

@@ -26,6 +26,13 @@ NAMING_CONVENTION = {
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
+NEVER_REUSED: dict[str, object] = {"sqlite_autoincrement": True}
+"""``__table_args__`` of a table whose ids leave the database (on a wire, in a token,
+in a webhook consumer's bookkeeping) and whose rows can be deleted. Without
+AUTOINCREMENT SQLite hands the highest deleted id to the next row, so a token or
+a client holding the old id would reach the new row; PostgreSQL's sequences never
+go back. Migration 0009 rebuilt the existing tables."""
+
 
 def utcnow() -> datetime:
     """Now, as an aware UTC datetime: the only clock the core reads."""

@@ -63,6 +63,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from guildhall import filemodes
 from guildhall.db import sqlite_inline
 
 logger = logging.getLogger(__name__)
@@ -603,6 +604,16 @@ async def _abandon(driver: Any, connection: AsyncConnection, error: BaseExceptio
             await connection.invalidate()
 
 
+def _private_database_files(path: Path) -> None:
+    """The database file made 0600 before SQLite opens it (its ``-wal`` and ``-shm``
+    files then get the same mode), its folder 0700 if it has to be made; files left
+    wider by an older installation are tightened (see ``guildhall.filemodes``)."""
+    filemodes.private_directory(path.parent, tighten_existing=False)
+    filemodes.private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        filemodes.tighten(path.with_name(path.name + suffix), filemodes.PRIVATE_FILE)
+
+
 def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Pool checkout: a connection PostgreSQL has closed (a restart, an idle
     timeout) is replaced at once. Costs no round trip, unlike a pre-ping."""
@@ -620,7 +631,7 @@ class Database:
             path = make_url(url).database or ":memory:"
             on_disk = path != ":memory:"
             if on_disk:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_database_files(Path(path))
             self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(url, begin="BEGIN", read_only=True)
             self._writer = _Writer(self.write_engine, _WriteLock(path) if on_disk else None)

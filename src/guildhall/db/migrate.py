@@ -43,5 +43,17 @@ async def upgrade(database: Database, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with database.write_engine.begin() as connection:
-        await connection.run_sync(run)
+    async with database.write_engine.connect() as connection:
+        if database.is_sqlite:
+            # Off before the transaction begins (SQLite ignores it inside one): a
+            # migration that rebuilds a table drops the old one, and with foreign
+            # keys on that would delete every row referring to it (ON DELETE
+            # CASCADE). Checked again before the commit instead.
+            raw = await connection.get_raw_connection()
+            raw.driver_connection.run("PRAGMA foreign_keys=OFF", ())
+        async with connection.begin():
+            await connection.run_sync(run)
+            if database.is_sqlite:
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"the migration left rows that refer to nothing: {broken}")

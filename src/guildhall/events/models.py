@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class AuditEntry(Base):
@@ -49,6 +49,8 @@ class OutboxEvent(Base):
     """
 
     __tablename__ = "event_outbox"
+    # Never reused: an endpoint skips ids up to its since_event_id.
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -62,6 +64,7 @@ class WebhookEndpoint(Base):
     """Where events are POSTed; its signing secret is sealed with the installation secret."""
 
     __tablename__ = "webhook_endpoints"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     url: Mapped[str] = mapped_column(String(2000))

@@ -5,13 +5,14 @@ from datetime import datetime
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class ApiKey(Base):
     """Only the SHA-256 of the key is kept; ``prefix`` lets people tell keys apart."""
 
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit
 
@@ -69,6 +69,7 @@ class PanelPermission(Base):
     __tablename__ = "panel_permissions"
     __table_args__ = (
         UniqueConstraint("subject_type", "subject_id", "permission", name="uq_panel_permissions"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -163,6 +164,12 @@ async def session_user(session: AsyncSession, token: str) -> PanelUser | None:
 
 async def close_session(session: AsyncSession, token: str) -> None:
     await session.execute(delete(PanelSession).where(PanelSession.id_hash == digest(token)))
+
+
+async def end_sessions(session: AsyncSession, account_id: int) -> int:
+    """End every panel session of an account (it was banned); how many there were."""
+    ended = await session.execute(delete(PanelSession).where(PanelSession.account_id == account_id))
+    return ended.rowcount or 0
 
 
 # ---- permissions -----------------------------------------------------------

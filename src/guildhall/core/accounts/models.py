@@ -7,7 +7,7 @@ from uuid import uuid4
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from guildhall.db.base import Base, BigIntId, TimestampMixin, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, TimestampMixin, UTCDateTime, utcnow
 
 
 class Provider(StrEnum):
@@ -26,7 +26,7 @@ class Role(StrEnum):
 
 class Account(TimestampMixin, Base):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid4()))

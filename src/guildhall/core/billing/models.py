@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class InvoiceStatus(StrEnum):
@@ -26,6 +26,7 @@ class Invoice(Base):
         CheckConstraint("status IN ('unpaid', 'paid', 'void')", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         Index("ix_invoices_account", "account_id", "id"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

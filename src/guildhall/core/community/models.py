@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class GuildClass(Base):
@@ -67,6 +67,7 @@ class Quest(Base):
     __table_args__ = (
         CheckConstraint("target >= 1", name="target_positive"),
         CheckConstraint("xp_reward >= 0 AND balance_reward >= 0", name="rewards_not_negative"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

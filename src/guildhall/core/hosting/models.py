@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class PowerState(StrEnum):
@@ -27,6 +27,7 @@ class Server(Base):
     __tablename__ = "servers"
     __table_args__ = (
         CheckConstraint("status IN ('stopped', 'starting', 'running', 'stopping')", name="status"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class Item(Base):
@@ -28,6 +28,7 @@ class Item(Base):
         # Names are unique whatever their case, as the service checks them: this
         # decides between two requests that pass the check at the same moment.
         Index("uq_items_name_lower", func.lower("name"), unique=True),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

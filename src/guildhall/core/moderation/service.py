@@ -1,5 +1,10 @@
 """Bans. An expired ban stops counting by itself: "active" is computed from
 ``expires_at`` at the moment of asking, never by a job that has to run first.
+
+A ban ends the account's panel sessions in its own transaction, so a banned
+member's open browser loses the Rustmail panel at once; every face that logs
+an account in (SkyPANEL's login, Rustmail's OAuth callback) refuses one under
+a ban in force.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guildhall.core.access import panel
 from guildhall.core.accounts.models import Account, Identity, Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
@@ -72,6 +78,7 @@ async def ban(
     )
     session.add(entry)
     await session.flush()
+    ended = await panel.end_sessions(session, account.id)
     until = f"until {expires_at.isoformat()}" if expires_at else "permanently"
     await outbox.emit(
         session,
@@ -86,7 +93,8 @@ async def ban(
         session,
         actor,
         "user.banned",
-        f"{actor.name} banned {account.describe()} {until}: {reason}",
+        f"{actor.name} banned {account.describe()} {until}: {reason}"
+        + (f" ({ended} panel session{'s' if ended != 1 else ''} ended)" if ended else ""),
         target_account_id=account.id,
         target=f"account:{account.id}",
     )

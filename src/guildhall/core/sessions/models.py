@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
+from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
 
 
 class State(StrEnum):
@@ -33,6 +33,7 @@ class BotSession(Base):
             "state IN ('created', 'pairing', 'online', 'offline', 'failed', 'logged_out')",
             name="state",
         ),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

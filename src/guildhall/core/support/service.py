@@ -9,6 +9,16 @@ connector will later open real channels instead.
 
 One open ticket per member is enforced by a partial unique index; a second
 concurrent create loses at the database and answers a conflict.
+
+The bot's secrets (``token`` and ``client_secret`` in its configuration, at any
+depth) are sealed with the installation secret before they are stored
+(``SEALED_PREFIX`` and a Fernet token, in place of the text), so the database
+never holds them in plain text. Reading the configuration masks them: the
+document says sensitive fields are not returned, and the mask (rather than
+leaving the field out) lets a panel send a document it read back unchanged
+without clearing them. Secrets an older version stored in plain text are sealed
+when a serving or CLI process prepares the database (``Runtime.prepare``), and
+on the next configuration write in any case.
 """
 
 from __future__ import annotations
@@ -25,12 +35,14 @@ from guildhall.core.accounts.models import Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
+from guildhall.core.community.models import BotSettings
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.support.models import CLOSED, OPEN, BotState, Ticket
 from guildhall.db.base import utcnow
 from guildhall.db.sql import ensure_row, flush_unless_duplicate
 from guildhall.events import audit
 from guildhall.events.announce import announce
+from guildhall.secrets import Sealer
 
 _STATE_ID = 1
 CHANNEL_BASE = 900_000_000_000_000_000
@@ -234,6 +246,10 @@ CONFIG = community.Document(
 )
 SECRET_KEYS = frozenset({"token", "client_secret"})
 MASK = "********"
+SEAL_PURPOSE = "support:bot-config"
+"""The purpose of the sealer (``Secrets.sealer``) that keeps the bot's secrets."""
+SEALED_PREFIX = "sealed:v1:"
+"""A stored secret's text: this prefix, then the Fernet token of the plaintext."""
 
 
 def _masked(document: dict[str, Any]) -> dict[str, Any]:
@@ -254,18 +270,93 @@ def _without_masks(update: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _is_plain_secret(key: str, value: Any, *, stored: bool) -> bool:
+    """A secret's text that must be sealed: any sent (even one that looks sealed), and a
+    stored one not sealed yet (from before sealing). Empty text is no secret."""
+    return (
+        key in SECRET_KEYS
+        and isinstance(value, str)
+        and value != ""
+        and not (stored and value.startswith(SEALED_PREFIX))
+    )
+
+
+def _sealed(document: dict[str, Any], sealer: Sealer, *, stored: bool) -> dict[str, Any]:
+    return {
+        key: _sealed(value, sealer, stored=stored)
+        if isinstance(value, dict)
+        else (
+            SEALED_PREFIX + sealer.seal(value.encode()).decode("ascii")
+            if _is_plain_secret(key, value, stored=stored)
+            else value
+        )
+        for key, value in document.items()
+    }
+
+
+def _plain_secrets(document: dict[str, Any]) -> int:
+    return sum(
+        _plain_secrets(value)
+        if isinstance(value, dict)
+        else _is_plain_secret(key, value, stored=True)
+        for key, value in document.items()
+    )
+
+
 async def config(session: AsyncSession) -> dict[str, Any]:
     """The configuration with secrets masked."""
     return _masked(await community.settings(session, CONFIG))
 
 
-async def update_config(session: AsyncSession, update: Any, actor: Actor) -> dict[str, Any]:
+async def update_config(
+    session: AsyncSession, update: Any, actor: Actor, sealer: Sealer
+) -> dict[str, Any]:
+    """Merge ``update`` into the configuration; secrets are sealed before they are stored,
+    and any stored in plain text by an older version are sealed too."""
     if not isinstance(update, dict):
         raise Invalid("the configuration must be an object", field="config")
     bot = update.get("bot")
     if isinstance(bot, dict) and "status" in bot:
         _check_presence(bot["status"], "bot.status")
     document = await community.merge_settings(
-        session, _without_masks(update), actor, event="settings.updated", document=CONFIG
+        session,
+        _sealed(_without_masks(update), sealer, stored=False),
+        actor,
+        event="settings.updated",
+        document=CONFIG,
     )
+    await seal_stored_secrets(session, sealer, actor)
     return _masked(document)
+
+
+async def has_plain_secrets(session: AsyncSession) -> bool:
+    row = await session.get(BotSettings, CONFIG.id)
+    return row is not None and _plain_secrets(row.document or {}) > 0
+
+
+async def seal_stored_secrets(session: AsyncSession, sealer: Sealer, actor: Actor) -> int:
+    """Seal the secrets an older version stored in plain text; how many were."""
+    row = await session.get(BotSettings, CONFIG.id, with_for_update=True)
+    found = _plain_secrets(row.document or {}) if row is not None else 0
+    if row is None or not found:
+        return 0
+    row.document = _sealed(row.document, sealer, stored=True)
+    row.updated_at = utcnow()
+    await session.flush()
+    await audit.record(
+        session,
+        actor,
+        "settings.sealed",
+        f"{actor.name} sealed {found} bot secret{'s' if found != 1 else ''} kept in plain text",
+        target="settings",
+    )
+    return found
+
+
+async def bot_secret(session: AsyncSession, name: str, sealer: Sealer) -> str:
+    """The plaintext of the bot's ``token`` or ``client_secret`` ("" when unset), for the
+    code that talks to Discord; never for a face."""
+    value = (await community.settings(session, CONFIG))["bot"].get(name, "")
+    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        return sealer.open(value.removeprefix(SEALED_PREFIX).encode("ascii")).decode()
+    return value if isinstance(value, str) else ""

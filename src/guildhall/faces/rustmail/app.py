@@ -10,6 +10,19 @@ in one short unit of work, asks the provider (within
 ``[faces.rustmail.oauth] timeout_seconds``), then opens the session in a new
 one. A state is consumed even when the provider then refuses or fails: like
 the provider's code, it is good for one try.
+
+A banned account (a ban in force on its Guildhall account, from Heliactyl's
+``/api/v3/ban``) cannot log in: the OAuth callback answers 403 ``FORBIDDEN``
+(the document's status for a refused caller; SkyPANEL refuses a banned login
+the same way) and opens no session. The ban itself ended the sessions it had,
+so their cookies get the unauthenticated answer (401, from
+``/api/panel/check`` too).
+
+``GET /api/bot/config``: the document says sensitive fields (token, secrets)
+are not returned. They are returned masked (``"********"``, or "" when unset),
+never decrypted: the value is not returned, and a panel that sends back what it
+read keeps them (the mask means "unchanged"). They are stored sealed
+(``core/support/service.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ from guildhall.core.accounts.models import Provider
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
 from guildhall.core.errors import Invalid, is_digits
+from guildhall.core.moderation import service as moderation
 from guildhall.core.support import service as support
 from guildhall.faces.common import clients, ratelimit
 from guildhall.faces.common.app import face_app
@@ -131,6 +145,9 @@ async def callback(request: Request, _caller: Actor) -> Response:
         account = await accounts.ensure_for_identity(
             session, Provider.DISCORD, person.id, person.username, LOGIN_ACTOR
         )
+        if await moderation.active_ban(session, account.id) is not None:
+            # As SkyPANEL answers a banned account's login; the document's 403 wording.
+            raise RustmailError(403, "FORBIDDEN", "This account is banned")
         token = await panel.open_session(
             session,
             account.id,
@@ -212,7 +229,8 @@ async def get_config(_request: Request, session: AsyncSession, _caller: Actor) -
 
 
 async def put_config(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    await support.update_config(session, wire.json_object(await read_json(request)), caller)
+    sealer = runtime_of(request).secrets.sealer(support.SEAL_PURPOSE)
+    await support.update_config(session, wire.json_object(await read_json(request)), caller, sealer)
     return JSON(SUCCESS)
 
 

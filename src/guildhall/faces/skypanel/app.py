@@ -3,7 +3,8 @@
 Every response, success or error, is the document's envelope; the API
 version comes from the Accept header (``VersionGate``). Power actions run
 outside the request's transaction (``action_endpoint``): a graceful
-shutdown may take seconds, and no transaction waits on it.
+shutdown may take seconds, and no transaction waits on it. So does a profile
+update, whose password is verified before its write transaction opens.
 """
 
 from __future__ import annotations
@@ -48,19 +49,26 @@ async def me(_request: Request, session: AsyncSession, caller: Actor) -> Respons
     return JSON(wire.ok(wire.profile(await accounts.view(session, _account_id(caller)))))
 
 
-async def update_me(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def update_me(request: Request, caller: Actor) -> Response:
+    """The password is checked before the write begins (``passwords.check_change``):
+    a guess must not hold the database's write lock while Argon2 runs."""
     change = wire.ProfileChange(await read_json(request))
     account_id = _account_id(caller)
-    await passwords.rename(
-        session, account_id, caller, first_name=change.first_name, last_name=change.last_name
-    )
-    data = {}
+    runtime = runtime_of(request)
+    checked = None
     if change.new_password is not None:
-        renewed = await passwords.change(
-            session, account_id, change.current_password, change.new_password, caller
+        checked = await passwords.check_change(
+            runtime.database, account_id, change.current_password, change.new_password
         )
-        data["token"] = auth.issue(runtime_of(request), renewed)
-    profile = wire.profile(await accounts.view(session, account_id))
+    async with runtime.database.unit_of_work() as session:
+        await passwords.rename(
+            session, account_id, caller, first_name=change.first_name, last_name=change.last_name
+        )
+        data = {}
+        if checked is not None:
+            renewed = await passwords.change(session, checked, caller)
+            data["token"] = auth.issue(runtime, renewed)
+        profile = wire.profile(await accounts.view(session, account_id))
     return JSON(wire.ok({**profile, **data}))
 
 
@@ -114,9 +122,12 @@ class VersionGate:
         await self.app(scope, receive, send)
 
 
-def _groups(_method: str, path: str) -> tuple[str, ...]:
-    """Every route counts in ``default``; login routes also in ``auth``."""
-    return ("default", "auth") if path.startswith("/api/auth/") else ("default",)
+def _groups(method: str, path: str) -> tuple[str, ...]:
+    """Every route counts in ``default``; login routes also in ``auth``, and so does a
+    profile update, which may carry a password guess (``currentPassword``)."""
+    if path.startswith("/api/auth/") or (method == "PUT" and path == "/api/users/me"):
+        return ("default", "auth")
+    return ("default",)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -124,7 +135,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     app.add_route("/api/auth/login", endpoint(login, auth.public, write=False), methods=["POST"])
     app.add_route("/api/users/me", endpoint(me, auth.authenticate), methods=["GET"])
-    app.add_route("/api/users/me", endpoint(update_me, auth.authenticate), methods=["PUT"])
+    app.add_route("/api/users/me", action_endpoint(update_me, auth.authenticate), methods=["PUT"])
     app.add_route("/api/servers", endpoint(list_servers, auth.authenticate), methods=["GET"])
     app.add_route("/api/servers/{id}", endpoint(get_server, auth.authenticate), methods=["GET"])
     app.add_route(

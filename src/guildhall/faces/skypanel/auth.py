@@ -1,10 +1,17 @@
 """``Authorization: Bearer <jwt>``: HS256 tokens this face issues at login.
 
-Claims: ``sub`` (the account id), ``role``, ``iat``, ``exp`` (after
-``token_ttl_seconds``), ``jti`` (a random token id) and ``ver``, the
-account's token version, raised by every password change so that earlier
-tokens stop working. Only HS256 is accepted (an ``alg: none`` or RS256
-token is refused), every claim is required, and a banned account is a 403.
+Claims: ``sub`` (the account id), ``uid`` (the account's uuid), ``role``,
+``iat``, ``exp`` (after ``token_ttl_seconds``), ``jti`` (a random token id)
+and ``ver``, the account's token version, raised by every password change so
+that earlier tokens stop working. Only HS256 is accepted (an ``alg: none`` or
+RS256 token is refused), every claim is required, and a banned account is a
+403.
+
+``uid`` binds the token to one account for good: ids are not reused, but a
+token must not name whichever account holds its ``sub`` later (an account
+deleted and its id given again, as SQLite did before migration 0009). Tokens
+issued before ``uid`` existed are refused like any invalid token: their users
+log in again.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from guildhall.faces.skypanel.errors import SkyError, unauthorized
 from guildhall.runtime import Runtime
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["sub", "role", "iat", "exp", "jti", "ver"]
+REQUIRED_CLAIMS = ["sub", "uid", "role", "iat", "exp", "jti", "ver"]
 ANONYMOUS = Actor("anonymous", "SkyPANEL login")
 
 
@@ -41,6 +48,7 @@ def issue(runtime: Runtime, account: passwords.Credentials) -> str:
     ttl = timedelta(seconds=runtime.settings.faces.skypanel.token_ttl_seconds)
     claims: dict[str, Any] = {
         "sub": str(account.account_id),
+        "uid": account.uuid,
         "role": account.role,
         "iat": now,
         "exp": now + ttl,
@@ -83,7 +91,12 @@ async def authenticate(request: Request, session: AsyncSession) -> Actor:
     account = await passwords.credentials(session, account_id)
     # ``type() is int``: False and 0.0 equal a version 0 in Python but are not ours.
     version = claims["ver"]
-    if account is None or type(version) is not int or account.token_version != version:
+    if (
+        account is None
+        or type(version) is not int
+        or account.token_version != version
+        or claims["uid"] != account.uuid
+    ):
         raise unauthorized("Invalid or expired token")
     await refuse_banned(session, account_id)
     return Actor("account", f"account #{account_id}", account_id)
