@@ -166,9 +166,12 @@ def serve(
     settings = _settings(config)
 
     async def prepare(runtime: Runtime) -> str | None:
-        if demo:
-            return (await demo_data.load(runtime)).api_key
-        return None
+        if not demo:
+            return None
+        loaded = await demo_data.load(runtime)
+        for note in loaded.notes:
+            err.print(f"Demo data: {note}")
+        return loaded.api_key
 
     try:
         listeners = server.plan_listeners(settings, face or ())
@@ -214,6 +217,8 @@ def demo_command(config: ConfigOption = None) -> None:
     result = _run(_with_runtime(_settings(config), demo_data.load))
     for username in result.created:
         out.print(f"created demo account {username}")
+    for note in result.notes:
+        err.print(note)
     out.print("Demo API key (all scopes):")
     out.print(result.api_key)
 
