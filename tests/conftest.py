@@ -48,10 +48,12 @@ def _unavailable(what: str, reason: object) -> None:
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own GUILDHALL_* variables must not change what tests see."""
+    """A developer's own GUILDHALL_* variables must not change what tests see, nor their
+    ./guildhall.toml (read when no file is named): an empty file is named instead."""
     for name in list(os.environ):
         if name.startswith("GUILDHALL_") and not name.startswith("GUILDHALL_TEST_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("GUILDHALL_CONFIG", os.devnull)
 
 
 async def _migrate(url: str) -> None:
