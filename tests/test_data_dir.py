@@ -1,8 +1,9 @@
 """One rule for where the settings and the data are, whatever folder a command runs in.
 
 GUILDHALL_CONFIG (or --config), else ./guildhall.toml, else no file; the data
-directory is the one a file or GUILDHALL_DATA_DIR names, else the source
-checkout's var/, else the per-user $XDG_DATA_HOME/guildhall.
+directory is GUILDHALL_DATA_DIR, else the file's data_dir (var beside it by
+default), else (no file) the source checkout's var/, else the per-user
+$XDG_DATA_HOME/guildhall.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def test_a_guildhall_toml_in_the_working_directory_is_read(no_config: Path) -> N
     assert settings.faces.heliactyl.port == 9300
 
 
-def test_a_named_file_wins_and_without_data_dir_uses_the_default_one(
+def test_a_named_file_wins_and_without_data_dir_keeps_var_beside_it(
     no_config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (no_config / "guildhall.toml").write_text("[faces.heliactyl]\nport = 9300\n")
@@ -63,8 +64,9 @@ def test_a_named_file_wins_and_without_data_dir_uses_the_default_one(
     monkeypatch.setenv("GUILDHALL_CONFIG", str(named))
     settings = load_settings(None)
     assert settings.faces.heliactyl.port == 9400
-    # A file that names no data_dir does not make one in the working directory.
-    assert settings.data_dir == REPO_ROOT / "var"
+    # The default data_dir = "var" is the file's, like any relative one: not the
+    # working directory's.
+    assert settings.data_dir == named.parent / "var"
 
 
 def test_a_relative_data_dir_in_the_environment_is_fixed_when_read(

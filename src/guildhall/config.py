@@ -9,14 +9,14 @@ land in the database ``serve`` uses):
 3. else no file: the built-in defaults.
 
 The data directory (the embedded SQLite database, the generated secret,
-hosted servers' folders) is ``data_dir`` when the file or
-``GUILDHALL_DATA_DIR`` sets it (relative to the file that names it; in the
-environment, to the working directory). Otherwise it is the source
-checkout's ``var/`` when Guildhall runs from one (``src/guildhall`` under a
-``pyproject.toml`` naming guildhall), else the per-user
-``$XDG_DATA_HOME/guildhall`` (``~/.local/share/guildhall``). It is made
-absolute when the settings load, so it never depends on the working
-directory afterwards.
+hosted servers' folders) is ``GUILDHALL_DATA_DIR`` when set (relative to the
+working directory), else the file's ``data_dir`` (relative to the file;
+``var`` beside the file when the file names none, the default the README's
+example shows). Without a file it is the source checkout's ``var/`` when
+Guildhall runs from one (``src/guildhall`` under a ``pyproject.toml`` naming
+guildhall), else the per-user ``$XDG_DATA_HOME/guildhall``
+(``~/.local/share/guildhall``). It is made absolute when the settings load,
+so it never depends on the working directory afterwards.
 
 Environment variables win over the file (``GUILDHALL_DATABASE_URL``,
 ``GUILDHALL_FACES__HELIACTYL__PORT``...), so an operator can change one
@@ -88,7 +88,7 @@ def user_data_dir() -> Path:
 
 
 def default_data_dir() -> Path:
-    """Where data lives when nothing names a data_dir: the checkout's var/, else per user."""
+    """Where data lives without a configuration file: the checkout's var/, else per user."""
     root = checkout_root()
     return root / "var" if root is not None else user_data_dir()
 
@@ -453,10 +453,13 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             raise ConfigError(f"The configuration file {path} cannot be read: {exc}.") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"The configuration file {path} is not valid TOML: {exc}.") from None
-        if isinstance(data.get("data_dir"), str):
-            named = Path(data["data_dir"]).expanduser()
-            # A relative data_dir is relative to the file that names it.
-            data["data_dir"] = str(named if named.is_absolute() else path.parent / named)
+        # A relative data_dir is relative to the file that names it ("var" when it names none).
+        named = data.get("data_dir", "var")
+        if isinstance(named, str):
+            named_path = Path(named).expanduser()
+            data["data_dir"] = str(
+                named_path if named_path.is_absolute() else path.parent / named_path
+            )
     data.update(overrides)
     try:
         settings = Settings(**data)
