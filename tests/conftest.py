@@ -47,11 +47,18 @@ def _unavailable(what: str, reason: object) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own GUILDHALL_* variables must not change what tests see."""
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A developer's own GUILDHALL_* variables must not change what tests see, nor their
+    ./guildhall.toml (read when no file is named): an empty file in a folder of the
+    test's own is named instead (so the default data directory is that folder's var/)."""
     for name in list(os.environ):
         if name.startswith("GUILDHALL_") and not name.startswith("GUILDHALL_TEST_"):
             monkeypatch.delenv(name)
+    empty = tmp_path_factory.mktemp("config") / "guildhall.toml"
+    empty.touch()
+    monkeypatch.setenv("GUILDHALL_CONFIG", str(empty))
 
 
 async def _migrate(url: str) -> None:

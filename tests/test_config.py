@@ -10,10 +10,15 @@ from guildhall.config import ConfigError, load_settings
 from guildhall.faces import FACES
 
 
-def test_defaults_use_sqlite_under_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_use_sqlite_under_the_checkouts_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wherever the command runs (not under the working directory: issue 15)."""
+    monkeypatch.delenv("GUILDHALL_CONFIG")
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None)
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path}/var/guildhall.db"
+    root = Path(__file__).resolve().parent.parent
+    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{root}/var/guildhall.db"
     assert (settings.faces.heliactyl.host, settings.faces.heliactyl.port) == ("127.0.0.1", 8081)
     assert settings.packages.default == "default"
     assert {"default", "premium", "2"} <= set(settings.packages.list)

@@ -4,6 +4,11 @@ Commands whose output a script reads print the one value it wants (an id, a
 key) alone on the last line of stdout. Every failure an operator can cause
 (bad config, unreachable database, a taken name) ends with one sentence on
 stderr and a non-zero exit, never a traceback.
+
+Which database a command works on follows one rule (see ``config``); ``serve``
+names it in its banner, and ``users``, ``keys`` and ``demo`` name it first,
+on stderr (stdout stays what a script reads), so a key made in the wrong
+database is seen at once.
 """
 
 from __future__ import annotations
@@ -103,6 +108,17 @@ def _settings(config: Path | None) -> Settings:
         raise _fail(str(exc)) from None
 
 
+def _origin(settings: Settings) -> str:
+    """Where the settings came from, for the operator."""
+    if settings.config_file is not None:
+        return f"configuration {settings.config_file}"
+    return f"no configuration file; data directory {settings.data_dir}"
+
+
+def _show_database(settings: Settings) -> None:
+    err.print(f"Database: {Runtime.describe_url(settings)} ({_origin(settings)})")
+
+
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
@@ -128,6 +144,7 @@ def _transact(
     work: Callable[[Runtime, AsyncSession], Awaitable[T]],
     *,
     write: bool = True,
+    show_database: bool = False,
 ) -> T:
     """Run ``work`` in one unit of work on the configured database: what most commands do."""
 
@@ -135,7 +152,10 @@ def _transact(
         async with runtime.database.unit_of_work(write=write) as session:
             return await work(runtime, session)
 
-    return _run(_with_runtime(_settings(config), in_transaction))
+    settings = _settings(config)
+    if show_database:
+        _show_database(settings)
+    return _run(_with_runtime(settings, in_transaction))
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -169,9 +189,12 @@ def serve(
 
     async def prepare(runtime: Runtime) -> tuple[str | None, str | None]:
         warning = await runtime.check_redis()
-        if demo:
-            return (await demo_data.load(runtime)).api_key, warning
-        return None, warning
+        if not demo:
+            return None, warning
+        loaded = await demo_data.load(runtime)
+        for note in loaded.notes:
+            err.print(f"Demo data: {note}")
+        return loaded.api_key, warning
 
     try:
         listeners = server.plan_listeners(settings, face or ())
@@ -183,6 +206,7 @@ def serve(
         if redis_warning:
             out.print(redis_warning, markup=False)
         out.print(f"Guildhall {__version__} on {Runtime.describe_url(settings)}")
+        out.print(f"  ({_origin(settings)})")
         for listener, sock in zip(listeners, sockets, strict=True):
             out.print(f"  {listener.face:<10} {server.url_of(listener, sock)}")
         if demo_key:
@@ -216,9 +240,13 @@ def demo_command(config: ConfigOption = None) -> None:
     """Load the demo data; prints a fresh demo API key on the last line."""
     from guildhall import demo as demo_data
 
-    result = _run(_with_runtime(_settings(config), demo_data.load))
+    settings = _settings(config)
+    _show_database(settings)
+    result = _run(_with_runtime(settings, demo_data.load))
     for username in result.created:
         out.print(f"created demo account {username}")
+    for note in result.notes:
+        err.print(note)
     out.print("Demo API key (all scopes):")
     out.print(result.api_key)
 
@@ -262,7 +290,7 @@ def users_create(
         )
         return account.id
 
-    account_id = _transact(config, work)
+    account_id = _transact(config, work, show_database=True)
     out.print(account_id)
 
 
@@ -293,7 +321,7 @@ def users_link(
             await accounts.link(session, ref, provider, subject, _operator())
         return ref.id
 
-    account_id = _transact(config, work)
+    account_id = _transact(config, work, show_database=True)
     for provider, subject in linked:
         out.print(f"linked {provider} {subject} to account {account_id}")
 
@@ -315,7 +343,7 @@ def users_list(config: ConfigOption = None) -> None:
         return rows
 
     table = Table("id", "username", "email", "role", "identities", "uuid")
-    for account, identities in _transact(config, work, write=False):
+    for account, identities in _transact(config, work, write=False, show_database=True):
         table.add_row(
             str(account.id),
             account.username,
@@ -343,7 +371,7 @@ def keys_create(
         )
         return key.id, plaintext
 
-    key_id, plaintext = _transact(config, work)
+    key_id, plaintext = _transact(config, work, show_database=True)
     err.print(f"API key #{key_id} created; it is shown once, store it now.")
     out.print(plaintext)
 
@@ -357,7 +385,7 @@ def keys_list(config: ConfigOption = None) -> None:
 
     table = Table("id", "name", "prefix", "scopes", "created", "expires", "last used", "state")
     now = datetime.now(UTC)
-    for key in _transact(config, work, write=False):
+    for key in _transact(config, work, write=False, show_database=True):
         if key.revoked_at:
             state = "revoked"
         elif key.expires_at and key.expires_at <= now:
@@ -387,7 +415,7 @@ def keys_revoke(
     async def work(runtime: Runtime, session: AsyncSession) -> str:
         return (await access.revoke(session, key_id, _operator())).name
 
-    name = _transact(config, work)
+    name = _transact(config, work, show_database=True)
     out.print(f"revoked API key #{key_id} ({name})")
 
 

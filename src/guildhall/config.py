@@ -1,7 +1,23 @@
 """Settings: one TOML file plus ``GUILDHALL_*`` environment overrides.
 
-The file comes from ``--config FILE`` or ``GUILDHALL_CONFIG``; without one,
-the built-in defaults run an embedded SQLite database under ``./var/``.
+Every command finds its settings, and so its database, by one rule, wherever
+it is run from (a key made by ``guildhall keys create`` in another folder must
+land in the database ``serve`` uses):
+
+1. the file named by ``--config FILE`` or ``GUILDHALL_CONFIG``;
+2. else ``guildhall.toml`` in the working directory, if there is one;
+3. else no file: the built-in defaults.
+
+The data directory (the embedded SQLite database, the generated secret,
+hosted servers' folders) is ``GUILDHALL_DATA_DIR`` when set (relative to the
+working directory), else the file's ``data_dir`` (relative to the file;
+``var`` beside the file when the file names none, the default the README's
+example shows). Without a file it is the source checkout's ``var/`` when
+Guildhall runs from one (``src/guildhall`` under a ``pyproject.toml`` naming
+guildhall), else the per-user ``$XDG_DATA_HOME/guildhall``
+(``~/.local/share/guildhall``). It is made absolute when the settings load,
+so it never depends on the working directory afterwards.
+
 Environment variables win over the file (``GUILDHALL_DATABASE_URL``,
 ``GUILDHALL_FACES__HELIACTYL__PORT``...), so an operator can change one
 value without editing the file.
@@ -23,6 +39,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -32,10 +49,62 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 CONFIG_ENV = "GUILDHALL_CONFIG"
+CONFIG_FILENAME = "guildhall.toml"
 
 
 class ConfigError(Exception):
     """A configuration problem, told to the operator in one sentence."""
+
+
+def checkout_root() -> Path | None:
+    """The source checkout Guildhall runs from, if it runs from one.
+
+    That is ``<root>/src/guildhall`` with a ``<root>/pyproject.toml`` naming
+    the project guildhall (an editable install or ``PYTHONPATH=src``); an
+    installed copy in site-packages has no such parent.
+    """
+    package = Path(__file__).resolve().parent
+    if package.parent.name != "src":
+        return None
+    root = package.parent.parent
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return root if project.get("project", {}).get("name") == "guildhall" else None
+
+
+def user_data_dir() -> Path:
+    """``$XDG_DATA_HOME/guildhall``, or ``~/.local/share/guildhall`` (the XDG default)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the spec says a relative one is ignored
+        return Path(xdg) / "guildhall"
+    try:
+        home = Path.home()
+    except RuntimeError:
+        raise ConfigError(
+            "No home directory to keep data in; set data_dir or GUILDHALL_DATA_DIR."
+        ) from None
+    return home / ".local" / "share" / "guildhall"
+
+
+def default_data_dir() -> Path:
+    """Where data lives without a configuration file: the checkout's var/, else per user."""
+    root = checkout_root()
+    return root / "var" if root is not None else user_data_dir()
+
+
+def find_config_file(config_file: Path | str | None = None) -> Path | None:
+    """The file the settings come from: the one given (or GUILDHALL_CONFIG), else
+    ``./guildhall.toml`` when the working directory has one, else none."""
+    given = config_file or os.environ.get(CONFIG_ENV) or ""
+    if given:
+        return Path(given)
+    try:
+        local = Path.cwd() / CONFIG_FILENAME
+    except OSError:  # the working directory was removed
+        return None
+    return local if local.is_file() else None
 
 
 class _Strict(BaseModel):
@@ -353,7 +422,7 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1, le=200)
     redis_url: str = ""
@@ -368,6 +437,7 @@ class Settings(BaseSettings):
     hosting: HostingSettings = HostingSettings()
     webhooks: WebhookSettings = WebhookSettings()
     http: HttpSettings = HttpSettings()
+    _config_file: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _ld7_environment_key(self) -> Settings:
@@ -376,6 +446,12 @@ class Settings(BaseSettings):
             ld7 = self.faces.ld7.model_copy(update={"api_key": legacy})
             self.faces = self.faces.model_copy(update={"ld7": ld7})
         return self
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Resolved once, here: later uses must not depend on the working directory.
+        return Path(os.path.abspath(value.expanduser()))
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -414,6 +490,11 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def config_file(self) -> Path | None:
+        """The file these settings were read from (None: built-in defaults)."""
+        return self._config_file
+
+    @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
@@ -448,11 +529,10 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
 
     Raises ConfigError with one readable sentence on any problem.
     """
-    path_text = config_file or os.environ.get(CONFIG_ENV) or ""
+    path = find_config_file(config_file)
     data: dict[str, Any] = {}
     source = "configuration"
-    if path_text:
-        path = Path(path_text)
+    if path is not None:
         source = str(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -462,12 +542,18 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             raise ConfigError(f"The configuration file {path} cannot be read: {exc}.") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"The configuration file {path} is not valid TOML: {exc}.") from None
-        if "data_dir" in data and not Path(data["data_dir"]).is_absolute():
-            # A relative data_dir is relative to the file that names it.
-            data["data_dir"] = str(path.parent / data["data_dir"])
+        # A relative data_dir is relative to the file that names it ("var" when it names none).
+        named = data.get("data_dir", "var")
+        if isinstance(named, str):
+            named_path = Path(named).expanduser()
+            data["data_dir"] = str(
+                named_path if named_path.is_absolute() else path.parent / named_path
+            )
     data.update(overrides)
     try:
-        return Settings(**data)
+        settings = Settings(**data)
+        settings._config_file = path.absolute() if path is not None else None
+        return settings
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
     except ValueError as exc:

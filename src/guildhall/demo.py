@@ -1,8 +1,19 @@
 """Sample data with which every example in the seed documents works as written.
 
-Loading is idempotent: accounts that exist are left alone. The demo API key
-is made fresh on each load (only its hash is stored, so an old one cannot be
-shown again) and earlier demo keys are revoked.
+Loading is idempotent, and safe after any of the documents' examples ran:
+each demo thing is found again by what no client can change, never by a name
+a client may edit. An account is its Discord id (Aurora renames users,
+SkyPANEL changes their profile and password); a server and an invoice are
+their owner's; a bot session, a class, a directory entry and a guild member
+are their ids. What exists is left alone, as the examples left it (a renamed
+user keeps the new name, a changed password stays changed). What is missing
+is made again; where a name or email it would take is now someone else's,
+it is made without it and the loader says so, instead of stopping.
+
+The demo API key is made fresh on each load (only its hash is stored, so an
+old one cannot be shown again) and earlier demo keys are revoked: Guildhall
+keys (``gh_``, which only an operator makes) named ``demo``, never a key a
+face's client made (Rustmail's panel makes ``rustmail_`` keys of any name).
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guildhall.core.access import service as access
 from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts import service as accounts
-from guildhall.core.accounts.models import Account, Provider
+from guildhall.core.accounts.models import Provider
 from guildhall.core.actor import Actor
 from guildhall.core.billing import service as billing
 from guildhall.core.billing.models import Invoice
@@ -101,15 +112,43 @@ DEMO_ROLES = (("123456789012345678", "Moderator", "#3498DB"),)
 class DemoResult:
     created: list[str]
     api_key: str
+    notes: list[str] = field(default_factory=list)
+    """Sentences for the operator: what could not be made as the documents show it."""
 
 
-async def _load_account(session: AsyncSession, demo: DemoAccount) -> bool:
-    if await session.scalar(select(Account.id).where(Account.username == demo.username)):
-        return False
+DEMO_CLASS = ("1", "Warrior", 5000, "123456789")
+DEMO_PROFILE = {"xp": 500, "level": 5, "daily_streak": 3}
+"""The first demo account's Aurora profile (the document's GET /api/users/:id)."""
+
+
+async def _free_username(session: AsyncSession, demo: DemoAccount) -> str:
+    for candidate in (demo.username, f"{demo.username}-{demo.discord[-6:]}"):
+        if await accounts.holder_of_username(session, candidate) is None:
+            return candidate
+    return f"discord-{demo.discord}"
+
+
+async def _load_account(session: AsyncSession, demo: DemoAccount, notes: list[str]) -> str | None:
+    """Make a demo account unless its Discord id names one already; the name it got."""
+    if await accounts.find_by_provider(session, Provider.DISCORD, demo.discord) is not None:
+        return None
+    username = await _free_username(session, demo)
+    if username != demo.username:
+        notes.append(
+            f"The username {demo.username!r} belongs to another account, so the demo account "
+            f"of Discord id {demo.discord} is named {username!r}."
+        )
+    email: str | None = demo.email
+    if await accounts.holder_of_email(session, demo.email) is not None:
+        notes.append(
+            f"The email {demo.email!r} belongs to another account, so the demo account "
+            f"{username!r} has none."
+        )
+        email = None
     account = await accounts.create(
         session,
-        username=demo.username,
-        email=demo.email,
+        username=username,
+        email=email,
         first_name=demo.first_name,
         last_name=demo.last_name,
         password=demo.password,
@@ -123,21 +162,35 @@ async def _load_account(session: AsyncSession, demo: DemoAccount) -> bool:
         await plans.set_extra(session, ref, demo.extra, DEMO_ACTOR)
     if demo.renewal_bypass:
         await plans.set_renewal_bypass(session, ref, True, DEMO_ACTOR)
-    return True
+    return username
+
+
+async def _load_class(session: AsyncSession, notes: list[str]) -> None:
+    class_id, name, balance, role_id = DEMO_CLASS
+    if await session.get(GuildClass, class_id) is not None:
+        return
+    if any(c.name.lower() == name.lower() for c in await community.classes(session)):
+        notes.append(
+            f"A class named {name!r} exists under another id, so class {class_id} is not made."
+        )
+        return
+    await community.create_class(
+        session, DEMO_ACTOR, name=name, balance=balance, role_id=role_id, class_id=class_id
+    )
+
+
+async def _load_profile(session: AsyncSession, discord: str) -> None:
+    """The document's profile for a demo account just made (class 1 when it exists)."""
+    has_class = await session.get(GuildClass, DEMO_CLASS[0]) is not None
+    change = community.MemberChange(
+        **DEMO_PROFILE,
+        class_id=DEMO_CLASS[0] if has_class else None,
+        class_given=has_class,
+    )
+    await community.update_member(session, discord, change, "coins", DEMO_ACTOR)
 
 
 async def _load_community(session: AsyncSession) -> None:
-    if await session.get(GuildClass, "1") is None:
-        await community.create_class(
-            session, DEMO_ACTOR, name="Warrior", balance=5000, role_id="123456789", class_id="1"
-        )
-        await community.update_member(
-            session,
-            DEMO_ACCOUNTS[0].discord,
-            community.MemberChange(xp=500, level=5, daily_streak=3, class_id="1", class_given=True),
-            "coins",
-            DEMO_ACTOR,
-        )
     for kind, key, name, detail in DEMO_DIRECTORY + tuple(("role", *r) for r in DEMO_ROLES):
         if await session.get(DirectoryEntry, (kind, key)) is None:
             await community.put_directory_entry(session, kind, key, name, detail, DEMO_ACTOR)
@@ -148,7 +201,9 @@ async def _load_community(session: AsyncSession) -> None:
 
 async def _load_hosting(runtime: Runtime, session: AsyncSession) -> None:
     """SkyPANEL's example server ("My VPS", plan Basic) and invoice (9.99, paid) for user123."""
-    owner = await accounts.require_by_identity(session, DEMO_ACCOUNTS[0].discord)
+    owner = await accounts.find_by_provider(session, Provider.DISCORD, DEMO_ACCOUNTS[0].discord)
+    if owner is None:  # made just before when it was missing; never so
+        return
     if await session.scalar(select(Server.id).where(Server.account_id == owner.id)) is None:
         await runtime.hosting.create(session, owner, "My VPS", "Basic", DEMO_ACTOR)
     if await session.scalar(select(Invoice.id).where(Invoice.account_id == owner.id)) is None:
@@ -160,10 +215,16 @@ async def _load_hosting(runtime: Runtime, session: AsyncSession) -> None:
 
 async def load(runtime: Runtime) -> DemoResult:
     created: list[str] = []
+    notes: list[str] = []
     async with runtime.database.unit_of_work() as session:
-        for demo in DEMO_ACCOUNTS:
-            if await _load_account(session, demo):
-                created.append(demo.username)
+        await _load_class(session, notes)
+        for index, demo in enumerate(DEMO_ACCOUNTS):
+            made = await _load_account(session, demo, notes)
+            if made is None:
+                continue
+            created.append(made)
+            if index == 0:
+                await _load_profile(session, demo.discord)
         await _load_hosting(runtime, session)
         await _load_community(session)
         for handle, phone in DEMO_BOT_SESSIONS:
@@ -171,11 +232,15 @@ async def load(runtime: Runtime) -> DemoResult:
                 await runtime.sessions.create(session, handle, phone, DEMO_ACTOR)
                 await runtime.sessions.stop(session, handle, DEMO_ACTOR)
         old_keys = await session.scalars(
-            select(ApiKey.id).where(ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None))
+            select(ApiKey.id).where(
+                ApiKey.name == DEMO_KEY_NAME,
+                ApiKey.prefix.startswith(access.KEY_PREFIX, autoescape=True),
+                ApiKey.revoked_at.is_(None),
+            )
         )
         for key_id in list(old_keys):
             await access.revoke(session, key_id, DEMO_ACTOR)
         _key, plaintext = await access.create(
             session, name=DEMO_KEY_NAME, scopes=["*"], actor=DEMO_ACTOR
         )
-    return DemoResult(created, plaintext)
+    return DemoResult(created, plaintext, notes)

@@ -5,6 +5,12 @@ right tool here: a slow one (Argon2) protects guessable passwords, and a
 random key cannot be guessed, while every API request has to verify one.
 Keys are looked up by their hash and the match is confirmed with a
 constant-time comparison.
+
+A scope names what a key opens, from one fixed list (:data:`SCOPES`): a key
+whose scope nothing checks would be refused everywhere, so a misspelled scope
+is refused when the key is made, with the list, instead of making a useless
+key. (Rustmail's panel permissions, such as ``manage_bot``, are grants to
+logged-in staff, not key scopes; its key permissions are scopes here.)
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from guildhall.db.prepared import Prepared
 from guildhall.events import audit
 
 KEY_PREFIX = "gh_"
-SCOPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789:_-.*")
+SCOPES: dict[str, str] = {
+    "*": "every face's API (never Rustmail's panel, which takes a login)",
+    "aurora": "the Aurora face",
+    "heliactyl": "the Heliactyl face",
+    "ld7": "the LD7 face",
+    "read:tickets": "Rustmail's external API, reading tickets",
+    "write:tickets": "Rustmail's external API, creating tickets",
+}
+"""Every scope a key may hold, with what it opens; each face checks one of these."""
 # last_used_at is a hint for people; writing it more often than this would
 # turn every read request into a write.
 LAST_USED_RESOLUTION_SECONDS = 60.0
@@ -59,8 +73,11 @@ def _check_scopes(scopes: Iterable[str]) -> list[str]:
     if not cleaned:
         raise Invalid("a key needs at least one scope", field="scope")
     for scope in cleaned:
-        if not scope or not set(scope) <= SCOPE_CHARS:
-            raise Invalid(f"{scope!r} is not a valid scope", field="scope")
+        if scope not in SCOPES:
+            raise Invalid(
+                f"{scope[:64]!r} is not a valid scope; the valid scopes are {', '.join(SCOPES)}",
+                field="scope",
+            )
     return cleaned
 
 

@@ -210,6 +210,19 @@ async def _check_identity_free(session: AsyncSession, provider: Provider, subjec
         raise Conflict(f"the {provider} id {subject} is already linked to account {taken}")
 
 
+async def holder_of_username(session: AsyncSession, username: str) -> int | None:
+    """The id of the account with this username, if any."""
+    return await session.scalar(select(Account.id).where(Account.username == username))
+
+
+async def holder_of_email(session: AsyncSession, email: str) -> int | None:
+    """The id of the account with this email whatever its case (logins match it so,
+    so two may not differ only by it), if any."""
+    return await session.scalar(
+        select(Account.id).where(func.lower(Account.email) == email.lower())
+    )
+
+
 async def create(
     session: AsyncSession,
     *,
@@ -227,14 +240,12 @@ async def create(
         raise Invalid(
             "a username is 1 to 64 letters, digits, dots, dashes or underscores", field="username"
         )
-    if await session.scalar(select(Account.id).where(Account.username == username)):
+    if await holder_of_username(session, username) is not None:
         raise Conflict(f"the username {username!r} is taken")
     if email is not None:
         if "@" not in email or len(email) > 320:
             raise Invalid(f"{email!r} is not an email address", field="email")
-        # Logins match emails whatever their case, so two may not differ only by it.
-        taken = select(Account.id).where(func.lower(Account.email) == email.lower())
-        if await session.scalar(taken):
+        if await holder_of_email(session, email) is not None:
             raise Conflict(f"the email {email!r} is taken")
     linked = identities or {}
     for provider, subject in linked.items():

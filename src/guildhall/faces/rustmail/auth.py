@@ -86,7 +86,7 @@ def api_key(permission: str) -> Authenticator:
         token = request.headers.get("x-api-key", "").strip()
         if not token:
             raise RustmailError(401, "UNAUTHORIZED", "Missing API key")
-        principal = await identify_key(runtime_of(request), session, token)
+        principal = await identify_key(runtime_of(request), session, token, permission)
         if principal is None:
             raise RustmailError(401, "UNAUTHORIZED", "Invalid API key")
         if not principal.allows(permission):
