@@ -111,12 +111,17 @@ class Served:
                 return line.rsplit(" ", 1)[-1]
         raise AssertionError(f"no demo key in {self.banner}")
 
-    def url(self, face: str) -> str:
+    def base_url(self, face: str) -> str:
+        """The face's base URL as the banner gives it: as its clients use it."""
         for line in self.banner:
             parts = line.split()
-            if len(parts) == 2 and parts[0] == face:
+            if len(parts) >= 2 and parts[0] == face and parts[1].startswith("http://"):
                 return parts[1]
         raise AssertionError(f"no {face} URL in {self.banner}")
+
+    def url(self, face: str) -> str:
+        """Where the face listens: ``scheme://host:port``, without the base path."""
+        return self.base_url(face).removesuffix("/api")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:

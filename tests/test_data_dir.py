@@ -133,7 +133,7 @@ def _serve_heliactyl(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[s
 
 def _key_works(port_banner: str, key: str) -> bool:
     url = next(line.split()[1] for line in port_banner.splitlines() if "heliactyl" in line)
-    answer = httpx.get(f"{url}/api", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     return answer.status_code == 200
 
 

@@ -184,6 +184,7 @@ def serve(
     """Run every enabled face, each on its own listener, until Ctrl-C or SIGTERM."""
     from guildhall import demo as demo_data
     from guildhall import server
+    from guildhall.faces import ENTRANCES
 
     settings = _settings(config)
 
@@ -208,9 +209,15 @@ def serve(
         out.print(f"Guildhall {__version__} on {Runtime.describe_url(settings)}")
         out.print(f"  ({_origin(settings)})")
         for listener, sock in zip(listeners, sockets, strict=True):
-            out.print(f"  {listener.face:<10} {server.url_of(listener, sock)}")
+            entrance = ENTRANCES[listener.face]
+            base = server.url_of(listener, sock) + entrance.base_path
+            how = entrance.credentials(settings)
+            out.print(f"  {listener.face:<10} {base:<28} {how}", markup=False)
         if demo_key:
-            out.print(f"Demo API key (all scopes, valid until the next --demo start): {demo_key}")
+            out.print(
+                "Demo API key (every scope; a new one replaces it at each --demo start): "
+                + demo_key
+            )
         out.print("Press Ctrl-C to stop.")
         sys.stdout.flush()
         server.run(settings, listeners, sockets, workers)

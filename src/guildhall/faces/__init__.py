@@ -7,9 +7,11 @@ does not exist yet, and naming it in the configuration is an error.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from guildhall.config import Settings
 from guildhall.faces.aurora.app import create_app as aurora_app
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
@@ -24,3 +26,43 @@ FACES: dict[str, Callable[[Runtime], FastAPI]] = {
     "aurora": aurora_app,
     "rustmail": rustmail_app,
 }
+
+
+@dataclass(frozen=True)
+class Entrance:
+    """How a client of a face reaches it: the base URL's path, and how it proves who it is."""
+
+    base_path: str
+    credentials: Callable[[Settings], str]
+
+
+def _optional_key(keyless: bool, keyed: str, header: str) -> str:
+    if keyless:
+        return f"{header} optional: no key is set, so it answers this machine only"
+    return keyed
+
+
+ENTRANCES: dict[str, Entrance] = {
+    "heliactyl": Entrance("/api", lambda _s: "Authorization: Bearer <key>"),
+    "ld7": Entrance(
+        "",
+        lambda s: _optional_key(
+            s.faces.ld7.keyless, "X-API-Key: <key> (reading sessions needs none)", "X-API-Key"
+        ),
+    ),
+    "skypanel": Entrance(
+        "/api", lambda _s: "email and password (POST /api/auth/login), then Bearer <token>"
+    ),
+    "aurora": Entrance(
+        "/api",
+        lambda s: _optional_key(
+            s.faces.aurora.keyless,
+            "Authorization: Bearer <key> or X-API-Key: <key>",
+            "Bearer or X-API-Key",
+        ),
+    ),
+    "rustmail": Entrance(
+        "/api", lambda _s: "X-API-Key: <key> on /api/externals/* only; panel: Discord login"
+    ),
+}
+"""What ``serve``'s banner tells a client author about each face."""
