@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from guildhall.config import Settings
 from guildhall.core.economy import service as economy
 from guildhall.core.errors import Invalid
 from guildhall.events.models import WebhookDelivery
@@ -58,20 +57,14 @@ def test_public_addresses(address: str) -> None:
 
 
 @pytest.fixture
-async def make_runtime(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
+def make_runtime(other_runtime: Callable[..., Runtime]) -> Callable[..., Runtime]:
     """Runtimes on the one test database; private targets refused unless asked."""
-    made: list[Runtime] = []
 
     def make(*, allow: bool) -> Runtime:
-        data = settings.model_dump()
-        data["webhooks"] = {**FAST, "allow_private_targets": allow}
-        runtime = Runtime(Settings(**data))
-        made.append(runtime)
-        return runtime
+        settings = {**FAST, "allow_private_targets": allow}
+        return other_runtime(**{f"webhooks__{k}": v for k, v in settings.items()})
 
-    yield make
-    for runtime in made:
-        await runtime.close()
+    return make
 
 
 async def _endpoints(runtime: Runtime) -> list[str]:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -37,19 +37,13 @@ FAST = {
 
 
 @pytest.fixture
-async def make_runtime(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
+def make_runtime(other_runtime: Callable[..., Runtime]) -> Callable[..., Runtime]:
+    """Runtimes on the one test database with fast webhook settings (``FAST``, then ``changes``)."""
 
     def make(**webhooks: object) -> Runtime:
-        data = settings.model_dump()
-        data["webhooks"] = {**FAST, **webhooks}
-        runtime = Runtime(Settings(**data))
-        made.append(runtime)
-        return runtime
+        return other_runtime(**{f"webhooks__{k}": v for k, v in {**FAST, **webhooks}.items()})
 
-    yield make
-    for runtime in made:
-        await runtime.close()
+    return make
 
 
 async def _endpoint(runtime: Runtime, url: str, *events: str) -> str:

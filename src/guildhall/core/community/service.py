@@ -553,27 +553,36 @@ def _check_shape(merged: dict[str, Any], before: Callable[[], dict[str, Any]]) -
     ):
         return
     old = shape_of(before())
-    if after.size > MAX_DOCUMENT_BYTES and after.size > old.size:
-        raise Invalid(
-            f"the settings may take at most {MAX_DOCUMENT_BYTES // 1024} KB as JSON; "
-            f"this change would make them {after.size} bytes",
-            code="document_too_large",
-            field="settings",
-        )
-    if after.keys > MAX_DOCUMENT_KEYS and after.keys > old.keys:
-        raise Invalid(
-            f"the settings may hold at most {MAX_DOCUMENT_KEYS} keys and array items in all; "
-            f"this change would make them {after.keys}",
-            code="document_too_large",
-            field="settings",
-        )
-    if after.depth > MAX_DOCUMENT_DEPTH and after.depth > old.depth:
-        raise Invalid(
-            f"the settings may nest at most {MAX_DOCUMENT_DEPTH} levels deep; "
-            f"this change would make them {after.depth}",
-            code="document_too_large",
-            field="settings",
-        )
+    limits = (
+        (
+            after.size,
+            old.size,
+            MAX_DOCUMENT_BYTES,
+            f"take at most {MAX_DOCUMENT_BYTES // 1024} KB as JSON",
+            "bytes",
+        ),
+        (
+            after.keys,
+            old.keys,
+            MAX_DOCUMENT_KEYS,
+            f"hold at most {MAX_DOCUMENT_KEYS} keys and array items in all",
+            "keys and items",
+        ),
+        (
+            after.depth,
+            old.depth,
+            MAX_DOCUMENT_DEPTH,
+            f"nest at most {MAX_DOCUMENT_DEPTH} levels deep",
+            "levels",
+        ),
+    )
+    for new, was, cap, rule, unit in limits:
+        if new > cap and new > was:
+            raise Invalid(
+                f"the settings may {rule}; this change would make them {new} {unit}",
+                code="document_too_large",
+                field="settings",
+            )
 
 
 MAX_SETTING_TEXT = 2000
