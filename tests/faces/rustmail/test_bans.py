@@ -18,8 +18,8 @@ from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.runtime import Runtime
 from tests.conftest import make_key
 from tests.faces.rustmail.conftest import client_for
-from tests.faces.rustmail.provider import running_provider
 from tests.faces.rustmail.test_login import CALLBACK, _start, _through_provider
+from tests.peers.oauth.provider import running_provider
 
 PERSON = "555000111222333444"
 

@@ -20,7 +20,7 @@ from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.runtime import Runtime
 from tests.conftest import make_account, make_key
 from tests.faces.rustmail.conftest import client_for
-from tests.faces.rustmail.provider import Provider, running_provider
+from tests.peers.oauth.provider import Provider, running_provider
 
 CALLBACK = "http://panel.test/api/auth/callback"
 
