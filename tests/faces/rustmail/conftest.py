@@ -6,7 +6,6 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from guildhall.config import Settings
 from guildhall.core.access import panel
 from guildhall.core.community import service as community
 from guildhall.faces.rustmail.app import create_app
@@ -20,19 +19,14 @@ STAFF_ROLE = "900000000000000009"
 
 
 @pytest.fixture
-async def make_runtime(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
+def make_runtime(other_runtime: Callable[..., Runtime]) -> Callable[..., Runtime]:
+    """Runtimes on the one test database with ``[faces.rustmail]`` changed (ADMIN a super admin)."""
 
     def make(**rustmail: object) -> Runtime:
-        data = settings.model_dump()
-        data["faces"]["rustmail"].update({"super_admin_users": [ADMIN], **rustmail})
-        runtime = Runtime(Settings(**data))
-        made.append(runtime)
-        return runtime
+        changes = {"super_admin_users": [ADMIN], **rustmail}
+        return other_runtime(**{f"faces__rustmail__{k}": v for k, v in changes.items()})
 
-    yield make
-    for runtime in made:
-        await runtime.close()
+    return make
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ and renders the documented body. Core errors become documented ``status`` string
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -125,17 +126,23 @@ async def _setplan(
 
 async def setresources(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "missing body")
-    user_id = wire.require_id(body, status="missing id")
-    account = await accounts.require_by_identity(session, user_id)
-    await plans.set_extra(session, account, wire.resource_changes(body), caller)
-    return JSON(SUCCESS)
+    return await _setresources(session, caller, body, wire.resource_changes)
 
 
 async def legacy_setresources(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.require_legacy_object(await read_json(request), "missing body")
+    return await _setresources(session, caller, body, wire.legacy_resource_changes)
+
+
+async def _setresources(
+    session: AsyncSession,
+    caller: Actor,
+    body: dict[str, Any],
+    changes_of: Callable[[dict[str, Any]], dict[str, int]],
+) -> Response:
     user_id = wire.require_id(body, status="missing id")
     account = await accounts.require_by_identity(session, user_id)
-    await plans.set_extra(session, account, wire.legacy_resource_changes(body), caller)
+    await plans.set_extra(session, account, changes_of(body), caller)
     return JSON(SUCCESS)
 
 
