@@ -299,25 +299,59 @@ async def test_logout_logs_out_and_deletes(ld7: httpx.AsyncClient, runtime: Runt
 
 
 @pytest.mark.parametrize(
-    ("method", "path"),
+    ("method", "path", "message"),
     [
-        ("GET", "/api/sessions/ghost"),
-        ("GET", "/api/sessions/ghost/pairing"),
-        ("POST", "/api/sessions/ghost/start"),
-        ("POST", "/api/sessions/ghost/stop"),
-        ("DELETE", "/api/sessions/ghost"),
-        ("POST", "/api/sessions/ghost/logout"),
-        ("POST", "/api/sessions/ghost/backup"),
+        ("GET", "/api/sessions/ghost", "Session ghost not found"),
+        ("GET", "/api/sessions/ghost/pairing", "Session ghost not found"),
+        ("POST", "/api/sessions/ghost/start", "Session not found. Create a new session first."),
+        ("POST", "/api/sessions/ghost/backup", "Session ghost not found"),
     ],
 )
-async def test_unknown_sessions_are_404(
-    ld7: httpx.AsyncClient, runtime: Runtime, method: str, path: str
+async def test_reading_or_starting_an_unknown_session_is_404(
+    ld7: httpx.AsyncClient, runtime: Runtime, method: str, path: str, message: str
 ) -> None:
     before = await counts(runtime)
     response = await ld7.request(method, path)
     assert response.status_code == 404
-    assert response.json() == {"success": False, "message": "Session ghost not found"}
+    assert response.json() == {"success": False, "message": message}
     assert await counts(runtime) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("POST", "/api/sessions/ghost/stop", "Session ghost stopped"),
+        ("DELETE", "/api/sessions/ghost", "Session ghost deleted"),
+        ("POST", "/api/sessions/ghost/logout", "Session ghost logged out and deleted"),
+    ],
+)
+async def test_stopping_or_removing_an_unknown_session_succeeds_as_in_the_original(
+    ld7: httpx.AsyncClient, runtime: Runtime, method: str, path: str, message: str
+) -> None:
+    """The original server answers these without looking the session up (200,
+    ``success: true``); a dashboard that deletes twice reads success both times."""
+    before = await counts(runtime)
+    response = await ld7.request(method, path, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "message": message}
+    assert await counts(runtime) == before
+    assert (await ld7.get("/api/sessions/ghost")).status_code == 404
+
+
+async def test_deleting_twice_reads_success_both_times(ld7: httpx.AsyncClient) -> None:
+    assert (await ld7.post("/api/sessions", json=BOT)).status_code == 200
+    first = await ld7.delete("/api/sessions/bot_1234567890")
+    second = await ld7.delete("/api/sessions/bot_1234567890")
+    assert (
+        first.json()
+        == second.json()
+        == {
+            "success": True,
+            "message": "Session bot_1234567890 deleted",
+        }
+    )
+    listing = (await ld7.get("/api/sessions")).json()
+    assert listing["count"] == 0
 
 
 async def test_unknown_routes_and_methods_keep_the_format(ld7: httpx.AsyncClient) -> None:

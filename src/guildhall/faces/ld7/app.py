@@ -7,12 +7,16 @@ bodies; errors become LD7's ``{success: false, message}`` in ``errors.py``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from guildhall.core.actor import Actor
+from guildhall.core.errors import NotFound
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
@@ -73,8 +77,28 @@ async def create(request: Request, session: AsyncSession, caller: Actor) -> Resp
     )
 
 
+@contextmanager
+def _unknown_is_done() -> Iterator[None]:
+    """Stopping, deleting or logging out a session that does not exist succeeds.
+
+    The original server calls its session manager without an existence check and
+    answers ``success: true`` whatever it finds, so a client that retries a delete,
+    or cleans up blindly, reads success; nothing exists to change, so nothing is.
+    """
+    try:
+        yield
+    except NotFound as error:
+        if error.code != "session_not_found":
+            raise
+
+
 async def start(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    outcome = await runtime_of(request).sessions.start(session, _handle(request), caller)
+    try:
+        outcome = await runtime_of(request).sessions.start(session, _handle(request), caller)
+    except NotFound as error:
+        if error.code != "session_not_found":
+            raise
+        raise errors.LD7Error(404, errors.START_UNKNOWN) from None
     handle = outcome.session.handle
     if outcome.failure is not None:
         # Returned, not raised: the move to "failed" must commit.
@@ -92,19 +116,23 @@ async def start(request: Request, session: AsyncSession, caller: Actor) -> Respo
 
 
 async def stop(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    stopped = await runtime_of(request).sessions.stop(session, _handle(request), caller)
-    return JSON({"success": True, "message": f"Session {stopped.handle} stopped"})
+    handle = _handle(request)
+    with _unknown_is_done():
+        await runtime_of(request).sessions.stop(session, handle, caller)
+    return JSON({"success": True, "message": f"Session {handle} stopped"})
 
 
 async def delete(request: Request, session: AsyncSession, caller: Actor) -> Response:
     handle = _handle(request)
-    await runtime_of(request).sessions.delete(session, handle, caller)
+    with _unknown_is_done():
+        await runtime_of(request).sessions.delete(session, handle, caller)
     return JSON({"success": True, "message": f"Session {handle} deleted"})
 
 
 async def logout(request: Request, session: AsyncSession, caller: Actor) -> Response:
     handle = _handle(request)
-    await runtime_of(request).sessions.logout(session, handle, caller)
+    with _unknown_is_done():
+        await runtime_of(request).sessions.logout(session, handle, caller)
     return JSON({"success": True, "message": f"Session {handle} logged out and deleted"})
 
 

@@ -1,11 +1,12 @@
 """Every LD7 error, in one place: ``{"success": false, "message": ...}``.
 
-LD7 documents the messages but not the status codes; Guildhall answers 400
-for bad input (and, as the original server does, for a session that already
-exists), 401 for a missing or wrong key, 404 for an unknown session or
-route, 409 for a move the session's state does not allow (or stored data
-this installation's secret cannot open), 502 when the messaging platform
-fails.
+LD7 documents the messages but not the status codes; Guildhall answers what
+the original server does: 400 for bad input and for a session that already
+exists, 401 for a missing or wrong key, 404 for an unknown session or route
+(but stop, delete and logout of an unknown session are 200 ``success: true``,
+see ``app._unknown_is_done``), 409 for a move the session's state does not
+allow (or stored data this installation's secret cannot open), 502 when the
+messaging platform fails.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from guildhall.secrets import UnsealError
 UNAUTHORIZED = "Unauthorized: invalid or missing API key"
 INVALID_USER_ID = "userId must be alphanumeric (a-z, 0-9, _, -)"
 SESSION_EXISTS = "Session already exists for this user. Delete it first or use a different userId."
+START_UNKNOWN = "Session not found. Create a new session first."  # the original's wording
 
 
 class LD7Error(Exception):
