@@ -32,7 +32,7 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -383,6 +383,40 @@ class SessionsSettings(_Strict):
     sweep_interval_seconds: float = Field(default=5, gt=0, le=3600)
 
 
+Snowflake = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]
+"""A Discord id, as the settings take it: its digits, in quotes."""
+
+
+class DiscordModmailSettings(_Strict):
+    """The modmail bot behind the Rustmail face (connectors/discord/modmail.py)."""
+
+    enabled: bool = True
+    category_ids: list[Snowflake] = Field(default_factory=list)
+    staff_role_ids: list[Snowflake] = Field(default_factory=list)
+    log_channel_id: Snowflake | Literal[""] = ""
+    prefix: str = Field(default="!", min_length=1, max_length=8, pattern=r"^\S+$")
+
+
+class DiscordSettings(_Strict):
+    """The bot's Discord connection; an empty token keeps the bots local (no connection)."""
+
+    token: str = ""
+    api_url: str = Field(default="https://discord.com/api/v10", pattern=r"^https?://\S+$")
+    guild_id: Snowflake | Literal[""] = ""
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+    modmail: DiscordModmailSettings = DiscordModmailSettings()
+
+    @property
+    def connects(self) -> bool:
+        return bool(self.token)
+
+    @model_validator(mode="after")
+    def _guild_with_token(self) -> DiscordSettings:
+        if self.token and not self.guild_id:
+            raise ValueError("[discord] guild_id is needed with a token: the community server")
+        return self
+
+
 class PackageSettings(_Strict):
     """A hosting package: the base resources a plan grants."""
 
@@ -437,6 +471,7 @@ class Settings(BaseSettings):
     hosting: HostingSettings = HostingSettings()
     webhooks: WebhookSettings = WebhookSettings()
     http: HttpSettings = HttpSettings()
+    discord: DiscordSettings = DiscordSettings()
     _config_file: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")

@@ -19,11 +19,13 @@ from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.core.moderation.models import Ban, ModerationCase
 from guildhall.core.plans.models import Plan
 from guildhall.core.sessions.models import BotSession, SessionBackup
-from guildhall.core.support.models import BotState, Ticket
+from guildhall.core.support.models import BotState, Ticket, TicketMessage
 from guildhall.db.base import Base
 from guildhall.events.models import (
     AuditEntry,
+    Lease,
     OutboxEvent,
+    PlatformJob,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -48,6 +50,7 @@ __all__ = [
     "Invoice",
     "Item",
     "ItemImage",
+    "Lease",
     "LedgerEntry",
     "LoginState",
     "MemberRole",
@@ -56,11 +59,13 @@ __all__ = [
     "PanelPermission",
     "PanelSession",
     "Plan",
+    "PlatformJob",
     "Profile",
     "Quest",
     "Server",
     "SessionBackup",
     "Ticket",
+    "TicketMessage",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -116,3 +116,43 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Lease(Base):
+    """Who holds a once-per-installation job (the Discord gateway, a refresh), until when.
+
+    Taken with one atomic upsert (``events/leases.py``) when free or expired, renewed
+    by its holder; a holder that dies stops renewing and another takes over.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlatformJob(Base):
+    """A change that must happen on an outside platform, recorded with the core change.
+
+    A connector's worker carries it out after commit (``events/jobs.py``), under a
+    lease, with retries and backoff, and records the outcome: no unit of work is
+    open during the platform call, and a crash between the two loses nothing.
+    """
+
+    __tablename__ = "platform_jobs"
+    __table_args__ = (
+        Index("ix_platform_jobs_queue", "status", "next_attempt_at"),
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

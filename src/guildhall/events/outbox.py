@@ -32,6 +32,8 @@ EVENTS = (
     "user.updated",
     "coins.changed",
     "session.status",
+    "ticket.message",
+    "ticket.closed",
     "moderation.case_created",
     "moderation.case_cleared",
     "item.created",

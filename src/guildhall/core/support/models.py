@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.db.base import Base, BigIntId, UTCDateTime, utcnow
@@ -36,6 +46,35 @@ class Ticket(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    close_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+INBOUND, OUTBOUND, NOTE = "in", "out", "note"
+"""A ticket message's direction: from the member, from staff to the member, or a
+staff note kept in the ticket channel (never sent)."""
+
+
+class TicketMessage(Base):
+    """One message of a ticket's transcript.
+
+    ``platform_id`` is the Discord message it came from: unique, so an event the
+    gateway replays after a resume is stored once.
+    """
+
+    __tablename__ = "ticket_messages"
+    __table_args__ = (
+        Index("ix_ticket_messages_ticket", "ticket_id", "id"),
+        CheckConstraint("direction IN ('in', 'out', 'note')", name="direction"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(8))
+    author_id: Mapped[str] = mapped_column(String(32))
+    author_name: Mapped[str] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)
+    platform_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class BotState(Base):
@@ -50,3 +89,8 @@ class BotState(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     channel_counter: Mapped[int] = mapped_column(BigInteger, default=0)
     guild_count: Mapped[int] = mapped_column(Integer, default=1)
+    # What the process holding the Discord gateway last saw (connectors/discord):
+    # since when its session is READY (None while it is not connected), and why
+    # it is offline when it is not for lack of being started.
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    offline_reason: Mapped[str | None] = mapped_column(String(500))

@@ -2,10 +2,21 @@
 
 The bot runtime owns the bot's state (online, uptime, presence, guild count)
 in the database, so every server process reports the same bot; start, stop,
-restart and presence change it and are audited. This is the built-in local
-runtime: it allocates a ticket's channel id itself, from a database counter
-(one atomic UPDATE ... RETURNING, safe under concurrency). A Discord
-connector will later open real channels instead.
+restart and presence change it and are audited. Without a Discord
+connection (``[discord] token`` empty) it is local: a ticket's channel id is
+allocated from a database counter (one atomic UPDATE ... RETURNING, safe under
+concurrency). With one, the modmail bot (``connectors/discord/modmail.py``)
+opens the real channel first, with no unit of work open, and passes its id
+in; the gateway's own state (READY since when, why offline) is kept in the
+same row by the process holding the gateway, and ``status`` reports it.
+
+A ticket's transcript is its messages (``TicketMessage``): what the member
+sent (``in``), what staff sent them (``out``) and staff notes (``note``).
+``message_count`` counts the messages relayed either way, not the notes.
+Closing a ticket emits ``ticket.closed``; with Discord connected it also
+records a platform job (``events/jobs.py``) that DMs the close message, posts
+the transcript to the log channel and deletes the channel, whoever closed it
+(the bot's ``!close``, the CLI), after commit.
 
 One open ticket per member is enforced by a partial unique index; a second
 concurrent create loses at the database and answers a conflict.
@@ -37,16 +48,29 @@ from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
 from guildhall.core.community.models import BotSettings
 from guildhall.core.errors import Conflict, Invalid, NotFound
-from guildhall.core.support.models import CLOSED, OPEN, BotState, Ticket
+from guildhall.core.support.models import (
+    CLOSED,
+    INBOUND,
+    NOTE,
+    OPEN,
+    OUTBOUND,
+    BotState,
+    Ticket,
+    TicketMessage,
+)
 from guildhall.db.base import utcnow
 from guildhall.db.sql import ensure_row, flush_unless_duplicate
-from guildhall.events import audit
+from guildhall.events import audit, jobs, leases, outbox
 from guildhall.events.announce import announce
 from guildhall.secrets import Sealer
 
 _STATE_ID = 1
 CHANNEL_BASE = 900_000_000_000_000_000
 MAX_PRESENCE = 128
+
+
+CLOSE_JOB = "discord.ticket_closed"
+"""The platform job a close records when Discord is connected (connectors/discord)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +80,7 @@ class BotStatus:
     presence: str
     guild_count: int
     ticket_count: int
+    reason: str | None = None
 
 
 async def _state(session: AsyncSession, *, lock: bool = False) -> BotState:
@@ -67,7 +92,10 @@ async def _state(session: AsyncSession, *, lock: bool = False) -> BotState:
     )
 
 
-async def status(session: AsyncSession) -> BotStatus:
+async def status(session: AsyncSession, *, gateway: str | None = None) -> BotStatus:
+    """The bot's status. ``gateway`` names the lease of a real connection: then the bot
+    is online only while that lease is held and its session is READY, and its uptime
+    counts from READY; without one, it is the stored state."""
     state = await session.get(BotState, _STATE_ID)
     open_tickets = await session.scalar(
         select(func.count()).select_from(Ticket).where(Ticket.status == OPEN)
@@ -75,12 +103,51 @@ async def status(session: AsyncSession) -> BotStatus:
     presence = (await community.settings(session, CONFIG))["bot"]["status"]
     if state is None:
         return BotStatus(False, 0, presence, 1, open_tickets or 0)
-    uptime = (
-        int((utcnow() - state.started_at).total_seconds())
-        if state.online and state.started_at
-        else 0
+    since = state.started_at if state.online else None
+    reason = None
+    if gateway is not None:
+        held = await leases.current(session, gateway) is not None
+        since = state.ready_at if held else None
+        reason = None if since else (state.offline_reason or _why_offline(state.online, held))
+    uptime = int((utcnow() - since).total_seconds()) if since else 0
+    return BotStatus(
+        since is not None, uptime, presence, state.guild_count, open_tickets or 0, reason
     )
-    return BotStatus(state.online, uptime, presence, state.guild_count, open_tickets or 0)
+
+
+def _why_offline(wanted: bool, held: bool) -> str:
+    if not wanted:
+        return "stopped"
+    return "connecting to Discord" if held else "waiting for a process to connect to Discord"
+
+
+async def wanted_online(session: AsyncSession) -> bool:
+    """Whether the bot's stored state is running (a process with the gateway follows it)."""
+    state = await session.get(BotState, _STATE_ID)
+    return bool(state and state.online)
+
+
+async def record_gateway(
+    session: AsyncSession,
+    *,
+    ready: bool,
+    reason: str | None = None,
+    guild_count: int | None = None,
+    new_session: bool = False,
+) -> None:
+    """What the process holding the gateway sees: READY (since now, for a new session)
+    or not, and why."""
+    state = await _state(session, lock=True)
+    if ready:
+        if new_session or state.ready_at is None:
+            state.ready_at = utcnow()
+        state.offline_reason = None
+    else:
+        state.ready_at = None
+        state.offline_reason = reason
+    if guild_count is not None:
+        state.guild_count = guild_count
+    await session.flush()
 
 
 async def start(session: AsyncSession, actor: Actor) -> bool:
@@ -148,9 +215,15 @@ def _event(ticket: Ticket) -> dict[str, object]:
 
 
 async def open_ticket(
-    session: AsyncSession, account: AccountRef, user_name: str, actor: Actor
+    session: AsyncSession,
+    account: AccountRef,
+    user_name: str,
+    actor: Actor,
+    *,
+    channel_id: str | None = None,
 ) -> Ticket:
-    """Open a ticket for the member; Conflict if one is open already."""
+    """Open a ticket for the member (in ``channel_id``, the Discord channel made for it,
+    or a locally allocated one); Conflict if one is open already."""
     already = await session.scalar(
         select(Ticket.public_id).where(Ticket.account_id == account.id, Ticket.status == OPEN)
     )
@@ -161,7 +234,7 @@ async def open_ticket(
         account_id=account.id,
         user_id=account.subject,
         user_name=user_name,
-        channel_id=await _allocate_channel(session),
+        channel_id=channel_id or await _allocate_channel(session),
         status=OPEN,
         message_count=0,
         created_at=utcnow(),
@@ -181,19 +254,136 @@ async def open_ticket(
     return ticket
 
 
-async def open_ticket_for_member(session: AsyncSession, discord_id: str, actor: Actor) -> Ticket:
-    """Open a ticket for a guild member by Discord id: only members of the community may
-    have one, and a member with no account yet gets one, named after them."""
+async def member_account(session: AsyncSession, discord_id: str, actor: Actor) -> AccountRef:
+    """The account of a guild member by Discord id: only members of the community may
+    have a ticket, and a member with no account yet gets one, named after them."""
     member = await community.guild_member(session, discord_id)
     if member is None:
         raise NotFound("user not found in community server", code="member_not_found")
-    account = await accounts.ensure_for_identity(
+    return await accounts.ensure_for_identity(
         session, Provider.DISCORD, discord_id, member.username, actor
     )
-    return await open_ticket(session, account, member.username, actor)
 
 
-async def close_ticket(session: AsyncSession, public_id: str, actor: Actor) -> Ticket:
+async def open_ticket_for_member(
+    session: AsyncSession, discord_id: str, actor: Actor, *, channel_id: str | None = None
+) -> Ticket:
+    account = await member_account(session, discord_id, actor)
+    member = await community.guild_member(session, discord_id)
+    assert member is not None  # member_account found it
+    return await open_ticket(session, account, member.username, actor, channel_id=channel_id)
+
+
+async def open_ticket_of(session: AsyncSession, discord_id: str) -> Ticket | None:
+    """The member's open ticket, if any."""
+    return await session.scalar(
+        select(Ticket).where(Ticket.user_id == discord_id, Ticket.status == OPEN)
+    )
+
+
+async def ticket_in_channel(session: AsyncSession, channel_id: str) -> Ticket | None:
+    """The open ticket whose Discord channel this is, if any."""
+    return await session.scalar(
+        select(Ticket).where(Ticket.channel_id == channel_id, Ticket.status == OPEN)
+    )
+
+
+async def earlier_tickets(session: AsyncSession, discord_id: str) -> int:
+    return (
+        await session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.user_id == discord_id, Ticket.status == CLOSED)
+        )
+        or 0
+    )
+
+
+async def record_message(
+    session: AsyncSession,
+    ticket: Ticket,
+    direction: str,
+    author: tuple[str, str],
+    content: str,
+    *,
+    platform_id: str | None = None,
+) -> bool:
+    """Add a message to the ticket's transcript; False (nothing stored) when the platform
+    message ``platform_id`` is stored already (an event replayed after a resume)."""
+    if platform_id is not None and await session.scalar(
+        select(TicketMessage.id).where(TicketMessage.platform_id == platform_id)
+    ):
+        return False
+    author_id, author_name = author
+    session.add(
+        TicketMessage(
+            ticket_id=ticket.id,
+            direction=direction,
+            author_id=author_id,
+            author_name=author_name[:100],
+            content=content,
+            platform_id=platform_id,
+            created_at=utcnow(),
+        )
+    )
+    if direction != NOTE:
+        await session.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket.id)
+            .values(message_count=Ticket.message_count + 1)
+        )
+    await session.flush()
+    await outbox.emit(
+        session,
+        "ticket.message",
+        {
+            **_event(ticket),
+            "direction": direction,
+            "author_id": author_id,
+            "author_name": author_name,
+            "content": content,
+        },
+    )
+    return True
+
+
+async def transcript(session: AsyncSession, public_id: str) -> tuple[Ticket, list[TicketMessage]]:
+    ticket = await session.scalar(select(Ticket).where(Ticket.public_id == public_id))
+    if ticket is None:
+        raise NotFound(f"ticket {public_id} does not exist", code="ticket_not_found")
+    rows = await session.scalars(
+        select(TicketMessage).where(TicketMessage.ticket_id == ticket.id).order_by(TicketMessage.id)
+    )
+    return ticket, list(rows)
+
+
+def render_transcript(ticket: Ticket, messages: list[TicketMessage]) -> str:
+    """A ticket's transcript as text: a header, then one line per message."""
+    head = f"Ticket {ticket.public_id} with {ticket.user_name} ({ticket.user_id})"
+    opened = ticket.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    lines = [head, f"opened {opened}"]
+    marks = {INBOUND: "member", OUTBOUND: "staff", NOTE: "note"}
+    for message in messages:
+        when = message.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(
+            f"[{when}] {marks[message.direction]} {message.author_name}: {message.content}"
+        )
+    if ticket.closed_at is not None:
+        closed = ticket.closed_at.strftime("%Y-%m-%d %H:%M UTC")
+        why = f": {ticket.close_reason}" if ticket.close_reason else ""
+        lines.append(f"closed {closed}{why}")
+    return "\n".join(lines)
+
+
+async def close_ticket(
+    session: AsyncSession,
+    public_id: str,
+    actor: Actor,
+    *,
+    reason: str | None = None,
+    on_platform: bool = False,
+) -> Ticket:
+    """Close the ticket; ``on_platform`` also records the job that closes it on Discord."""
     ticket = await session.scalar(
         select(Ticket).where(Ticket.public_id == public_id).with_for_update()
     )
@@ -202,16 +392,19 @@ async def close_ticket(session: AsyncSession, public_id: str, actor: Actor) -> T
     if ticket.status == CLOSED:
         raise Conflict(f"ticket {public_id} is already closed", code="ticket_closed")
     ticket.status, ticket.closed_at = CLOSED, utcnow()
+    ticket.close_reason = reason[:500] if reason else None
     await session.flush()
     await announce(
         session,
         actor,
-        "ticket.updated",
-        f"{actor.name} closed ticket {public_id}",
-        _event(ticket),
+        "ticket.closed",
+        f"{actor.name} closed ticket {public_id}" + (f": {reason}" if reason else ""),
+        {**_event(ticket), "reason": ticket.close_reason},
         target_account_id=ticket.account_id,
         target=f"ticket:{public_id}",
     )
+    if on_platform:
+        await jobs.enqueue(session, CLOSE_JOB, {"ticket": public_id})
     return ticket
 
 
