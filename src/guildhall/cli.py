@@ -710,15 +710,37 @@ def webhooks_deliveries(
 
 @tickets_app.command("close")
 def tickets_close(
-    ticket_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+    ticket_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str | None, typer.Option(help="Why; kept with the transcript.")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Close an open ticket (its member may then open a new one)."""
+    """Close an open ticket (its member may then open a new one).
+
+    With Discord connected, the serving process then tells the member, posts the
+    transcript to the log channel and deletes the ticket's channel.
+    """
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
-        return (await support.close_ticket(session, ticket_id, _operator())).user_name
+        on_discord = runtime.settings.discord.connects
+        closed = await support.close_ticket(
+            session, ticket_id, _operator(), reason=reason, on_platform=on_discord
+        )
+        return closed.user_name
 
     user_name = _transact(config, work)
     out.print(f"closed ticket {ticket_id} ({user_name})")
+
+
+@tickets_app.command("transcript")
+def tickets_transcript(
+    ticket_id: Annotated[str, typer.Argument(metavar="ID")], config: ConfigOption = None
+) -> None:
+    """Print a ticket's transcript: what the member and staff wrote, and staff notes."""
+
+    async def work(runtime: Runtime, session: AsyncSession) -> str:
+        return support.render_transcript(*await support.transcript(session, ticket_id))
+
+    out.print(_transact(config, work, write=False), markup=False, highlight=False)
 
 
 def main() -> None:

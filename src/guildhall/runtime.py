@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 
 from guildhall import filemodes
 from guildhall.config import ConfigError, Settings
+from guildhall.connectors.discord.connection import DiscordConnection
+from guildhall.connectors.discord.modmail import Modmail, job_handlers
 from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
 from guildhall.core.access import panel
@@ -30,7 +32,7 @@ from guildhall.core.sessions.service import SessionService
 from guildhall.core.support import service as support
 from guildhall.db.engine import CHECKPOINT_SECONDS, Database
 from guildhall.db.migrate import is_current, upgrade
-from guildhall.events import outbox
+from guildhall.events import jobs, outbox
 from guildhall.events.webhooks import Webhooks
 from guildhall.ratelimit import RateLimiter, RedisCounter, counter_for
 from guildhall.secrets import Secrets, master_secret
@@ -40,6 +42,7 @@ BACKGROUND_DRAIN_SECONDS = 10
 HOUSEKEEPING_SECONDS = 3600
 BAN_EXPIRY_SECONDS = 30
 OUTBOX_RETENTION_DAYS = 7
+PLATFORM_JOBS_SECONDS = 1
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,28 @@ class Runtime:
             pairing_ttl=timedelta(seconds=config.pairing_ttl_seconds),
             connector_timeout=config.connector_timeout_seconds,
         )
+
+    @cached_property
+    def discord(self) -> DiscordConnection | None:
+        """The Discord connection (``connectors/discord``), or None without ``[discord] token``.
+
+        Raises ConfigError, in one sentence, when hikari is not installed.
+        """
+        if not self.settings.discord.connects:
+            return None
+        return DiscordConnection(self.settings.discord, self.database)
+
+    @cached_property
+    def modmail(self) -> Modmail | None:
+        """The modmail bot on the Discord connection, or None (no connection, or disabled)."""
+        if self.discord is None or not self.settings.discord.modmail.enabled:
+            return None
+        return Modmail(self.discord, self.settings.discord.modmail, self.database)
+
+    def wake_discord(self) -> None:
+        """Have the Discord connection follow the bot's stored state now, if there is one."""
+        if self.discord is not None:
+            self.discord.wake()
 
     def spawn(self, work: Coroutine[Any, Any, object]) -> None:
         """Run ``work`` beside the requests, after the one that asked for it.
@@ -140,9 +165,19 @@ class Runtime:
         self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
         self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
         self._every(BAN_EXPIRY_SECONDS, self._announce_expired_bans)
+        if self.discord is not None:
+            self._start_discord()
         if "ld7" in faces:
             self.spawn(self.resume_sessions())
             self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
+
+    def _start_discord(self) -> None:
+        """The gateway supervisor (it connects only while holding the lease) and the worker
+        that carries out Discord's platform jobs (closing a ticket's channel)."""
+        handlers = job_handlers(self.modmail) if self.modmail is not None else {}
+        self._every(PLATFORM_JOBS_SECONDS, jobs.Worker(self.database, handlers).run_once)
+        assert self.discord is not None
+        self._periodic.append(asyncio.get_running_loop().create_task(self.discord.supervise()))
 
     async def resume_sessions(self) -> dict[str, str | None]:
         """Reconnect the sessions that were online when Guildhall stopped.
@@ -225,6 +260,7 @@ class Runtime:
                     "run `guildhall migrate` first."
                 )
         await self._seal_stored_secrets()
+        _ = self.modmail  # without hikari, the start stops here with what to install
 
     async def _seal_stored_secrets(self) -> None:
         """Seal the bot secrets an older version stored in plain text (see

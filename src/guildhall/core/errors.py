@@ -37,6 +37,12 @@ class Forbidden(CoreError):
     code = "forbidden"
 
 
+class Unavailable(CoreError):
+    """An outside platform (Discord, a panel) failed or did not answer: try again later."""
+
+    code = "unavailable"
+
+
 class LimitExceeded(CoreError):
     """A value would leave its allowed range (a balance below zero, say)."""
 

@@ -299,6 +299,14 @@ async def earlier_tickets(session: AsyncSession, discord_id: str) -> int:
     )
 
 
+async def message_stored(session: AsyncSession, platform_id: str) -> bool:
+    """Whether the platform message is in a transcript already (a replayed event)."""
+    found = await session.scalar(
+        select(TicketMessage.id).where(TicketMessage.platform_id == platform_id)
+    )
+    return found is not None
+
+
 async def record_message(
     session: AsyncSession,
     ticket: Ticket,
@@ -310,9 +318,7 @@ async def record_message(
 ) -> bool:
     """Add a message to the ticket's transcript; False (nothing stored) when the platform
     message ``platform_id`` is stored already (an event replayed after a resume)."""
-    if platform_id is not None and await session.scalar(
-        select(TicketMessage.id).where(TicketMessage.platform_id == platform_id)
-    ):
+    if platform_id is not None and await message_stored(session, platform_id):
         return False
     author_id, author_name = author
     session.add(

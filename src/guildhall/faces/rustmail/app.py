@@ -28,13 +28,16 @@ read keeps them (the mask means "unchanged"). They are stored sealed
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from guildhall.connectors.discord.connection import LEASE
 from guildhall.connectors.oauth.provider import OAuthProvider, ProviderError
 from guildhall.core.access import panel
 from guildhall.core.access import service as access
@@ -62,6 +65,8 @@ from guildhall.faces.rustmail.auth import (
 )
 from guildhall.faces.rustmail.errors import RustmailError, bad_request
 from guildhall.runtime import Runtime
+
+T = TypeVar("T")
 
 KEY_PREFIX = "rustmail_"
 LOGIN_ACTOR = Actor("system", "Rustmail panel login")
@@ -184,43 +189,55 @@ async def panel_home(request: Request, session: AsyncSession, _caller: Actor) ->
 # ---- bot ---------------------------------------------------------------------
 
 
-async def bot_status(_request: Request, session: AsyncSession, _caller: Actor) -> Response:
-    state = await support.status(session)
-    return JSON(
-        {
-            "online": state.online,
-            "uptime": state.uptime,
-            "presence": state.presence,
-            "guild_count": state.guild_count,
-            "ticket_count": state.ticket_count,
-        }
-    )
+async def bot_status(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    connected = runtime_of(request).discord is not None
+    state = await support.status(session, gateway=LEASE if connected else None)
+    body: dict[str, object] = {
+        "online": state.online,
+        "uptime": state.uptime,
+        "presence": state.presence,
+        "guild_count": state.guild_count,
+        "ticket_count": state.ticket_count,
+    }
+    if connected:
+        body["offline_reason"] = state.reason  # beyond the document: why it is offline
+    return JSON(body)
 
 
-async def bot_start(_request: Request, session: AsyncSession, caller: Actor) -> Response:
-    started = await support.start(session, caller)
+async def _bot_change(request: Request, change: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Commit a change of the bot's stored state, then have the Discord connection
+    (when there is one) follow it at once rather than on its next round."""
+    runtime = runtime_of(request)
+    async with runtime.database.unit_of_work() as session:
+        outcome = await change(session)
+    runtime.wake_discord()
+    return outcome
+
+
+async def bot_start(request: Request, caller: Actor) -> Response:
+    started = await _bot_change(request, lambda session: support.start(session, caller))
     return JSON(
         {"success": True, "message": "Bot started" if started else "Bot is already running"}
     )
 
 
-async def bot_stop(_request: Request, session: AsyncSession, caller: Actor) -> Response:
-    stopped = await support.stop(session, caller)
+async def bot_stop(request: Request, caller: Actor) -> Response:
+    stopped = await _bot_change(request, lambda session: support.stop(session, caller))
     return JSON(
         {"success": True, "message": "Bot stopped" if stopped else "Bot is already stopped"}
     )
 
 
-async def bot_restart(_request: Request, session: AsyncSession, caller: Actor) -> Response:
-    await support.restart(session, caller)
+async def bot_restart(request: Request, caller: Actor) -> Response:
+    await _bot_change(request, lambda session: support.restart(session, caller))
     return JSON({"success": True, "message": "Bot restarted"})
 
 
-async def bot_presence(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def bot_presence(request: Request, caller: Actor) -> Response:
     status = wire.json_object(await read_json(request)).get("status")
     if not isinstance(status, str):
         raise bad_request("status must be a string")
-    await support.set_presence(session, status, caller)
+    await _bot_change(request, lambda session: support.set_presence(session, status, caller))
     return JSON(SUCCESS)
 
 
@@ -251,11 +268,18 @@ async def list_tickets(request: Request, session: AsyncSession, _caller: Actor) 
 # ---- external API --------------------------------------------------------
 
 
-async def external_create(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def external_create(request: Request, caller: Actor) -> Response:
+    """With Discord connected the ticket's channel is made there first (no unit of work
+    open meanwhile) and its real id returned; without, it is allocated locally."""
     discord_id = wire.json_object(await read_json(request)).get("discord_id")
     if not is_digits(discord_id, 32):
         raise bad_request("discord_id must be a Discord user id (a string of digits)")
-    opened = await support.open_ticket_for_member(session, discord_id, caller)
+    runtime = runtime_of(request)
+    if runtime.modmail is not None:
+        opened = await runtime.modmail.open_for_api(discord_id, caller)
+    else:
+        async with runtime.database.unit_of_work() as session:
+            opened = await support.open_ticket_for_member(session, discord_id, caller)
     return JSON({"success": True, "ticket_id": opened.public_id, "channel_id": opened.channel_id})
 
 
@@ -377,14 +401,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/auth/login", login, get, public, True),
         ("/api/auth/logout", logout, get, public, True),
         ("/api/bot/status", bot_status, get, needs("view_panel"), None),
-        ("/api/bot/start", bot_start, post, needs("manage_bot"), None),
-        ("/api/bot/stop", bot_stop, post, needs("manage_bot"), None),
-        ("/api/bot/restart", bot_restart, post, needs("manage_bot"), None),
-        ("/api/bot/presence", bot_presence, post, needs("manage_bot"), None),
         ("/api/bot/config", get_config, get, needs("manage_config"), None),
         ("/api/bot/config", put_config, put, needs("manage_config"), None),
         ("/api/bot/tickets", list_tickets, get, needs("view_tickets"), None),
-        ("/api/externals/tickets/create", external_create, post, api_key("write:tickets"), None),
         ("/api/apikeys", list_keys, get, needs("manage_api_keys"), None),
         ("/api/apikeys", create_key, post, needs("manage_api_keys"), None),
         ("/api/apikeys/{id}/revoke", revoke_key, post, needs("manage_api_keys"), None),
@@ -403,8 +422,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     ]
     for path, handler, methods, check, write in routes:
         app.add_route(path, endpoint(handler, check, write=write), methods=methods)
-    # Its own units of work, none open while the OAuth provider answers.
-    app.add_route("/api/auth/callback", action_endpoint(callback, public), methods=get)
+    # Their own units of work, none open while the OAuth provider or Discord answers.
+    actions = [
+        ("/api/auth/callback", callback, get, public),
+        ("/api/bot/start", bot_start, post, needs("manage_bot")),
+        ("/api/bot/stop", bot_stop, post, needs("manage_bot")),
+        ("/api/bot/restart", bot_restart, post, needs("manage_bot")),
+        ("/api/bot/presence", bot_presence, post, needs("manage_bot")),
+        ("/api/externals/tickets/create", external_create, post, api_key("write:tickets")),
+    ]
+    for path, action, methods, check in actions:
+        app.add_route(path, action_endpoint(action, check), methods=methods)
     trusted = clients.parse_networks(runtime.settings.trusted_proxies)
     app.add_middleware(
         SameOriginGuard,

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound
+from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound, Unavailable
 from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
 from guildhall.ratelimit import Verdict
@@ -62,6 +62,7 @@ def from_core(error: CoreError) -> RustmailError:
         (NotFound, 404, "NOT_FOUND"),
         (Forbidden, 403, "FORBIDDEN"),
         (Conflict, 409, "CONFLICT"),
+        (Unavailable, 502, "BAD_GATEWAY"),
     ):
         if isinstance(error, kind):
             return RustmailError(status, code, message)
