@@ -740,7 +740,7 @@ def tickets_transcript(
     async def work(runtime: Runtime, session: AsyncSession) -> str:
         return support.render_transcript(*await support.transcript(session, ticket_id))
 
-    out.print(_transact(config, work, write=False), markup=False, highlight=False)
+    out.print(_transact(config, work, write=False), markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:
