@@ -1,0 +1,396 @@
+"""The fake Discord, driven by hikari itself (and by a raw socket where hikari cannot go)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import hikari
+import pytest
+
+from tests.peers.discord.peer import (
+    BOT_TOKEN,
+    BOT_USER_ID,
+    GENERAL_CHANNEL_ID,
+    GUILD_ID,
+    STAFF_ROLE_ID,
+    TICKETS_CATEGORY_ID,
+    DiscordPeer,
+    running_discord,
+)
+
+INTENTS = (
+    hikari.Intents.GUILDS
+    | hikari.Intents.GUILD_MEMBERS
+    | hikari.Intents.GUILD_MESSAGES
+    | hikari.Intents.DM_MESSAGES
+    | hikari.Intents.MESSAGE_CONTENT
+)
+ALICE = "200000000000000001"
+BOB = "200000000000000002"
+WRONG_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAy.wrong.token"
+
+
+def make_bot(
+    peer: DiscordPeer, *, token: str = BOT_TOKEN, intents: hikari.Intents = INTENTS
+) -> hikari.GatewayBot:
+    return hikari.GatewayBot(
+        token,
+        rest_url=peer.api_url,
+        intents=intents,
+        banner=None,
+        logs=None,
+        suppress_optimization_warning=True,
+    )
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[DiscordPeer]:
+    async with running_discord() as running:
+        running.add_member(ALICE, "alice")
+        yield running
+
+
+@pytest.fixture
+async def bot(peer: DiscordPeer) -> AsyncIterator[hikari.GatewayBot]:
+    client = make_bot(peer)
+    await client.start(check_for_updates=False)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def quick_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hikari sleeps 1-2 s before reconnecting within 30 s of its last connect; skip that.
+
+    Only the pause goes: the shard still closes, reconnects and RESUMEs or IDENTIFYs
+    exactly as it would.
+    """
+    monkeypatch.setattr("hikari.impl.shard._BACKOFF_WINDOW", 0.0)
+
+
+def collect(bot: hikari.GatewayBot, event_type: type[hikari.Event]) -> list:
+    seen: list = []
+
+    async def keep(event: hikari.Event) -> None:
+        seen.append(event)
+
+    bot.subscribe(event_type, keep)
+    return seen
+
+
+def test_the_token_carries_the_bot_id() -> None:
+    first = BOT_TOKEN.split(".")[0]
+    assert base64.b64decode(first + "=" * (-len(first) % 4)).decode() == BOT_USER_ID
+
+
+async def test_bot_connects_and_caches_the_guild(peer: DiscordPeer, bot: hikari.GatewayBot):
+    assert peer.connected == 1
+    assert peer.identifies == 1
+    assert peer.intents == int(INTENTS)
+    assert peer.presences[-1]["status"] == "online"
+    me = bot.get_me()
+    assert me is not None and str(me.id) == BOT_USER_ID
+
+    await peer.wait_for(lambda: bot.cache.get_guild(int(GUILD_ID)) is not None)
+    guild = bot.cache.get_guild(int(GUILD_ID))
+    assert guild is not None and guild.name == "Guildhall Test Guild"
+    roles = bot.cache.get_roles_view_for_guild(int(GUILD_ID))
+    assert {r.name for r in roles.values()} == {"@everyone", "Staff"}
+    channels = bot.cache.get_guild_channels_view_for_guild(int(GUILD_ID))
+    assert channels[int(TICKETS_CATEGORY_ID)].type == hikari.ChannelType.GUILD_CATEGORY
+    assert channels[int(GENERAL_CHANNEL_ID)].name == "general"
+    # Without GUILD_PRESENCES the members come from hikari's chunk request, as on Discord.
+    await peer.wait_for(lambda: len(bot.cache.get_members_view_for_guild(int(GUILD_ID))) == 3)
+    assert peer.member_requests and peer.member_requests[0]["guild_id"] == GUILD_ID
+    alice = bot.cache.get_member(int(GUILD_ID), int(ALICE))
+    assert alice is not None and alice.username == "alice"
+
+    joined = collect(bot, hikari.MemberCreateEvent)
+    peer.add_member(BOB, "bob", roles=[STAFF_ROLE_ID])
+    await peer.wait_for(lambda: len(joined) == 1)
+    assert int(STAFF_ROLE_ID) in joined[0].member.role_ids
+
+
+async def test_dm_and_guild_messages_arrive_as_their_events(
+    peer: DiscordPeer, bot: hikari.GatewayBot
+):
+    dms = collect(bot, hikari.DMMessageCreateEvent)
+    guild_messages = collect(bot, hikari.GuildMessageCreateEvent)
+
+    await peer.user_sends_dm(ALICE, "hello bot", attachments=[{"filename": "shot.png"}])
+    await peer.wait_for(lambda: len(dms) == 1)
+    assert dms[0].content == "hello bot"
+    assert str(dms[0].author_id) == ALICE
+    assert dms[0].message.attachments[0].filename == "shot.png"
+
+    await peer.member_says(GENERAL_CHANNEL_ID, ALICE, "hi all")
+    await peer.wait_for(lambda: len(guild_messages) == 1)
+    assert guild_messages[0].content == "hi all"
+    assert guild_messages[0].member is not None and guild_messages[0].member.username == "alice"
+
+
+@pytest.mark.usefixtures("quick_reconnect")
+async def test_a_dropped_connection_resumes_and_replays(peer: DiscordPeer, bot: hikari.GatewayBot):
+    dms = collect(bot, hikari.DMMessageCreateEvent)
+    resumed = collect(bot, hikari.ShardResumedEvent)
+
+    await peer.drop_connection()
+    assert peer.connected == 0
+    await peer.user_sends_dm(ALICE, "sent while you were away")
+    await peer.wait_for(lambda: peer.resumes == 1 and peer.connected == 1)
+    await peer.user_sends_dm(ALICE, "and after")
+    await peer.wait_for(lambda: len(dms) == 2)
+    assert [e.content for e in dms] == ["sent while you were away", "and after"]
+    assert peer.identifies == 1
+    assert len(resumed) == 1
+
+
+@pytest.mark.usefixtures("quick_reconnect")
+async def test_an_invalid_session_makes_the_bot_identify_again(
+    peer: DiscordPeer, bot: hikari.GatewayBot
+):
+    dms = collect(bot, hikari.DMMessageCreateEvent)
+
+    await peer.drop_connection(resumable=False)
+    await peer.wait_for(lambda: peer.identifies == 2 and peer.connected == 1)
+    assert peer.resumes == 0
+    await peer.user_sends_dm(ALICE, "new session")
+    await peer.wait_for(lambda: len(dms) == 1)
+
+
+async def test_a_bad_token_is_unauthorized(peer: DiscordPeer):
+    client = make_bot(peer, token=WRONG_TOKEN)
+    try:
+        with pytest.raises(hikari.UnauthorizedError):
+            await client.start(check_for_updates=False)
+    finally:
+        await client.close()
+    assert peer.requests == [("GET", "/gateway/bot")]
+    assert peer.identifies == 0
+
+
+async def test_a_privileged_intent_the_app_lacks_closes_4014(peer: DiscordPeer):
+    client = make_bot(peer, intents=INTENTS | hikari.Intents.GUILD_PRESENCES)
+    try:
+        with pytest.raises(hikari.GatewayServerClosedConnectionError) as caught:
+            await client.start(check_for_updates=False)
+    finally:
+        await client.close()
+    assert caught.value.code == 4014
+    assert peer.identifies == 0
+
+
+async def test_rest_channels_messages_and_dms(peer: DiscordPeer, bot: hikari.GatewayBot):
+    channel = await bot.rest.create_guild_text_channel(
+        int(GUILD_ID), "Ticket Alice", category=int(TICKETS_CATEGORY_ID), topic="alice"
+    )
+    assert channel.name == "ticket-alice"
+    assert channel.parent_id == int(TICKETS_CATEGORY_ID)
+    assert peer.channels[str(channel.id)]["parent_id"] == TICKETS_CATEGORY_ID
+    await peer.wait_for(lambda: bot.cache.get_guild_channel(channel.id) is not None)
+
+    sent = await bot.rest.create_message(channel.id, "Welcome", embed=hikari.Embed(title="T"))
+    assert sent.author.id == int(BOT_USER_ID)
+    assert [m["content"] for m in peer.messages[str(channel.id)]] == ["Welcome"]
+    assert peer.messages[str(channel.id)][0]["embeds"][0]["title"] == "T"
+
+    deleted = await bot.rest.delete_channel(channel.id)
+    assert deleted.id == channel.id
+    assert peer.deleted_channels == [str(channel.id)]
+    await peer.wait_for(lambda: bot.cache.get_guild_channel(channel.id) is None)
+    with pytest.raises(hikari.NotFoundError) as unknown:
+        await bot.rest.create_message(channel.id, "too late")
+    assert unknown.value.code == 10003
+
+    dm = await bot.rest.create_dm_channel(int(ALICE))
+    assert dm.type == hikari.ChannelType.DM and dm.recipient.id == int(ALICE)
+    again = await bot.rest.create_dm_channel(int(ALICE))
+    assert again.id == dm.id
+    await bot.rest.create_message(dm.id, "Your ticket is open")
+    assert peer.dm_channel_of(ALICE) == str(dm.id)
+    assert peer.dms_to(ALICE) == ["Your ticket is open"]
+
+    peer.add_member(BOB, "bob")
+    peer.closed_dms.add(BOB)
+    closed = await bot.rest.create_dm_channel(int(BOB))
+    with pytest.raises(hikari.ForbiddenError) as forbidden:
+        await bot.rest.create_message(closed.id, "hello?")
+    assert forbidden.value.code == 50007
+    assert peer.dms_to(BOB) == []
+
+
+async def test_rest_reads_and_edits(peer: DiscordPeer, bot: hikari.GatewayBot):
+    me = await bot.rest.fetch_my_user()
+    assert str(me.id) == BOT_USER_ID and me.is_bot
+    application = await bot.rest.fetch_application()
+    assert str(application.id) == BOT_USER_ID
+    guild = await bot.rest.fetch_guild(int(GUILD_ID))
+    assert guild.name == "Guildhall Test Guild" and int(STAFF_ROLE_ID) in guild.roles
+    assert [g.id async for g in bot.rest.fetch_my_guilds()] == [int(GUILD_ID)]
+    members = [m.username async for m in bot.rest.fetch_members(int(GUILD_ID))]
+    assert sorted(members) == ["alice", "guild-owner", "guildhall-bot"]
+    alice = await bot.rest.fetch_member(int(GUILD_ID), int(ALICE))
+    assert alice.guild_id == int(GUILD_ID)
+    with pytest.raises(hikari.NotFoundError) as unknown:
+        await bot.rest.fetch_member(int(GUILD_ID), 999)
+    assert unknown.value.code == 10013
+
+    await bot.rest.add_role_to_member(int(GUILD_ID), int(ALICE), int(STAFF_ROLE_ID))
+    assert peer.members[ALICE]["roles"] == [STAFF_ROLE_ID]
+
+    moved = await bot.rest.edit_channel(
+        int(GENERAL_CHANNEL_ID), name="Lobby", parent_category=int(TICKETS_CATEGORY_ID)
+    )
+    assert (moved.name, moved.parent_id) == ("lobby", int(TICKETS_CATEGORY_ID))
+    await peer.member_says(GENERAL_CHANNEL_ID, ALICE, "first")
+    await bot.rest.create_message(int(GENERAL_CHANNEL_ID), "second")
+    history = [m.content async for m in bot.rest.fetch_messages(int(GENERAL_CHANNEL_ID))]
+    assert history == ["second", "first"]
+
+    await bot.update_presence(status=hikari.Status.IDLE)
+    await peer.wait_for(lambda: peer.presences[-1]["status"] == "idle")
+    left = collect(bot, hikari.MemberDeleteEvent)
+    peer.remove_member(ALICE)
+    await peer.wait_for(lambda: len(left) == 1)
+    assert left[0].user_id == int(ALICE)
+
+
+async def test_a_429_is_waited_out(peer: DiscordPeer, bot: hikari.GatewayBot):
+    path = f"/channels/{GENERAL_CHANNEL_ID}/messages"
+    peer.rate_limit_next("POST", path, 0.4)
+    started = time.monotonic()
+    await bot.rest.create_message(int(GENERAL_CHANNEL_ID), "patience")
+    assert time.monotonic() - started >= 0.4
+    assert len(peer.requests_to("POST", path)) == 2
+    assert len(peer.messages[GENERAL_CHANNEL_ID]) == 1
+
+
+async def test_the_51st_channel_of_a_category_is_refused(peer: DiscordPeer, bot: hikari.GatewayBot):
+    for n in range(50):
+        peer.add_channel(f"ticket-{n}", parent_id=TICKETS_CATEGORY_ID)
+    with pytest.raises(hikari.BadRequestError) as caught:
+        await bot.rest.create_guild_text_channel(
+            int(GUILD_ID), "ticket-50", category=int(TICKETS_CATEGORY_ID)
+        )
+    assert caught.value.code == 50035
+    assert caught.value.errors["parent_id"]["_errors"][0]["code"] == "CHANNEL_PARENT_MAX_CHANNELS"
+    other = peer.add_category("Tickets 2")
+    overflow = await bot.rest.create_guild_text_channel(
+        int(GUILD_ID), "ticket-50", category=int(other)
+    )
+    assert overflow.parent_id == int(other)
+
+
+# ---------------------------------------------------------------- raw wire
+
+
+async def test_rest_answers_as_discord_does(peer: DiscordPeer):
+    api = peer.api_url
+    auth = {"Authorization": f"Bot {BOT_TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/users/@me") as resp:
+            assert resp.status == 401
+            assert await resp.json() == {"message": "401: Unauthorized", "code": 0}
+        async with http.get(f"{api}/users/@me", headers=auth) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["id"] == BOT_USER_ID
+            for header in ("Limit", "Remaining", "Reset", "Reset-After", "Bucket"):
+                assert f"X-RateLimit-{header}" in resp.headers
+        url = f"{api}/channels/{GENERAL_CHANNEL_ID}/messages"
+        async with http.post(url, data=b'{"content": "hi"}', headers=auth) as resp:
+            assert resp.status == 400  # no Content-Type: application/json, so no body
+            assert await resp.json() == {"message": "Cannot send an empty message", "code": 50006}
+        async with http.post(url, json={"content": "x" * 2001}, headers=auth) as resp:
+            body = await resp.json()
+            assert body["code"] == 50035
+            assert body["errors"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+        async with http.get(f"{api}/channels/nope", headers=auth) as resp:
+            body = await resp.json()
+            assert resp.status == 400
+            assert body["errors"]["channel_id"]["_errors"][0]["code"] == "NUMBER_TYPE_COERCE"
+        async with http.get(f"{api}/channels/123", headers=auth) as resp:
+            assert resp.status == 404
+            assert (await resp.json())["code"] == 10003
+        async with http.get(f"{api}/guilds/{GUILD_ID}/members/999", headers=auth) as resp:
+            assert (await resp.json())["code"] == 10013
+        async with http.get(f"{api}/guilds/{GUILD_ID}/members?limit=1000", headers=auth) as resp:
+            assert len(await resp.json()) == 3
+
+
+async def _frames(ws: aiohttp.ClientWebSocketResponse, inflator=None) -> dict:
+    message = await ws.receive(timeout=2)
+    if inflator is None:
+        assert message.type == aiohttp.WSMsgType.TEXT
+        return json.loads(message.data)
+    assert message.type == aiohttp.WSMsgType.BINARY
+    assert message.data.endswith(b"\x00\x00\xff\xff")
+    return json.loads(inflator.decompress(message.data))
+
+
+def _identify(token: str = BOT_TOKEN, intents: int = int(INTENTS)) -> dict:
+    return {
+        "op": 2,
+        "d": {
+            "token": token,
+            "intents": intents,
+            "properties": {"os": "linux", "browser": "raw", "device": "raw"},
+        },
+    }
+
+
+async def test_gateway_plain_and_zlib_frames_and_member_chunks(peer: DiscordPeer):
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{peer.gateway_url}?v=10&encoding=json") as ws:
+            hello = await _frames(ws)
+            assert hello["op"] == 10 and hello["d"]["heartbeat_interval"] == 41250
+            await ws.send_json({"op": 1, "d": None})
+            assert (await _frames(ws))["op"] == 11
+            await ws.send_json(_identify())
+            ready = await _frames(ws)
+            assert (ready["t"], ready["s"]) == ("READY", 1)
+            guild = await _frames(ws)
+            assert (guild["t"], guild["s"]) == ("GUILD_CREATE", 2)
+            assert [m["user"]["id"] for m in guild["d"]["members"]] == [BOT_USER_ID]
+            await ws.send_json(
+                {"op": 8, "d": {"guild_id": GUILD_ID, "query": "", "limit": 0, "nonce": "n1"}}
+            )
+            chunk = await _frames(ws)
+            assert chunk["t"] == "GUILD_MEMBERS_CHUNK" and chunk["d"]["nonce"] == "n1"
+            assert (chunk["d"]["chunk_index"], chunk["d"]["chunk_count"]) == (0, 1)
+            assert len(chunk["d"]["members"]) == 3
+
+        inflator = zlib.decompressobj()
+        url = f"{peer.gateway_url}?v=10&encoding=json&compress=zlib-stream"
+        async with http.ws_connect(url) as ws:
+            assert (await _frames(ws, inflator))["op"] == 10
+            await ws.send_json(_identify())
+            assert (await _frames(ws, inflator))["t"] == "READY"
+            assert (await _frames(ws, inflator))["t"] == "GUILD_CREATE"
+
+
+async def test_gateway_closes_with_discords_codes(peer: DiscordPeer):
+    cases = [
+        ("v=10&encoding=json", _identify(token=WRONG_TOKEN), 4004),
+        ("v=10&encoding=json", _identify(intents=int(hikari.Intents.GUILD_MESSAGES)), 4013),
+        ("v=10&encoding=json", _identify(intents=1 << 40), 4013),
+        ("v=10&encoding=json", {"op": 3, "d": {"status": "online"}}, 4003),
+        ("v=10&encoding=json", {"op": 99, "d": None}, 4001),
+        ("v=9&encoding=json", None, 4012),
+        ("v=10&encoding=etf", None, 4002),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for query, identify, code in cases:
+            async with http.ws_connect(f"{peer.gateway_url}?{query}") as ws:
+                if identify is not None:
+                    assert (await _frames(ws))["op"] == 10
+                    await ws.send_json(identify)
+                closing = await ws.receive(timeout=2)
+                assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, code), query
+    assert peer.identifies == 0
