@@ -35,15 +35,15 @@ def connected(other_runtime: Callable[..., Runtime], peer: DiscordPeer) -> Calla
     """Runtimes on the test database whose bot connects to the peer."""
 
     def make(**changes: object) -> Runtime:
-        return other_runtime(
-            discord__token=BOT_TOKEN,
-            discord__api_url=peer.api_url,
-            discord__guild_id=GUILD_ID,
-            discord__modmail__staff_role_ids=[STAFF_ROLE],
-            discord__modmail__log_channel_id=LOG_CHANNEL,
-            faces__rustmail__super_admin_users=[ADMIN],
-            **changes,
-        )
+        base: dict[str, object] = {
+            "discord__token": BOT_TOKEN,
+            "discord__api_url": peer.api_url,
+            "discord__guild_id": GUILD_ID,
+            "discord__modmail__staff_role_ids": [STAFF_ROLE],
+            "discord__modmail__log_channel_id": LOG_CHANNEL,
+            "faces__rustmail__super_admin_users": [ADMIN],
+        }
+        return other_runtime(**{**base, **changes})
 
     return make
 

@@ -734,9 +734,12 @@ class DiscordPeer:
         now = time.time()
         if forced is not None:
             # The bucket is spent until retry_after has passed, as on Discord: a
-            # request that comes early gets another 429.
+            # request that comes early gets another 429. Never before the bucket's
+            # window ends: Discord's reset only moves forward (clients ignore one
+            # that goes back as stale and retry at once).
             self._forced_limits.remove(forced)
-            self._blocked[bucket_key] = now + forced[2]
+            window_reset = float(headers["X-RateLimit-Reset"])
+            self._blocked[bucket_key] = max(now + forced[2], window_reset)
         blocked_until = self._blocked.get(bucket_key, 0.0)
         if blocked_until - now > 0.005 or over:
             if blocked_until - now > 0.005:

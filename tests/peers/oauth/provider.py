@@ -89,7 +89,8 @@ class Provider:
 
 @contextlib.asynccontextmanager
 async def running_provider() -> AsyncIterator[Provider]:
-    sock = socket.socket()
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets (else ~40 ms a request).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     provider = Provider(port=sock.getsockname()[1])
     app = Starlette(

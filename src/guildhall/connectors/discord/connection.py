@@ -42,6 +42,9 @@ from guildhall.events import leases
 LEASE = "discord.gateway"
 LEASE_SECONDS = 20
 RECONCILE_SECONDS = 4
+CONNECT_TIMEOUT_SECONDS = 30
+TOKEN_CLOSE_CODE = 4004
+REFUSED_TOKEN = "Discord refused the bot token (401 Unauthorized)"
 
 logger = logging.getLogger("guildhall.discord")
 
@@ -134,6 +137,8 @@ class DiscordConnection:
         if not self._holding:
             await self._disconnect(None)  # another process holds the gateway now
             return
+        if self.bot is not None and not self.bot.is_alive:
+            self.bot = None  # hikari gave the session up (closed for good by Discord)
         if self.bot is not None and generation != self._generation:
             await self._disconnect("restarting")
         if self.bot is None and self._refused != generation:
@@ -149,14 +154,21 @@ class DiscordConnection:
     async def _connect(self, generation: datetime | None, presence: str) -> None:
         hikari = self.hikari
         timeouts = hikari.impl.HTTPTimeoutSettings(total=self.settings.timeout_seconds)
-        bot = hikari.GatewayBot(
-            self.settings.token,
-            rest_url=self.settings.api_url,
-            intents=intents(),
-            banner=None,
-            logs=None,
-            http_settings=hikari.impl.HTTPSettings(timeouts=timeouts),
-        )
+        try:
+            bot = hikari.GatewayBot(
+                self.settings.token,
+                rest_url=self.settings.api_url,
+                intents=intents(),
+                banner=None,
+                logs=None,
+                suppress_optimization_warning=True,
+                http_settings=hikari.impl.HTTPSettings(timeouts=timeouts),
+            )
+        except ValueError:  # hikari reads the bot's id out of the token
+            self._refused = generation
+            logger.error("Discord: [discord] token is not a bot token")
+            await self._record(ready=False, reason="[discord] token is not a Discord bot token")
+            return
         bot.subscribe(hikari.ShardReadyEvent, self._on_ready)
         bot.subscribe(hikari.ShardResumedEvent, self._on_resumed)
         bot.subscribe(hikari.ShardDisconnectedEvent, self._on_disconnected)
@@ -164,14 +176,17 @@ class DiscordConnection:
             bot.subscribe(event_type, callback)
         self._generation, self._presence = generation, presence
         try:
-            await bot.start(check_for_updates=False, activity=self._activity(presence))
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await bot.start(check_for_updates=False, activity=self._activity(presence))
         except hikari.UnauthorizedError:
             self._refused = generation
-            await self._offline(bot, "Discord refused the bot token (401 Unauthorized)")
+            await self._offline(bot, REFUSED_TOKEN)
             return
-        except hikari.ForbiddenError as exc:
-            self._refused = generation
-            await self._offline(bot, f"Discord refused the connection: {exc.message}")
+        except hikari.GatewayServerClosedConnectionError as exc:
+            if not exc.can_reconnect:  # 4004 a refused token, 4014 intents not enabled...
+                self._refused = generation
+            reason = REFUSED_TOKEN if exc.code == TOKEN_CLOSE_CODE else f"Discord closed: {exc}"
+            await self._offline(bot, reason)
             return
         except Exception as exc:  # unreachable, timeouts: tried again on the next round
             await self._offline(bot, f"cannot reach Discord: {exc or type(exc).__name__}")
