@@ -138,7 +138,7 @@ class DiscordConnection:
             await self._disconnect(None)  # another process holds the gateway now
             return
         if self.bot is not None and not self.bot.is_alive:
-            self.bot = None  # hikari gave the session up (closed for good by Discord)
+            await self._disconnect(None)  # hikari gave the session up (closed by Discord)
         if self.bot is not None and generation != self._generation:
             await self._disconnect("restarting")
         if self.bot is None and self._refused != generation:
@@ -240,5 +240,6 @@ class DiscordConnection:
         if self._rest is not None:
             with contextlib.suppress(Exception):
                 await self._rest.close()
+            with contextlib.suppress(Exception):
                 await self._rest_app.close()
             self._rest = self._rest_app = None
