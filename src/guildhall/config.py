@@ -397,6 +397,13 @@ class DiscordModmailSettings(_Strict):
     prefix: str = Field(default="!", min_length=1, max_length=8, pattern=r"^\S+$")
 
 
+class DiscordAuroraSettings(_Strict):
+    """The Aurora bot (connectors/discord): moderation carried out, lootdrops."""
+
+    enabled: bool = True
+    lootdrop_channel_ids: list[Snowflake] = Field(default_factory=list)
+
+
 class DiscordSettings(_Strict):
     """The bot's Discord connection; an empty token keeps the bots local (no connection)."""
 
@@ -405,6 +412,7 @@ class DiscordSettings(_Strict):
     guild_id: Snowflake | Literal[""] = ""
     timeout_seconds: float = Field(default=10, gt=0, le=120)
     modmail: DiscordModmailSettings = DiscordModmailSettings()
+    aurora: DiscordAuroraSettings = DiscordAuroraSettings()
 
     @property
     def connects(self) -> bool:

@@ -19,6 +19,9 @@ from sqlalchemy.engine import make_url
 from guildhall import filemodes
 from guildhall.config import ConfigError, Settings
 from guildhall.connectors.discord.connection import DiscordConnection
+from guildhall.connectors.discord.directory import DirectorySync
+from guildhall.connectors.discord.moderation import Moderation
+from guildhall.connectors.discord.moderation import job_handlers as moderation_jobs
 from guildhall.connectors.discord.modmail import Modmail, job_handlers
 from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
@@ -104,6 +107,22 @@ class Runtime:
             return None
         return Modmail(self.discord, self.settings.discord.modmail, self.database)
 
+    @cached_property
+    def directory_sync(self) -> DirectorySync | None:
+        """Keeps the guild directory true from the gateway, or None without a connection."""
+        return None if self.discord is None else DirectorySync(self.discord, self.database)
+
+    @cached_property
+    def moderation_bot(self) -> Moderation | None:
+        """Carries moderation cases out on Discord (the Aurora bot), or None."""
+        if self.discord is None or not self.settings.discord.aurora.enabled:
+            return None
+        return Moderation(self.discord, self.database)
+
+    @property
+    def moderates_on_discord(self) -> bool:
+        return self.settings.discord.connects and self.settings.discord.aurora.enabled
+
     def wake_discord(self) -> None:
         """Have the Discord connection follow the bot's stored state now, if there is one."""
         if self.discord is not None:
@@ -175,6 +194,9 @@ class Runtime:
         """The gateway supervisor (it connects only while holding the lease) and the worker
         that carries out Discord's platform jobs (closing a ticket's channel)."""
         handlers = job_handlers(self.modmail) if self.modmail is not None else {}
+        if self.moderation_bot is not None:
+            handlers |= moderation_jobs(self.moderation_bot)
+        _ = self.directory_sync  # subscribed before the first connection
         self._every(PLATFORM_JOBS_SECONDS, jobs.Worker(self.database, handlers).run_once)
         assert self.discord is not None
         self._periodic.append(asyncio.get_running_loop().create_task(self.discord.supervise()))

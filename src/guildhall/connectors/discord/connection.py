@@ -22,6 +22,7 @@ is sent on IDENTIFY and, when it changes, to the running session.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -57,6 +58,7 @@ def intents() -> Any:
     return (
         flags.GUILDS
         | flags.GUILD_MEMBERS
+        | flags.GUILD_MODERATION
         | flags.GUILD_MESSAGES
         | flags.DM_MESSAGES
         | flags.MESSAGE_CONTENT
@@ -78,6 +80,18 @@ class DiscordConnection:
         self._refused: datetime | None = None  # the generation whose token Discord refused
         self._presence: str | None = None
         self._holding = False
+        self._me: str | None = None
+
+    def bot_user_id(self) -> str:
+        """The bot's own user id: from READY, or from the token (its first part)."""
+        if self._me is None:
+            first = self.settings.token.split(".", 1)[0]
+            padded = first + "=" * (-len(first) % 4)
+            try:
+                self._me = base64.urlsafe_b64decode(padded).decode("ascii")
+            except (ValueError, UnicodeDecodeError):
+                return ""
+        return self._me
 
     # ---- REST, from any process ----------------------------------------------
 
@@ -219,6 +233,7 @@ class DiscordConnection:
 
     async def _on_ready(self, event: Any) -> None:
         logger.info("Discord: session READY as %s", event.my_user)
+        self._me = str(event.my_user.id)
         await self._record(ready=True, new_session=True, guild_count=len(event.unavailable_guilds))
 
     async def _on_resumed(self, _event: Any) -> None:

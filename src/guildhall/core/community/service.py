@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -780,6 +780,67 @@ async def put_member(
         f"{actor.name} set member {username} ({member_id}) with roles {', '.join(roles) or 'none'}",
         target=f"member:{member_id}",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFacts:
+    """A guild member as the platform reports them."""
+
+    id: str
+    username: str
+    roles: tuple[str, ...] = ()
+    avatar: str | None = None
+
+
+async def sync_members(session: AsyncSession, members: Sequence[MemberFacts]) -> int:
+    """Add or replace members as the platform reports them (GUILD_CREATE, member
+    chunks, member events). No audit row per member: a guild's thousands would
+    bury the log; the connector logs how many. Returns how many were written."""
+    for facts in members:
+        row = await session.get(GuildMember, facts.id, with_for_update=True)
+        if row is None:
+            row = GuildMember(id=facts.id)
+            session.add(row)
+        row.username, row.avatar = facts.username[:100], facts.avatar
+        await session.flush()
+        await session.execute(delete(MemberRole).where(MemberRole.member_id == facts.id))
+        for role_id in sorted(set(facts.roles)):
+            session.add(MemberRole(member_id=facts.id, role_id=role_id))
+    await session.flush()
+    return len(members)
+
+
+async def remove_member(session: AsyncSession, member_id: str) -> bool:
+    """A member left (or was removed): gone from the directory; their account stays."""
+    result = await session.execute(delete(GuildMember).where(GuildMember.id == member_id))
+    return bool(result.rowcount)
+
+
+async def sync_entries(
+    session: AsyncSession,
+    kind: str,
+    entries: Sequence[tuple[str, str, str]],
+    *,
+    complete: bool = False,
+) -> None:
+    """Add or replace roles or channels (key, name, detail) as the platform reports
+    them; ``complete`` (a whole guild's list) also removes those it no longer has."""
+    if kind not in KINDS:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    if complete:
+        await session.execute(
+            delete(DirectoryEntry).where(
+                DirectoryEntry.kind == kind,
+                DirectoryEntry.key.not_in([key for key, _name, _detail in entries]),
+            )
+        )
+    for position, (key, name, detail) in enumerate(entries):
+        row = await session.get(DirectoryEntry, (kind, key), with_for_update=True)
+        if row is None:
+            row = DirectoryEntry(kind=kind, key=key, position=position)
+            session.add(row)
+        row.name, row.detail = name[:100], detail[:100]
+    await session.flush()
 
 
 async def guild_member(session: AsyncSession, member_id: str) -> GuildMember | None:

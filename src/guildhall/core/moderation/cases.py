@@ -4,12 +4,23 @@ The number is the row's identity, so concurrent creates never share one and
 no number is ever given twice. A case is cleared (resolved) once: the clear
 is a conditional UPDATE on ``active``, so a second or concurrent clear is a
 conflict.
+
+With the Discord bot running, a timeout, kick or ban case is carried out on
+Discord (``on_platform``): the create records a platform job in its own
+transaction, the bot carries it out after commit (``connectors/discord/
+moderation.py``) and the case records the outcome in its metadata under
+``discord`` (``{"outcome": "done"|"failed", "detail": ...}``): a failure (a
+missing permission, a member who left) is recorded, never hidden. Clearing a
+ban or timeout case lifts it the same way. A timeout lasts the case's
+``metadata.duration`` ("24h", "30m", "7d", "1h30m"; 24 hours when absent, at
+most Discord's 28 days).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -20,10 +31,37 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
+from guildhall.events import audit, jobs
 from guildhall.events.announce import announce
 
 TYPES = ("warn", "timeout", "kick", "ban", "note", "prune")
 CASE_ID = re.compile(r"CASE-(\d{4,18})")
+CARRIED_OUT = ("timeout", "kick", "ban")
+LIFTED = ("timeout", "ban")
+ACTION_JOB = "discord.case_action"
+LIFT_JOB = "discord.case_lift"
+DEFAULT_TIMEOUT = timedelta(hours=24)
+MAX_TIMEOUT = timedelta(days=28)
+_DURATION = re.compile(
+    r"(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,9})s)?"
+)
+
+
+def timeout_length(metadata: dict[str, Any] | None) -> timedelta:
+    """How long a timeout case lasts: ``metadata.duration``, or 24 hours."""
+    text = (metadata or {}).get("duration")
+    if text is None:
+        return DEFAULT_TIMEOUT
+    match = _DURATION.fullmatch(str(text).strip().lower()) if isinstance(text, str) else None
+    if not match or not any(match.groups()):
+        raise Invalid(
+            'metadata.duration must be like "30m", "24h", "7d" or "1h30m"', field="metadata"
+        )
+    weeks, days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    length = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if not timedelta(0) < length <= MAX_TIMEOUT:
+        raise Invalid("a timeout lasts more than 0 seconds and at most 28 days", field="metadata")
+    return length
 
 
 def case_label(number: int) -> str:
@@ -46,11 +84,17 @@ class NewCase:
     moderator_name: str = ""
     reason: str = ""
     metadata: dict[str, Any] | None = None
+    platform_ref: str | None = None
 
 
-async def create(session: AsyncSession, new: NewCase, actor: Actor) -> ModerationCase:
+async def create(
+    session: AsyncSession, new: NewCase, actor: Actor, *, on_platform: bool = False
+) -> ModerationCase:
+    """Open a case; ``on_platform`` also records the job that carries it out on Discord."""
     if new.type not in TYPES:
         raise Invalid(f"type must be one of {', '.join(TYPES)}", field="type")
+    if new.type == "timeout":
+        timeout_length(new.metadata)
     target = await find_by_identity(session, new.user_id)
     row = ModerationCase(
         type=new.type,
@@ -61,6 +105,7 @@ async def create(session: AsyncSession, new: NewCase, actor: Actor) -> Moderatio
         moderator_name=new.moderator_name,
         reason=new.reason,
         details=new.metadata or {},
+        platform_ref=new.platform_ref,
         active=True,
         created_at=utcnow(),
     )
@@ -77,7 +122,43 @@ async def create(session: AsyncSession, new: NewCase, actor: Actor) -> Moderatio
         target_account_id=row.account_id,
         target=f"case:{label}",
     )
+    if on_platform and new.type in CARRIED_OUT:
+        await jobs.enqueue(session, ACTION_JOB, {"case": row.id})
     return row
+
+
+async def record_outcome(
+    session: AsyncSession, number: int, what: str, outcome: str, detail: str, actor: Actor
+) -> None:
+    """What Discord made of a case (``what``: carried out or lifted): kept in its metadata
+    under ``discord``, with an audit row."""
+    row = await session.get(ModerationCase, number, with_for_update=True)
+    if row is None:
+        return
+    row.details = {
+        **(row.details or {}),
+        "discord": {
+            "action": what,
+            "outcome": outcome,
+            "detail": detail,
+            "at": utcnow().isoformat(),
+        },
+    }
+    await session.flush()
+    label = case_label(number)
+    await audit.record(
+        session,
+        actor,
+        "moderation.carried_out" if outcome == "done" else "moderation.failed",
+        f"{actor.name} {what} {label} ({row.type}) on Discord: {outcome}; {detail}",
+        target_account_id=row.account_id,
+        target=f"case:{label}",
+    )
+
+
+async def from_platform(session: AsyncSession, ref: str) -> ModerationCase | None:
+    """The case already made from a platform event (events may be replayed)."""
+    return await session.scalar(select(ModerationCase).where(ModerationCase.platform_ref == ref))
 
 
 async def get(session: AsyncSession, label: str) -> ModerationCase:
@@ -121,7 +202,9 @@ async def clear(
     cleared_by: str,
     cleared_by_name: str = "",
     reason: str = "",
+    on_platform: bool = False,
 ) -> ModerationCase:
+    """Clear a case; ``on_platform`` also lifts a ban or timeout on Discord."""
     number = case_number(label)
     changed = await session.execute(
         update(ModerationCase)
@@ -149,4 +232,6 @@ async def clear(
         target_account_id=row.account_id,
         target=f"case:{case_label(number)}",
     )
+    if on_platform and row.type in LIFTED:
+        await jobs.enqueue(session, LIFT_JOB, {"case": row.id})
     return row

@@ -40,6 +40,7 @@ class ModerationCase(Base):
     __table_args__ = (
         CheckConstraint("type IN ('warn', 'timeout', 'kick', 'ban', 'note', 'prune')", name="type"),
         Index("ix_moderation_cases_user", "user_id", "id"),
+        Index("uq_moderation_cases_platform_ref", "platform_ref", unique=True),
         {"sqlite_autoincrement": True},
     )
 
@@ -58,3 +59,6 @@ class ModerationCase(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(32))
     resolved_by_name: Mapped[str | None] = mapped_column(String(100))
     resolved_reason: Mapped[str | None] = mapped_column(String(1000))
+    # The platform event a case was made from (a Discord audit-log entry), so a
+    # replayed event makes no second case.
+    platform_ref: Mapped[str | None] = mapped_column(String(64))

@@ -364,7 +364,8 @@ async def create_case(request: Request, session: AsyncSession, caller: Actor) ->
         reason=wire.text(body, "reason", 1000) or "",
         metadata=wire.obj(body, "metadata"),
     )
-    row = await cases.create(session, new, caller)
+    on_discord = runtime_of(request).moderates_on_discord
+    row = await cases.create(session, new, caller, on_platform=on_discord)
     return JSON({"success": True, "case": wire.case(row)}, status_code=CREATED)
 
 
@@ -380,6 +381,7 @@ async def clear_case(request: Request, session: AsyncSession, caller: Actor) -> 
         cleared_by=cleared_by,
         cleared_by_name=wire.text(body, "clearedByName") or "",
         reason=wire.text(body, "reason", 1000) or "",
+        on_platform=runtime_of(request).moderates_on_discord,
     )
     return JSON({"success": True, "case": wire.case(row)})
 

@@ -1,4 +1,4 @@
-"""Discord: ticket transcripts, the gateway's state, leases and platform jobs
+"""Discord: ticket transcripts, the gateway's state, leases, platform jobs, cases from Discord
 
 Revision ID: 0010
 Revises: 0009
@@ -71,9 +71,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_jobs")),
     )
     op.create_index("ix_platform_jobs_queue", "platform_jobs", ["status", "next_attempt_at"])
+    op.add_column("moderation_cases", sa.Column("platform_ref", sa.String(length=64)))
+    op.create_index(
+        "uq_moderation_cases_platform_ref", "moderation_cases", ["platform_ref"], unique=True
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("uq_moderation_cases_platform_ref", table_name="moderation_cases")
+    with op.batch_alter_table(
+        "moderation_cases", table_kwargs={"sqlite_autoincrement": True}
+    ) as batch:
+        batch.drop_column("platform_ref")
     op.drop_table("platform_jobs")
     op.drop_table("leases")
     op.drop_table("ticket_messages")
