@@ -17,6 +17,18 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
     await session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
 
 
+async def upsert(
+    session: AsyncSession, table: Table, values: dict[str, Any], keys: tuple[str, ...]
+) -> None:
+    """INSERT a row, or UPDATE the one with the same ``keys`` (ON CONFLICT DO UPDATE):
+    safe when concurrent transactions write the same row."""
+    dialect = session.bind.dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    changes = {name: value for name, value in values.items() if name not in keys}
+    statement = module.insert(table).values(**values)
+    await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
 Model = TypeVar("Model")
 
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.models import Account, Identity, Provider
@@ -47,7 +47,7 @@ from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
-from guildhall.db.sql import KEEP_ROW, ensure_row, flush_unless_duplicate
+from guildhall.db.sql import KEEP_ROW, ensure_row, flush_unless_duplicate, insert_ignore, upsert
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -797,16 +797,21 @@ async def sync_members(session: AsyncSession, members: Sequence[MemberFacts]) ->
     chunks, member events). No audit row per member: a guild's thousands would
     bury the log; the connector logs how many. Returns how many were written."""
     for facts in members:
-        row = await session.get(GuildMember, facts.id, with_for_update=True)
-        if row is None:
-            row = GuildMember(id=facts.id)
-            session.add(row)
-        row.username, row.avatar = facts.username[:100], facts.avatar
-        await session.flush()
-        await session.execute(delete(MemberRole).where(MemberRole.member_id == facts.id))
+        await upsert(
+            session,
+            GuildMember.__table__,
+            {"id": facts.id, "username": facts.username[:100], "avatar": facts.avatar},
+            ("id",),
+        )
+        await session.execute(
+            delete(MemberRole).where(
+                MemberRole.member_id == facts.id, MemberRole.role_id.not_in(facts.roles)
+            )
+        )
         for role_id in sorted(set(facts.roles)):
-            session.add(MemberRole(member_id=facts.id, role_id=role_id))
-    await session.flush()
+            await insert_ignore(
+                session, MemberRole.__table__, {"member_id": facts.id, "role_id": role_id}
+            )
     return len(members)
 
 
@@ -834,13 +839,26 @@ async def sync_entries(
                 DirectoryEntry.key.not_in([key for key, _name, _detail in entries]),
             )
         )
-    for position, (key, name, detail) in enumerate(entries):
-        row = await session.get(DirectoryEntry, (kind, key), with_for_update=True)
-        if row is None:
-            row = DirectoryEntry(kind=kind, key=key, position=position)
-            session.add(row)
-        row.name, row.detail = name[:100], detail[:100]
-    await session.flush()
+    start = 0
+    if not complete:  # one new entry goes last
+        start = (
+            await session.scalar(
+                select(func.count()).select_from(DirectoryEntry).where(DirectoryEntry.kind == kind)
+            )
+            or 0
+        )
+    for position, (key, name, detail) in enumerate(entries, start):
+        values = {"kind": kind, "key": key, "name": name[:100], "detail": detail[:100]}
+        if complete:
+            values["position"] = position
+            await upsert(session, DirectoryEntry.__table__, values, ("kind", "key"))
+            continue
+        await insert_ignore(session, DirectoryEntry.__table__, {**values, "position": position})
+        await session.execute(
+            update(DirectoryEntry)
+            .where(DirectoryEntry.kind == kind, DirectoryEntry.key == key)
+            .values(name=values["name"], detail=values["detail"])
+        )
 
 
 async def guild_member(session: AsyncSession, member_id: str) -> GuildMember | None:
