@@ -9,9 +9,11 @@ from guildhall.core.community.models import (
     DirectoryEntry,
     GuildClass,
     GuildMember,
+    Lootdrop,
     MemberRole,
     Profile,
     Quest,
+    QuestProgress,
 )
 from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.hosting.models import Server
@@ -53,6 +55,7 @@ __all__ = [
     "Lease",
     "LedgerEntry",
     "LoginState",
+    "Lootdrop",
     "MemberRole",
     "ModerationCase",
     "OutboxEvent",
@@ -62,6 +65,7 @@ __all__ = [
     "PlatformJob",
     "Profile",
     "Quest",
+    "QuestProgress",
     "Server",
     "SessionBackup",
     "Ticket",

@@ -46,6 +46,7 @@ EVENTS = (
     "quest.created",
     "quest.updated",
     "quest.deleted",
+    "quest.completed",
     "settings.updated",
     "maintenance.changed",
     "commands.reloaded",

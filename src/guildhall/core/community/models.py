@@ -53,6 +53,7 @@ class Profile(Base):
     xp: Mapped[int] = mapped_column(BigInteger, default=0)
     level: Mapped[int] = mapped_column(Integer, default=0)
     daily_streak: Mapped[int] = mapped_column(Integer, default=0)
+    last_daily_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     class_id: Mapped[str | None] = mapped_column(
         ForeignKey("guild_classes.id", ondelete="SET NULL"), index=True
@@ -120,3 +121,40 @@ class MemberRole(Base):
         ForeignKey("guild_members.id", ondelete="CASCADE"), primary_key=True
     )
     role_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class QuestProgress(Base):
+    """How far one member is with one quest; ``completed_at`` once it has paid."""
+
+    __tablename__ = "quest_progress"
+    __table_args__ = (CheckConstraint("progress >= 0", name="progress_not_negative"),)
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    quest_id: Mapped[int] = mapped_column(
+        ForeignKey("quests.id", ondelete="CASCADE"), primary_key=True
+    )
+    progress: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lootdrop(Base):
+    """Coins dropped in a channel: the first claim wins (a conditional UPDATE on
+    ``claimed_by``), an unclaimed one expires."""
+
+    __tablename__ = "lootdrops"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_lootdrops_open", "claimed_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str | None] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,4 +1,5 @@
-"""Discord: ticket transcripts, the gateway's state, leases, platform jobs, cases from Discord
+"""Discord: ticket transcripts, the gateway's state, leases, platform jobs, cases from
+Discord, daily claims, quest progress and lootdrops
 
 Revision ID: 0010
 Revises: 0009
@@ -71,6 +72,50 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_jobs")),
     )
     op.create_index("ix_platform_jobs_queue", "platform_jobs", ["status", "next_attempt_at"])
+    with op.batch_alter_table("community_profiles") as batch:
+        batch.add_column(sa.Column("last_daily_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "quest_progress",
+        sa.Column("account_id", BIG_ID, nullable=False),
+        sa.Column("quest_id", BIG_ID, nullable=False),
+        sa.Column("progress", sa.BigInteger(), nullable=False),
+        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("progress >= 0", name=op.f("ck_quest_progress_progress_not_negative")),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_quest_progress_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["quest_id"],
+            ["quests.id"],
+            name=op.f("fk_quest_progress_quest_id_quests"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("account_id", "quest_id", name=op.f("pk_quest_progress")),
+    )
+    op.create_table(
+        "lootdrops",
+        sa.Column("id", BIG_ID, nullable=False),
+        sa.Column("channel_id", sa.String(length=32), nullable=False),
+        sa.Column("message_id", sa.String(length=32), nullable=True),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_by", BIG_ID, nullable=True),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("amount > 0", name=op.f("ck_lootdrops_amount_positive")),
+        sa.ForeignKeyConstraint(
+            ["claimed_by"],
+            ["accounts.id"],
+            name=op.f("fk_lootdrops_claimed_by_accounts"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_lootdrops")),
+    )
+    op.create_index("ix_lootdrops_open", "lootdrops", ["claimed_at", "expires_at"])
     op.add_column("moderation_cases", sa.Column("platform_ref", sa.String(length=64)))
     op.create_index(
         "uq_moderation_cases_platform_ref", "moderation_cases", ["platform_ref"], unique=True
@@ -78,6 +123,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("lootdrops")
+    op.drop_table("quest_progress")
+    with op.batch_alter_table("community_profiles") as batch:
+        batch.drop_column("last_daily_at")
     op.drop_index("uq_moderation_cases_platform_ref", table_name="moderation_cases")
     with op.batch_alter_table(
         "moderation_cases", table_kwargs={"sqlite_autoincrement": True}
