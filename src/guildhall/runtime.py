@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from guildhall import filemodes
 from guildhall.config import ConfigError, Settings
+from guildhall.connectors.discord.aurora import AuroraBot
 from guildhall.connectors.discord.connection import DiscordConnection
 from guildhall.connectors.discord.directory import DirectorySync
 from guildhall.connectors.discord.moderation import Moderation
@@ -46,6 +47,7 @@ HOUSEKEEPING_SECONDS = 3600
 BAN_EXPIRY_SECONDS = 30
 OUTBOX_RETENTION_DAYS = 7
 PLATFORM_JOBS_SECONDS = 1
+LOOTDROP_SWEEP_SECONDS = 2
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,18 @@ class Runtime:
         if self.discord is None or not self.settings.discord.aurora.enabled:
             return None
         return Moderation(self.discord, self.database)
+
+    @cached_property
+    def aurora_bot(self) -> AuroraBot | None:
+        """The Aurora bot's commands, quests and lootdrops on Discord, or None."""
+        if self.discord is None or not self.settings.discord.aurora.enabled:
+            return None
+        return AuroraBot(
+            self.discord,
+            self.settings.discord.aurora,
+            self.database,
+            self.settings.faces.aurora.currency,
+        )
 
     @property
     def moderates_on_discord(self) -> bool:
@@ -197,6 +211,8 @@ class Runtime:
         if self.moderation_bot is not None:
             handlers |= moderation_jobs(self.moderation_bot)
         _ = self.directory_sync  # subscribed before the first connection
+        if self.aurora_bot is not None:
+            self._every(LOOTDROP_SWEEP_SECONDS, self.aurora_bot.expire_lootdrops)
         self._every(PLATFORM_JOBS_SECONDS, jobs.Worker(self.database, handlers).run_once)
         assert self.discord is not None
         self._periodic.append(asyncio.get_running_loop().create_task(self.discord.supervise()))

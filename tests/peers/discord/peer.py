@@ -1210,6 +1210,7 @@ class DiscordPeer:
             ("GET", "/channels/{channel_id}/messages", self._get_messages),
             ("POST", "/channels/{channel_id}/messages", self._create_message),
             ("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message),
+            ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message),
             ("PATCH", "/guilds/{guild_id}/members/{user_id}", self._edit_member),
             ("DELETE", "/guilds/{guild_id}/members/{user_id}", self._kick_member),
             ("GET", "/guilds/{guild_id}/bans", self._list_bans),
@@ -1691,6 +1692,39 @@ class DiscordPeer:
             if message["id"] == message_id:
                 return 200, message
         raise HTTPProblem(404, 10008, "Unknown Message")
+
+    async def _edit_message(
+        self, request: Request, body: dict, channel_id: str, message_id: str
+    ) -> tuple[int, Any]:
+        """Edit the bot's own message (content, embeds, components), as Discord allows."""
+        channel = self._message_channel(channel_id)
+        message = next(
+            (m for m in self.messages.get(channel["id"], []) if m["id"] == message_id), None
+        )
+        if message is None:
+            raise HTTPProblem(404, 10008, "Unknown Message")
+        if message["author"]["id"] != BOT_USER_ID:
+            raise HTTPProblem(403, 50005, "Cannot edit a message authored by another user")
+        if "content" in body:
+            content = body["content"]
+            if content is not None and not isinstance(content, str):
+                raise form_error(
+                    {"content": ("BASE_TYPE_STRING", "Could not interpret value as string.")}
+                )
+            if content is not None and len(content) > 2000:
+                raise form_error(
+                    {"content": ("BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")}
+                )
+            message["content"] = content or ""
+        if "embeds" in body:
+            message["embeds"] = self._validate_embeds(body["embeds"] or [])
+        if "components" in body:
+            message["components"] = self._validate_components(body["components"] or [])
+        if not message["content"].strip() and not message["embeds"] and not message["components"]:
+            raise HTTPProblem(400, 50006, "Cannot send an empty message")
+        message["edited_timestamp"] = payloads.timestamp()
+        await self.dispatch("MESSAGE_UPDATE", self._gateway_message(message, channel))
+        return 200, message
 
     def _validate_embeds(self, embeds: Any) -> list[dict]:
         if not isinstance(embeds, list):

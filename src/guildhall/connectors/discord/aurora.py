@@ -26,6 +26,7 @@ expired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -42,7 +43,7 @@ from guildhall.core.community import game
 from guildhall.core.community import service as community
 from guildhall.core.community.models import Profile, Quest
 from guildhall.core.economy import service as economy
-from guildhall.core.errors import CoreError
+from guildhall.core.errors import CoreError, Unavailable
 from guildhall.core.items import service as items
 from guildhall.db.engine import Database
 
@@ -98,7 +99,7 @@ COMMANDS = (
 BY_NAME = {command.name: command for command in COMMANDS}
 
 
-class Refusal(Exception):  # noqa: N818 - an answer, not an error of ours
+class Refusal(Exception):
     """An ephemeral answer that refuses the command."""
 
 
@@ -127,6 +128,16 @@ class AuroraBot:
         connection.subscribe(hikari.GuildMessageCreateEvent, self.on_message)
 
     # ---- registering commands ------------------------------------------------------
+
+    async def register_commands_for_api(self) -> dict[str, Any]:
+        """``register_commands`` for a face: Discord's failures as ``Unavailable``."""
+        hikari = self.connection.hikari
+        try:
+            return await self.register_commands()
+        except hikari.HikariError as exc:
+            raise Unavailable(f"Discord refused or did not answer: {exc}") from None
+        except OSError as exc:
+            raise Unavailable(f"Discord could not be reached: {exc}") from None
 
     async def register_commands(self) -> dict[str, Any]:
         """Bulk-overwrite the guild's commands; what Discord accepted, and what not."""
@@ -178,15 +189,14 @@ class AuroraBot:
                 if handler is None or interaction.command_name not in BY_NAME:
                     return
                 await self._answer(interaction, lambda: handler(interaction))
-            elif isinstance(interaction, hikari.ComponentInteraction):
-                if interaction.custom_id.startswith(LOOTDROP_PREFIX):
-                    await self.claim_click(interaction)
+            elif isinstance(
+                interaction, hikari.ComponentInteraction
+            ) and interaction.custom_id.startswith(LOOTDROP_PREFIX):
+                await self.claim_click(interaction)
         except Exception:
             logger.exception("aurora: interaction %s failed", interaction.id)
 
-    async def _answer(
-        self, interaction: Any, work: Callable[[], Awaitable[Answer]]
-    ) -> None:
+    async def _answer(self, interaction: Any, work: Callable[[], Awaitable[Answer]]) -> None:
         """Answer with what ``work`` gives, deferring first when it is slow."""
         hikari = self.connection.hikari
         task = asyncio.ensure_future(self._outcome(work))
@@ -295,9 +305,7 @@ class AuroraBot:
             sender = await self._account(session, interaction.user)
             target = await self._account(session, receiver)
             left = await game.transfer(session, sender, target, amount, self.actor, self.currency)
-            done = await game.advance_quests(
-                session, sender, "transfer", self.actor, self.currency
-            )
+            done = await game.advance_quests(session, sender, "transfer", self.actor, self.currency)
         await self._announce_quests(interaction.channel_id, interaction.user, done)
         return Answer(
             f"You sent {amount} {self.currency} to {receiver.username}. "
@@ -436,12 +444,10 @@ class AuroraBot:
         for drop in expired:
             if drop.message_id is None:
                 continue
-            try:
+            with contextlib.suppress(self.connection.hikari.NotFoundError):  # deleted by hand
                 await rest.edit_message(
                     int(drop.channel_id),
                     int(drop.message_id),
                     f"This lootdrop of {drop.amount} {self.currency} expired unclaimed.",
                     components=[],
                 )
-            except self.connection.hikari.NotFoundError:
-                pass  # the message was deleted by hand

@@ -17,8 +17,10 @@ Amounts come from Aurora's settings document (``GET/POST /api/settings``):
   The first claim of a drop wins (a conditional UPDATE), exactly once.
 
 A quest (``/api/quests``) advances when its ``triggerEvent`` happens to a
-member (``daily``, ``transfer``, ``buy``, ``message``, ``login``,
-``lootdrop``); reaching ``target`` pays its rewards once (QUEST_REWARD and xp).
+member: ``daily`` (a daily claim), ``transfer`` (sending coins), ``buy`` (a
+shop purchase), ``message`` (a message in the guild), ``lootdrop`` (a claim);
+reaching ``target`` pays its rewards once (QUEST_REWARD and xp). Other
+triggers (the document's ``login``) are kept but nothing advances them yet.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ async def claim_daily(
         amount,
         actor=actor,
         entry_type=EntryType.DAILY_REWARD,
-        reason=f"daily reward, streak {streak}",
+        reason=f"Daily reward (Streak: {streak})",
         currency=currency,
     )
     return DailyClaim(amount, streak, balance)
@@ -136,7 +138,7 @@ async def transfer(
             -amount,
             actor=actor,
             entry_type=EntryType.TRANSFER_OUT,
-            reason=f"to {receiver.describe()}",
+            reason=f"Transfer to {receiver.describe()}",
             currency=currency,
         )
     except LimitExceeded:
@@ -147,7 +149,7 @@ async def transfer(
         amount,
         actor=actor,
         entry_type=EntryType.TRANSFER_IN,
-        reason=f"from {sender.describe()}",
+        reason=f"Transfer from {sender.describe()}",
         currency=currency,
     )
     return left
@@ -192,7 +194,7 @@ async def buy(
             -item.price * quantity,
             actor=actor,
             entry_type=EntryType.SHOP_BUY,
-            reason=f"{quantity} x {item.name}",
+            reason=f"Bought {quantity} x {item.name}",
             currency=currency,
         )
     except LimitExceeded:
@@ -262,15 +264,13 @@ async def advance_quests(
                 quest.balance_reward,
                 actor=actor,
                 entry_type=EntryType.QUEST_REWARD,
-                reason=f"quest {quest.name}",
+                reason=f"Quest reward: {quest.name}",
                 currency=currency,
             )
         if quest.xp_reward > 0:
-            await session.execute(
-                update(Profile)
-                .where(Profile.account_id == account.id)
-                .values(xp=Profile.xp + quest.xp_reward)
-            )
+            profile = await _profile(session, account.id)
+            profile.xp += quest.xp_reward
+            profile.updated_at = utcnow()
         await announce(
             session,
             actor,
@@ -329,7 +329,7 @@ async def claim_lootdrop(
         drop.amount,
         actor=actor,
         entry_type=EntryType.LOOTDROP_CLAIM,
-        reason=f"lootdrop {drop.id}",
+        reason=f"Lootdrop {drop.id}",
         currency=currency,
     )
     return drop

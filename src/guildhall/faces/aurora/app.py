@@ -41,7 +41,7 @@ from guildhall.faces.common.body import (
 )
 from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
-from guildhall.faces.common.session import endpoint, runtime_of
+from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
 from guildhall.runtime import Runtime
 
 CREATED = 201
@@ -487,8 +487,17 @@ async def settings_meta(_request: Request, session: AsyncSession, _caller: Actor
     )
 
 
-async def reload_commands(_request: Request, session: AsyncSession, caller: Actor) -> Response:
-    commands = await community.reload_commands(session, caller)
+async def reload_commands(request: Request, caller: Actor) -> Response:
+    """With the Aurora bot on Discord, registers the guild's slash commands there (one
+    bulk overwrite, no unit of work open meanwhile) and reports what Discord accepted
+    (``registered``) and which listed names are no command of the bot (``refused``);
+    without, it re-reads the directory's command list."""
+    runtime = runtime_of(request)
+    if runtime.aurora_bot is not None:
+        commands = await runtime.aurora_bot.register_commands_for_api()
+    else:
+        async with runtime.database.unit_of_work() as session:
+            commands = await community.reload_commands(session, caller)
     return JSON({"success": True, "message": "Commands reloaded", "commands": commands})
 
 
@@ -548,7 +557,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api/settings", get_settings, get),
         ("/api/settings", update_settings, post),
         ("/api/settings/meta", settings_meta, get),
-        ("/api/actions/reload-commands", reload_commands, post),
         ("/api/actions/clear-cache", clear_cache, post),
         ("/api/actions/maintenance-mode", maintenance_mode, post),
     ]
@@ -558,6 +566,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     for path, handler, methods in routes:
         limit = items.MAX_IMAGE_BYTES if handler in uploads else None
         app.add_route(path, endpoint(handler, authenticate, uploads=limit), methods=methods)
+    # Its own units of work: none is open while Discord answers.
+    app.add_route(
+        "/api/actions/reload-commands", action_endpoint(reload_commands, authenticate), methods=post
+    )
     live.install(app, runtime)
     settings = runtime.settings.faces.aurora
     if settings.keyless:

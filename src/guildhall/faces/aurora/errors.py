@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound
+from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound, Unavailable
 from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
 from guildhall.ratelimit import Verdict
@@ -37,12 +37,18 @@ def bad_request(details: str) -> AuroraError:
     return AuroraError(400, "Validation failed", details)
 
 
-_BRIEF = {404: "Not found", 409: "Conflict", 403: "Forbidden", 400: "Validation failed"}
+_BRIEF = {
+    404: "Not found",
+    409: "Conflict",
+    403: "Forbidden",
+    400: "Validation failed",
+    502: "Bad gateway",
+}
 
 
 def from_core(error: CoreError) -> AuroraError:
     status = 400
-    for kind, code in ((NotFound, 404), (Conflict, 409), (Forbidden, 403)):
+    for kind, code in ((NotFound, 404), (Conflict, 409), (Forbidden, 403), (Unavailable, 502)):
         if isinstance(error, kind):
             status = code
             break
