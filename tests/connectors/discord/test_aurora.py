@@ -15,8 +15,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider
 from guildhall.core.actor import SYSTEM
 from guildhall.core.community import service as community
+from guildhall.core.community.models import Profile
 from guildhall.core.economy.models import LedgerEntry
 from guildhall.core.support import service as support
 from guildhall.faces.aurora.app import create_app
@@ -115,6 +118,23 @@ async def test_daily_pays_once_a_day_through_the_ledger_heliactyl_reads(
     assert await balance(dashboard, MEMBER) == 100
     listed = (await dashboard.get(f"/api/transactions?userId={MEMBER}")).json()["transactions"]
     assert [t["type"] for t in listed] == ["DAILY_REWARD"]
+    assert listed[0]["description"] == "Daily reward (Streak: 1)"
+
+
+async def test_a_claim_the_day_after_grows_the_streak_and_its_bonus(
+    dashboard: httpx.AsyncClient, peer: DiscordPeer, aurora_bot: Runtime
+) -> None:
+    await registered(dashboard)
+    await run(peer, MEMBER, "daily")
+    async with aurora_bot.database.unit_of_work() as session:  # as if claimed yesterday
+        account = await accounts.find_by_provider(session, Provider.DISCORD, MEMBER)
+        assert account is not None
+        profile = await session.get(Profile, account.id)
+        assert profile is not None and profile.last_daily_at is not None
+        profile.last_daily_at -= timedelta(days=1)
+    second = await run(peer, MEMBER, "daily")
+    assert "You claimed 110 coins (streak 2)" in str(second["content"])  # 100 + 10 bonus
+    assert await balance(dashboard, MEMBER) == 210
 
 
 async def test_twenty_concurrent_daily_claims_pay_once(
