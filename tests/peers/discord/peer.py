@@ -1705,21 +1705,9 @@ class DiscordPeer:
             raise HTTPProblem(404, 10008, "Unknown Message")
         if message["author"]["id"] != BOT_USER_ID:
             raise HTTPProblem(403, 50005, "Cannot edit a message authored by another user")
-        if "content" in body:
-            content = body["content"]
-            if content is not None and not isinstance(content, str):
-                raise form_error(
-                    {"content": ("BASE_TYPE_STRING", "Could not interpret value as string.")}
-                )
-            if content is not None and len(content) > 2000:
-                raise form_error(
-                    {"content": ("BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")}
-                )
-            message["content"] = content or ""
-        if "embeds" in body:
-            message["embeds"] = self._validate_embeds(body["embeds"] or [])
-        if "components" in body:
-            message["components"] = self._validate_components(body["components"] or [])
+        fields = self._message_fields(body, partial=True, ephemeral_ok=False)
+        fields.pop("flags", None)  # a message's flags are not the edit's to change here
+        message.update(fields)
         if not message["content"].strip() and not message["embeds"] and not message["components"]:
             raise HTTPProblem(400, 50006, "Cannot send an empty message")
         message["edited_timestamp"] = payloads.timestamp()

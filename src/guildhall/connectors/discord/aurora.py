@@ -31,7 +31,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from guildhall.config import DiscordAuroraSettings
 from guildhall.connectors.discord.connection import DiscordConnection
@@ -46,6 +46,8 @@ from guildhall.core.economy import service as economy
 from guildhall.core.errors import CoreError, Unavailable
 from guildhall.core.items import service as items
 from guildhall.db.engine import Database
+
+T = TypeVar("T")
 
 DEFER_AFTER_SECONDS = 2.0
 LOOTDROP_PREFIX = "lootdrop:"
@@ -265,32 +267,43 @@ class AuroraBot:
             f"Balance: {claim.balance} {self.currency}."
         )
 
-    async def command_balance(self, interaction: Any) -> Answer:
+    async def _look_up(
+        self, interaction: Any, read: Callable[[Any, AccountRef], Awaitable[T]], empty: T
+    ) -> tuple[Any, T]:
+        """The member the ``user`` option names (or the caller), and what ``read`` finds
+        of their account in a read unit of work (``empty`` when they have none)."""
         user = self._user_option(interaction)
         if user is None:
             raise Refusal("That member could not be found.")
         async with self.database.unit_of_work(write=False) as session:
             account = await accounts.find_by_provider(session, Provider.DISCORD, str(user.id))
-            amount = await economy.balance_of(session, account.id, self.currency) if account else 0
+            found = await read(session, account) if account else empty
+        return user, found
+
+    async def command_balance(self, interaction: Any) -> Answer:
+        user, amount = await self._look_up(
+            interaction,
+            lambda session, account: economy.balance_of(session, account.id, self.currency),
+            0,
+        )
         return Answer(f"{user.username} has {amount} {self.currency}.")
 
     async def command_profile(self, interaction: Any) -> Answer:
-        user = self._user_option(interaction)
-        if user is None:
-            raise Refusal("That member could not be found.")
-        async with self.database.unit_of_work(write=False) as session:
-            account = await accounts.find_by_provider(session, Provider.DISCORD, str(user.id))
-            profile = await session.get(Profile, account.id) if account else None
-            class_name = "none"
-            if profile is not None and profile.class_id:
-                found = await community.classes(session)
-                class_name = next((c.name for c in found if c.id == profile.class_id), "none")
-        level, xp, streak = (
-            (profile.level, profile.xp, profile.daily_streak) if profile else (0, 0, 0)
+        async def read(session: Any, account: AccountRef) -> str:
+            profile = await session.get(Profile, account.id)
+            if profile is None:
+                return "level 0, 0 xp, class none, daily streak 0"
+            classes = {c.id: c.name for c in await community.classes(session)}
+            class_name = classes.get(profile.class_id or "", "none")
+            return (
+                f"level {profile.level}, {profile.xp} xp, class {class_name}, "
+                f"daily streak {profile.daily_streak}"
+            )
+
+        user, shown = await self._look_up(
+            interaction, read, "level 0, 0 xp, class none, daily streak 0"
         )
-        return Answer(
-            f"{user.username}: level {level}, {xp} xp, class {class_name}, daily streak {streak}."
-        )
+        return Answer(f"{user.username}: {shown}.")
 
     async def command_transfer(self, interaction: Any) -> Answer:
         receiver = self._user_option(interaction)
@@ -339,12 +352,9 @@ class AuroraBot:
         )
 
     async def command_inventory(self, interaction: Any) -> Answer:
-        user = self._user_option(interaction)
-        if user is None:
-            raise Refusal("That member could not be found.")
-        async with self.database.unit_of_work(write=False) as session:
-            account = await accounts.find_by_provider(session, Provider.DISCORD, str(user.id))
-            held = await items.inventory(session, account.id) if account else []
+        user, held = await self._look_up(
+            interaction, lambda session, account: items.inventory(session, account.id), []
+        )
         if not held:
             return Answer(f"{user.username} holds nothing yet.")
         lines = [f"{entry.quantity} x {item.name}" for entry, item in held]
