@@ -357,6 +357,8 @@ class Runtime:
             await self.rate_limiter.close()
         if "webhooks" in self.__dict__:
             await self.webhooks.close()
+        if self.__dict__.get("discord") is not None:
+            await self.discord.close()  # the supervisor does on cancel; this covers one never run
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.
             await self.sessions.connector.close()

@@ -147,19 +147,6 @@ async def test_staff_reply_anonymously_or_not_and_other_messages_stay_notes(
     await started(panel_client, peer)
     await peer.user_sends_dm(MEMBER, "help")
     channel_id = str((await ticket_of_member(panel_client, peer))["channel_id"])
-    await peer.member_says(channel_id, MODERATOR, "!reply Try restarting it")
-    await peer.wait_for(lambda: "**mod**: Try restarting it" in peer.dms_to(MEMBER))
-    await peer.member_says(channel_id, MODERATOR, "!ar Still there?")
-    await peer.wait_for(lambda: "**Staff**: Still there?" in peer.dms_to(MEMBER))
-    await peer.member_says(channel_id, MODERATOR, "they had this last week too")
-    await peer.member_says(channel_id, MEMBER, "!reply I am staff now")  # not staff
-    await peer.wait_for(
-        lambda: any("Only staff" in m["content"] for m in peer.messages.get(channel_id, []))
-    )
-    echoes = [m["content"] for m in peer.messages[channel_id]]
-    assert "**mod** (reply): Try restarting it" in echoes
-    assert "**mod** (anonymous reply): Still there?" in echoes
-    assert not any("last week" in text for text in peer.dms_to(MEMBER))
     [ticket] = await open_tickets(panel_client)
 
     async def transcript() -> list[tuple[str, str]]:
@@ -167,6 +154,27 @@ async def test_staff_reply_anonymously_or_not_and_other_messages_stay_notes(
             _, messages = await support.transcript(session, str(ticket["id"]))
         return [(m.direction, m.content) for m in messages]
 
+    def echoed(text: str) -> bool:
+        return any(m["content"] == text for m in peer.messages.get(channel_id, []))
+
+    # Each step waits until the last is kept: Discord delivers events one by one, but
+    # the bot handles them side by side, so a transcript's order is the order kept.
+    await eventually(transcript, lambda found: len(found) == 1)
+    await peer.member_says(channel_id, MODERATOR, "!reply Try restarting it")
+    await peer.wait_for(lambda: "**mod**: Try restarting it" in peer.dms_to(MEMBER))
+    await peer.wait_for(lambda: echoed("**mod** (reply): Try restarting it"))
+    await eventually(transcript, lambda found: len(found) == 2)
+    await peer.member_says(channel_id, MODERATOR, "!ar Still there?")
+    await peer.wait_for(lambda: "**Staff**: Still there?" in peer.dms_to(MEMBER))
+    await peer.wait_for(lambda: echoed("**mod** (anonymous reply): Still there?"))
+    await eventually(transcript, lambda found: len(found) == 3)
+    await peer.member_says(channel_id, MODERATOR, "they had this last week too")
+    await eventually(transcript, lambda found: len(found) == 4)
+    await peer.member_says(channel_id, MEMBER, "!reply I am staff now")  # not staff
+    await peer.wait_for(
+        lambda: any("Only staff" in m["content"] for m in peer.messages.get(channel_id, []))
+    )
+    assert not any("last week" in text or "I am staff" in text for text in peer.dms_to(MEMBER))
     kept = await eventually(transcript, lambda found: len(found) == 4)
     [ticket] = await open_tickets(panel_client)
     assert ticket["message_count"] == 3  # one in, two out; the note is not relayed

@@ -131,7 +131,7 @@ class DiscordConnection:
                     await asyncio.wait_for(self._wake.wait(), RECONCILE_SECONDS)
                 self._wake.clear()
         finally:
-            await self._shutdown()
+            await self.close()
 
     async def reconcile(self) -> None:
         async with self.database.unit_of_work(write=False) as session:
@@ -205,6 +205,10 @@ class DiscordConnection:
         except Exception as exc:  # unreachable, timeouts: tried again on the next round
             await self._offline(bot, f"cannot reach Discord: {exc or type(exc).__name__}")
             return
+        except BaseException:  # cancelled mid-connect (Guildhall stopping): leave nothing open
+            with contextlib.suppress(Exception):
+                await asyncio.shield(bot.close())
+            raise
         self.bot = bot
         logger.info("Discord: connected as the gateway holder (%s)", self.holder)
 
@@ -245,13 +249,15 @@ class DiscordConnection:
             logger.warning("Discord: connection lost, reconnecting")
             await self._record(ready=False, reason="connection lost; reconnecting")
 
-    async def _shutdown(self) -> None:
+    async def close(self) -> None:
+        """Disconnect, hand the lease back and close the REST client; safe to call twice."""
         await self._disconnect(None)
         if self._holding:
             with contextlib.suppress(Exception):
                 async with self.database.unit_of_work() as session:
                     await leases.release(session, LEASE, self.holder)
                     await support.record_gateway(session, ready=False, reason="Guildhall stopped")
+            self._holding = False
         if self._rest is not None:
             with contextlib.suppress(Exception):
                 await self._rest.close()
