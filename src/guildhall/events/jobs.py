@@ -27,7 +27,7 @@ from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
 from guildhall.events.models import PlatformJob
 
-LEASE_SECONDS = 120
+LEASE_SECONDS = 600  # longer than any job's calls, rate limits included
 RETRY_BASE_SECONDS = 2
 RETRY_MAX_SECONDS = 600
 MAX_ATTEMPTS = 8

@@ -211,6 +211,7 @@ async def test_a_quest_completes_from_real_events_and_pays_once(
         },
     )
     assert made.status_code in (200, 201), made.text
+    await dashboard.post("/api/settings", json={"leveling": {"xpCooldownSeconds": 0}})
     for text in ("hi", "how are you", "bye", "one more"):
         await peer.member_says("100000000000000030", MEMBER, text)
     await peer.wait_for(
@@ -229,6 +230,21 @@ async def test_a_quest_completes_from_real_events_and_pays_once(
         m for m in peer.messages["100000000000000030"] if "completed the quest" in m["content"]
     ]
     assert len(announcements) == 1
+
+
+async def test_chatting_fast_counts_one_message_per_cooldown(
+    dashboard: httpx.AsyncClient, peer: DiscordPeer
+) -> None:
+    await registered(dashboard)
+    await dashboard.post(
+        "/api/quests",
+        json={"name": "Talker", "triggerEvent": "message", "target": 5, "balanceReward": 5},
+    )
+    for text in ("a", "b", "c", "d"):  # within the default 60 s
+        await peer.member_says(GENERAL_CHANNEL_ID, MEMBER, text)
+    await asyncio.sleep(0.5)
+    progress = await run(peer, MEMBER, "quests")
+    assert "Talker: 1/5" in str(progress["content"])
 
 
 async def test_a_lootdrop_goes_to_the_first_click_only(

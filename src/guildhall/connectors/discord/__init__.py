@@ -1,8 +1,10 @@
-"""Discord: the one connection both bots share (modmail behind Rustmail, later Aurora's).
+"""Discord: the one connection both bots share (modmail behind Rustmail, and Aurora's).
 
 ``connection.DiscordConnection`` holds the gateway session (in one process per
-installation, under a lease) and a REST client (in every process);
-``modmail.Modmail`` is the modmail bot on top of it. hikari is an optional
+installation, under a lease) and a REST client (in every process). On top of
+it: ``modmail.Modmail`` (the modmail bot), ``directory.DirectorySync`` (the
+guild directory), ``moderation.Moderation`` (cases carried out) and
+``aurora.AuroraBot`` (commands, quests, lootdrops). hikari is an optional
 extra: ``load_hikari`` says in one sentence what to install when it is missing.
 """
 

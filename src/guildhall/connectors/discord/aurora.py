@@ -26,11 +26,10 @@ expired.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from guildhall.config import DiscordAuroraSettings
@@ -50,6 +49,8 @@ from guildhall.db.engine import Database
 T = TypeVar("T")
 
 DEFER_AFTER_SECONDS = 2.0
+MESSAGE_LIMIT = 2000
+COOLDOWN_ENTRIES = 10_000
 LOOTDROP_PREFIX = "lootdrop:"
 
 logger = logging.getLogger("guildhall.discord.aurora")
@@ -101,6 +102,11 @@ COMMANDS = (
 BY_NAME = {command.name: command for command in COMMANDS}
 
 
+def _fit(text: str) -> str:
+    """At most Discord's 2000 characters."""
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
 class Refusal(Exception):
     """An ephemeral answer that refuses the command."""
 
@@ -109,6 +115,7 @@ class Refusal(Exception):
 class Answer:
     text: str
     ephemeral: bool = False
+    completed: list[Quest] = field(default_factory=list)  # announced after the answer
 
 
 class AuroraBot:
@@ -126,6 +133,7 @@ class AuroraBot:
         self.guild_id = connection.settings.guild_id
         hikari = connection.hikari
         self.actor = Actor("system", "Aurora bot")
+        self._last_counted: dict[str, float] = {}
         connection.subscribe(hikari.InteractionCreateEvent, self.on_interaction)
         connection.subscribe(hikari.GuildMessageCreateEvent, self.on_message)
 
@@ -133,13 +141,7 @@ class AuroraBot:
 
     async def register_commands_for_api(self) -> dict[str, Any]:
         """``register_commands`` for a face: Discord's failures as ``Unavailable``."""
-        hikari = self.connection.hikari
-        try:
-            return await self.register_commands()
-        except hikari.HikariError as exc:
-            raise Unavailable(f"Discord refused or did not answer: {exc}") from None
-        except OSError as exc:
-            raise Unavailable(f"Discord could not be reached: {exc}") from None
+        return await self.connection.call(self.register_commands())
 
     async def register_commands(self) -> dict[str, Any]:
         """Bulk-overwrite the guild's commands; what Discord accepted, and what not."""
@@ -164,8 +166,11 @@ class AuroraBot:
                     )
                 )
             builders.append(builder)
+        application = self.connection.bot_user_id()
+        if not application.isdigit():
+            raise Unavailable("[discord] token is not a Discord bot token")
         accepted = await rest.set_application_commands(
-            int(self.connection.bot_user_id()), builders, int(self.guild_id)
+            int(application), builders, int(self.guild_id)
         )
         names = [command.name for command in accepted]
         async with self.database.unit_of_work() as session:
@@ -199,7 +204,8 @@ class AuroraBot:
             logger.exception("aurora: interaction %s failed", interaction.id)
 
     async def _answer(self, interaction: Any, work: Callable[[], Awaitable[Answer]]) -> None:
-        """Answer with what ``work`` gives, deferring first when it is slow."""
+        """Answer with what ``work`` gives, deferring first when it is slow; completed
+        quests are announced after the answer, outside Discord's 3 seconds."""
         hikari = self.connection.hikari
         task = asyncio.ensure_future(self._outcome(work))
         done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER_SECONDS)
@@ -207,12 +213,13 @@ class AuroraBot:
             answer = task.result()
             flags = hikari.MessageFlag.EPHEMERAL if answer.ephemeral else hikari.MessageFlag.NONE
             await interaction.create_initial_response(
-                hikari.ResponseType.MESSAGE_CREATE, answer.text, flags=flags
+                hikari.ResponseType.MESSAGE_CREATE, _fit(answer.text), flags=flags
             )
-            return
-        await interaction.create_initial_response(hikari.ResponseType.DEFERRED_MESSAGE_CREATE)
-        answer = await task
-        await interaction.edit_initial_response(answer.text)
+        else:
+            await interaction.create_initial_response(hikari.ResponseType.DEFERRED_MESSAGE_CREATE)
+            answer = await task
+            await interaction.edit_initial_response(_fit(answer.text))
+        await self._announce_quests(interaction.channel_id, interaction.user, answer.completed)
 
     async def _outcome(self, work: Callable[[], Awaitable[Answer]]) -> Answer:
         try:
@@ -221,6 +228,9 @@ class AuroraBot:
             return Answer(str(refusal), ephemeral=True)
         except CoreError as error:
             return Answer(error.message[:1].upper() + error.message[1:] + ".", ephemeral=True)
+        except Exception:  # a bug or an outage: the member still gets an answer
+            logger.exception("aurora: a command failed")
+            return Answer("Something went wrong; nothing was changed. Try again.", ephemeral=True)
 
     async def _account(self, session: Any, user: Any) -> AccountRef:
         return await accounts.ensure_for_identity(
@@ -261,10 +271,10 @@ class AuroraBot:
             document = await community.settings(session)
             claim = await game.claim_daily(session, account, document, self.actor, self.currency)
             done = await game.advance_quests(session, account, "daily", self.actor, self.currency)
-        await self._announce_quests(interaction.channel_id, interaction.user, done)
         return Answer(
             f"You claimed {claim.amount} {self.currency} (streak {claim.streak}). "
-            f"Balance: {claim.balance} {self.currency}."
+            f"Balance: {claim.balance} {self.currency}.",
+            completed=done,
         )
 
     async def _look_up(
@@ -319,10 +329,10 @@ class AuroraBot:
             target = await self._account(session, receiver)
             left = await game.transfer(session, sender, target, amount, self.actor, self.currency)
             done = await game.advance_quests(session, sender, "transfer", self.actor, self.currency)
-        await self._announce_quests(interaction.channel_id, interaction.user, done)
         return Answer(
             f"You sent {amount} {self.currency} to {receiver.username}. "
-            f"Balance: {left} {self.currency}."
+            f"Balance: {left} {self.currency}.",
+            completed=done,
         )
 
     async def command_shop(self, interaction: Any) -> Answer:
@@ -345,10 +355,10 @@ class AuroraBot:
                 session, account, item.id, quantity, self.actor, self.currency
             )
             done = await game.advance_quests(session, account, "buy", self.actor, self.currency)
-        await self._announce_quests(interaction.channel_id, interaction.user, done)
         return Answer(
             f"You bought {quantity} x {bought.name} (you hold {held}). "
-            f"Balance: {left} {self.currency}."
+            f"Balance: {left} {self.currency}.",
+            completed=done,
         )
 
     async def command_inventory(self, interaction: Any) -> Answer:
@@ -379,17 +389,35 @@ class AuroraBot:
         if event.author.is_bot or str(event.guild_id) != self.guild_id:
             return
         try:
+            async with self.database.unit_of_work(write=False) as session:
+                document = await community.settings(session)
+            if not self._counts(str(event.author.id), document):
+                return
             async with self.database.unit_of_work() as session:
                 account = await self._account(session, event.author)
                 done = await game.advance_quests(
                     session, account, "message", self.actor, self.currency
                 )
-                document = await community.settings(session)
             await self._announce_quests(event.channel_id, event.author, done)
             if str(event.channel_id) in self.settings.lootdrop_channel_ids:
                 await self.maybe_drop(event.channel_id, game.lootdrop_settings(document))
         except Exception:
             logger.exception("aurora: a message in %s could not be handled", event.channel_id)
+
+    def _counts(self, member_id: str, document: dict[str, Any]) -> bool:
+        """Whether a member's message counts (quests, lootdrops): at most one every
+        ``leveling.xpCooldownSeconds`` (60), so chatting fast farms nothing and writes
+        nothing. Kept in the process holding the gateway, which alone sees messages."""
+        cooldown = game.message_cooldown(document)
+        now = asyncio.get_running_loop().time()
+        if now - self._last_counted.get(member_id, -cooldown - 1) < cooldown:
+            return False
+        if len(self._last_counted) > COOLDOWN_ENTRIES:
+            self._last_counted = {
+                key: at for key, at in self._last_counted.items() if now - at < cooldown
+            }
+        self._last_counted[member_id] = now
+        return True
 
     async def maybe_drop(self, channel_id: Any, rules: dict[str, Any]) -> None:
         if secrets.randbelow(1_000_000) >= int(rules["chance"] * 1_000_000):
@@ -454,10 +482,14 @@ class AuroraBot:
         for drop in expired:
             if drop.message_id is None:
                 continue
-            with contextlib.suppress(self.connection.hikari.NotFoundError):  # deleted by hand
+            try:
                 await rest.edit_message(
                     int(drop.channel_id),
                     int(drop.message_id),
                     f"This lootdrop of {drop.amount} {self.currency} expired unclaimed.",
                     components=[],
                 )
+            except self.connection.hikari.NotFoundError:
+                pass  # the message was deleted by hand
+            except Exception:  # one message's trouble must not keep the others live
+                logger.exception("aurora: lootdrop %s's message could not be updated", drop.id)

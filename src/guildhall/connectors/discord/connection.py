@@ -30,20 +30,23 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from guildhall.config import DiscordSettings
 from guildhall.connectors.discord import load_hikari
 from guildhall.core.community import service as community
+from guildhall.core.errors import Unavailable
 from guildhall.core.support import service as support
 from guildhall.core.support.models import BotState
 from guildhall.db.engine import Database
 from guildhall.events import leases
 
+T = TypeVar("T")
+
 LEASE = "discord.gateway"
 LEASE_SECONDS = 20
 RECONCILE_SECONDS = 4
-CONNECT_TIMEOUT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10  # well inside the lease, renewed before and after
 TOKEN_CLOSE_CODE = 4004
 REFUSED_TOKEN = "Discord refused the bot token (401 Unauthorized)"
 
@@ -70,12 +73,14 @@ class DiscordConnection:
         self.hikari = load_hikari()
         self.settings = settings
         self.database = database
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.listeners: list[Listener] = []
         self.bot: Any = None
         self._rest_app: Any = None
         self._rest: Any = None
         self._wake = asyncio.Event()
+        self._rest_lock = asyncio.Lock()
+        self._renewed_at = 0.0  # loop time of the last lease renewal that succeeded
         self._generation: datetime | None = None  # the started_at the session was made for
         self._refused: datetime | None = None  # the generation whose token Discord refused
         self._presence: str | None = None
@@ -96,7 +101,11 @@ class DiscordConnection:
     # ---- REST, from any process ----------------------------------------------
 
     async def rest(self) -> Any:
-        """The REST client (made on first use; hikari keeps the rate-limit buckets)."""
+        """The REST client (made once, on first use: hikari keeps the rate-limit buckets)."""
+        async with self._rest_lock:
+            return await self._make_rest()
+
+    async def _make_rest(self) -> Any:
         if self._rest is None:
             hikari = self.hikari
             timeouts = hikari.impl.HTTPTimeoutSettings(total=self.settings.timeout_seconds)
@@ -127,6 +136,7 @@ class DiscordConnection:
                     await self.reconcile()
                 except Exception:
                     logger.exception("Discord: following the bot's state failed")
+                    await self._unless_renewed()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), RECONCILE_SECONDS)
                 self._wake.clear()
@@ -146,9 +156,7 @@ class DiscordConnection:
                     await leases.release(session, LEASE, self.holder)
                 self._holding = False
             return
-        async with self.database.unit_of_work() as session:
-            self._holding = await leases.acquire(session, LEASE, self.holder, LEASE_SECONDS)
-        if not self._holding:
+        if not await self._renew():
             await self._disconnect(None)  # another process holds the gateway now
             return
         if self.bot is not None and not self.bot.is_alive:
@@ -157,9 +165,24 @@ class DiscordConnection:
             await self._disconnect("restarting")
         if self.bot is None and self._refused != generation:
             await self._connect(generation, presence)
+            await self._renew()  # connecting may have taken a while
         elif self.bot is not None and presence != self._presence:
             await self.bot.update_presence(activity=self._activity(presence))
             self._presence = presence
+
+    async def _renew(self) -> bool:
+        async with self.database.unit_of_work() as session:
+            self._holding = await leases.acquire(session, LEASE, self.holder, LEASE_SECONDS)
+        if self._holding:
+            self._renewed_at = asyncio.get_running_loop().time()
+        return self._holding
+
+    async def _unless_renewed(self) -> None:
+        """A holder that cannot renew (the database is away) lets go before its lease
+        expires, so another process never connects beside it."""
+        held_for = asyncio.get_running_loop().time() - self._renewed_at
+        if self.bot is not None and held_for > LEASE_SECONDS - 2 * RECONCILE_SECONDS:
+            await self._disconnect(None)
 
     def _activity(self, text: str) -> Any:
         hikari = self.hikari
@@ -248,6 +271,16 @@ class DiscordConnection:
         if self.bot is not None:
             logger.warning("Discord: connection lost, reconnecting")
             await self._record(ready=False, reason="connection lost; reconnecting")
+
+    async def call(self, work: Awaitable[T]) -> T:
+        """Await a Discord call for a face: Discord's refusals and silence as
+        ``Unavailable`` (the faces' 502), never a 500."""
+        try:
+            return await work
+        except self.hikari.HikariError as exc:
+            raise Unavailable(f"Discord refused or did not answer: {exc}") from None
+        except OSError as exc:
+            raise Unavailable(f"Discord could not be reached: {exc}") from None
 
     async def close(self) -> None:
         """Disconnect, hand the lease back and close the REST client; safe to call twice."""

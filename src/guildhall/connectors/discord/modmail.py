@@ -36,10 +36,11 @@ from typing import Any
 
 from guildhall.config import DiscordModmailSettings
 from guildhall.connectors.discord.connection import DiscordConnection
+from guildhall.connectors.discord.directory import member_facts
 from guildhall.core.access import panel
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
-from guildhall.core.errors import Conflict, NotFound, Unavailable
+from guildhall.core.errors import Conflict, NotFound
 from guildhall.core.support import service as support
 from guildhall.core.support.models import INBOUND, NOTE, OUTBOUND, Ticket
 from guildhall.db.engine import Database
@@ -50,7 +51,8 @@ CATEGORY_NAME = "Modmail"
 CATEGORY_LIMIT = 50
 MESSAGE_LIMIT = 2000
 DMS_CLOSED = 50007
-UNKNOWN_CHANNEL = 10003
+TRANSCRIPT_MESSAGES = 10
+_TRUNCATED = "(longer than this: `guildhall tickets transcript {}` prints all of it)"
 
 logger = logging.getLogger("guildhall.discord.modmail")
 
@@ -63,6 +65,20 @@ def _staff_actor(author: Any) -> Actor:
 
 def _chunks(text: str, size: int = MESSAGE_LIMIT - 100) -> list[str]:
     return [text[start : start + size] for start in range(0, len(text), size)] or [""]
+
+
+def _header(member: Any, roles: list[str], role_names: dict[str, str], earlier: int) -> str:
+    """The ticket channel's first message: who wrote, how old their account is, their
+    roles (named from the directory) and how many tickets they had before."""
+    created = member.user.created_at
+    age_days = (datetime.now(UTC) - created).days
+    held = ", ".join(role_names.get(role, role) for role in roles) or "none"
+    return (
+        f"New ticket from <@{member.user.id}> ({member.user.username}, {member.user.id})\n"
+        f"Account age: {age_days} days (created {created:%Y-%m-%d})\n"
+        f"Roles: {held}\n"
+        f"Earlier tickets: {earlier}"
+    )
 
 
 def _channel_name(username: str) -> str:
@@ -105,9 +121,18 @@ class Modmail:
         text = message.content or ""
         links = [attachment.url for attachment in message.attachments]
         content = "\n".join([text, *links]).strip()
-        rest = await self.connection.rest()
-        for part in _chunks(f"**{message.author.username}**: {content}"):
-            await rest.create_message(int(ticket.channel_id), part)
+        relayed = f"**{message.author.username}**: {content}"
+        try:
+            await self._post(ticket.channel_id, relayed)
+        except self.connection.hikari.NotFoundError:
+            # The channel was deleted by hand: that ticket is over; this message opens the next.
+            async with self.database.unit_of_work() as session:
+                await support.close_ticket(
+                    session, ticket.public_id, BOT, reason="its channel was deleted on Discord"
+                )
+            ticket = await self.open_for(user_id, greet=False)
+            assert ticket is not None
+            await self._post(ticket.channel_id, relayed)
         async with self.database.unit_of_work() as session:
             await support.record_message(
                 session,
@@ -118,16 +143,16 @@ class Modmail:
                 platform_id=message_id,
             )
 
+    async def _post(self, channel_id: str | int, text: str) -> None:
+        """Post ``text`` in as many messages as Discord's 2000 characters need."""
+        rest = await self.connection.rest()
+        for part in _chunks(text):
+            await rest.create_message(int(channel_id), part)
+
     async def open_for_api(self, user_id: str, actor: Actor) -> Ticket:
         """``POST /api/externals/tickets/create``: NotFound for someone who is not a member,
         Conflict when one is open, Unavailable when Discord fails."""
-        hikari = self.connection.hikari
-        try:
-            ticket = await self.open_for(user_id, greet=False, actor=actor)
-        except hikari.HikariError as exc:
-            raise Unavailable(f"Discord refused or did not answer: {exc}") from None
-        except OSError as exc:
-            raise Unavailable(f"Discord could not be reached: {exc}") from None
+        ticket = await self.connection.call(self.open_for(user_id, greet=False, actor=actor))
         assert ticket is not None
         return ticket
 
@@ -146,9 +171,10 @@ class Modmail:
         username = member.user.username
         roles = [str(role) for role in member.role_ids if str(role) != self.guild_id]
         async with self.database.unit_of_work() as session:
-            await community.put_member(session, user_id, username, roles, BOT)
+            await community.sync_members(session, [member_facts(member)])
             already = await support.open_ticket_of(session, user_id)
             earlier = await support.earlier_tickets(session, user_id)
+            role_names = {e.key: e.name for e in await community.directory(session, "role")}
         if already is not None:
             if greet:
                 return already
@@ -166,26 +192,19 @@ class Modmail:
                 raise
             async with self.database.unit_of_work(write=False) as session:
                 return await support.open_ticket_of(session, user_id)
-        await rest.create_message(channel.id, await self._header(rest, member, roles, earlier))
-        if greet:
-            async with self.database.unit_of_work(write=False) as session:
-                welcome = (await community.settings(session, support.CONFIG))["bot"][
-                    "welcome_message"
-                ]
-            await self.send_dm(user_id, welcome)
+        # The ticket exists from here on: the header and the welcome are courtesies, and a
+        # failure of either must not stop the member's message from being relayed.
+        try:
+            await self._post(channel.id, _header(member, roles, role_names, earlier))
+            if greet:
+                async with self.database.unit_of_work(write=False) as session:
+                    document = await community.settings(session, support.CONFIG)
+                await self.send_dm(user_id, document["bot"]["welcome_message"])
+        except Exception as exc:
+            logger.warning(
+                "modmail: ticket %s opened without its greeting: %s", ticket.public_id, exc
+            )
         return ticket
-
-    async def _header(self, rest: Any, member: Any, roles: list[str], earlier: int) -> str:
-        created = member.user.created_at
-        age_days = (datetime.now(UTC) - created).days
-        names = {str(role.id): role.name for role in await rest.fetch_roles(int(self.guild_id))}
-        held = ", ".join(names.get(role, role) for role in roles) or "none"
-        return (
-            f"New ticket from <@{member.user.id}> ({member.user.username}, {member.user.id})\n"
-            f"Account age: {age_days} days (created {created:%Y-%m-%d})\n"
-            f"Roles: {held}\n"
-            f"Earlier tickets: {earlier}"
-        )
 
     async def _create_channel(self, rest: Any, username: str) -> Any:
         hikari = self.connection.hikari
@@ -295,9 +314,7 @@ class Modmail:
             direction = NOTE
         else:
             label = "anonymous reply" if anonymous else "reply"
-            await rest.create_message(
-                message.channel_id, f"**{message.author.username}** ({label}): {text}"
-            )
+            await self._post(message.channel_id, f"**{message.author.username}** ({label}): {text}")
             direction = OUTBOUND
         async with self.database.unit_of_work() as session:
             await support.record_message(
@@ -336,7 +353,10 @@ class Modmail:
             logger.info("modmail: %s does not accept DMs; no close message", ticket.user_id)
         if self.settings.log_channel_id:
             text = support.render_transcript(ticket, messages)
-            for part in _chunks(text, MESSAGE_LIMIT - 20):
+            parts = _chunks(text, MESSAGE_LIMIT - 20)
+            if len(parts) > TRANSCRIPT_MESSAGES:  # the whole one stays in Guildhall
+                parts = [*parts[: TRANSCRIPT_MESSAGES - 1], _TRUNCATED.format(ticket.public_id)]
+            for part in parts:
                 await rest.create_message(int(self.settings.log_channel_id), f"```\n{part}\n```")
         with contextlib.suppress(hikari.NotFoundError):  # deleted by hand already
             await rest.delete_channel(int(ticket.channel_id))

@@ -11,7 +11,9 @@ Amounts come from Aurora's settings document (``GET/POST /api/settings``):
   grows when the previous claim was the day before (UTC) and starts again at
   1 otherwise. One claim per UTC day: the member's profile row is locked, so
   concurrent claims pay once.
-- ``lootdrops.chance`` (0.05, per message in a lootdrop channel),
+- ``leveling.xpCooldownSeconds`` (60): a member's messages count (for quests
+  and lootdrops) at most once in that many seconds.
+- ``lootdrops.chance`` (0.05, per counted message in a lootdrop channel),
   ``lootdrops.minAmount`` (10), ``lootdrops.maxAmount`` (50) and
   ``lootdrops.expirySeconds`` (60): optional keys, these defaults when absent.
   The first claim of a drop wins (a conditional UPDATE), exactly once.
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.service import AccountRef
@@ -44,12 +46,19 @@ from guildhall.db.base import utcnow
 from guildhall.db.sql import KEEP_ROW, ensure_row, insert_ignore
 from guildhall.events.announce import announce
 
+STRANDED = timedelta(minutes=5)
 LOOTDROP_DEFAULTS = {"chance": 0.05, "minAmount": 10, "maxAmount": 50, "expirySeconds": 60}
 
 
 def _setting(document: dict[str, Any], section: str, key: str, default: Any) -> Any:
     value = (document.get(section) or {}).get(key, default)
     return value if isinstance(value, type(default)) and not isinstance(value, bool) else default
+
+
+def message_cooldown(document: dict[str, Any]) -> int:
+    """``leveling.xpCooldownSeconds``: how often a member's messages count (60 s)."""
+    seconds = _setting(document, "leveling", "xpCooldownSeconds", 60)
+    return max(0, min(seconds, 86_400))
 
 
 def lootdrop_settings(document: dict[str, Any]) -> dict[str, Any]:
@@ -131,27 +140,42 @@ async def transfer(
         raise Invalid("the amount must be a positive whole number", field="amount")
     if sender.id == receiver.id:
         raise Invalid("you cannot send coins to yourself", field="user")
-    try:
-        left = await economy.adjust(
+
+    async def take() -> int:
+        try:
+            return await economy.adjust(
+                session,
+                sender,
+                -amount,
+                actor=actor,
+                entry_type=EntryType.TRANSFER_OUT,
+                reason=f"Transfer to {receiver.describe()}",
+                currency=currency,
+            )
+        except LimitExceeded:
+            raise LimitExceeded(
+                f"you do not have {amount} {currency}", code="insufficient"
+            ) from None
+
+    async def give() -> int:
+        return await economy.adjust(
             session,
-            sender,
-            -amount,
+            receiver,
+            amount,
             actor=actor,
-            entry_type=EntryType.TRANSFER_OUT,
-            reason=f"Transfer to {receiver.describe()}",
+            entry_type=EntryType.TRANSFER_IN,
+            reason=f"Transfer from {sender.describe()}",
             currency=currency,
         )
-    except LimitExceeded:
-        raise LimitExceeded(f"you do not have {amount} {currency}", code="insufficient") from None
-    await economy.adjust(
-        session,
-        receiver,
-        amount,
-        actor=actor,
-        entry_type=EntryType.TRANSFER_IN,
-        reason=f"Transfer from {sender.describe()}",
-        currency=currency,
-    )
+
+    # Both balance rows are locked in account order, so two members paying each other
+    # at once wait for one another instead of deadlocking (PostgreSQL).
+    if sender.id < receiver.id:
+        left = await take()
+        await give()
+    else:
+        await give()
+        left = await take()
     return left
 
 
@@ -166,7 +190,7 @@ async def find_item(session: AsyncSession, name_or_id: str) -> Item:
     if text.isdigit():
         found = await session.get(Item, int(text))
     if found is None:
-        found = await session.scalar(select(Item).where(Item.name.ilike(text)))
+        found = await session.scalar(select(Item).where(func.lower(Item.name) == text.lower()))
     if found is None:
         raise NotFound(f"there is no item {text!r}", code="item_not_found")
     return found
@@ -345,6 +369,8 @@ async def close_expired_lootdrops(session: AsyncSession) -> list[Lootdrop]:
                 Lootdrop.claimed_by.is_(None),
                 Lootdrop.closed_at.is_(None),
                 Lootdrop.expires_at <= now,
+                # Not before its message is known (or surely never will be).
+                Lootdrop.message_id.is_not(None) | (Lootdrop.expires_at <= now - STRANDED),
             )
             .with_for_update(skip_locked=True)
         )

@@ -50,7 +50,7 @@ def upgrade() -> None:
     op.create_table(
         "leases",
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("holder", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=255), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
     )
