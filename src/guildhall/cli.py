@@ -721,7 +721,8 @@ def tickets_close(
     """
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
-        on_discord = runtime.settings.discord.connects
+        discord = runtime.settings.discord
+        on_discord = discord.connects and discord.modmail.enabled
         closed = await support.close_ticket(
             session, ticket_id, _operator(), reason=reason, on_platform=on_discord
         )

@@ -22,6 +22,7 @@ from guildhall.connectors.discord.aurora import AuroraBot
 from guildhall.connectors.discord.connection import DiscordConnection
 from guildhall.connectors.discord.directory import DirectorySync
 from guildhall.connectors.discord.moderation import Moderation
+from guildhall.connectors.discord.moderation import give_up_handlers as moderation_give_up
 from guildhall.connectors.discord.moderation import job_handlers as moderation_jobs
 from guildhall.connectors.discord.modmail import Modmail, job_handlers
 from guildhall.connectors.hosting.process import ProcessDriver
@@ -208,12 +209,15 @@ class Runtime:
         """The gateway supervisor (it connects only while holding the lease) and the worker
         that carries out Discord's platform jobs (closing a ticket's channel)."""
         handlers = job_handlers(self.modmail) if self.modmail is not None else {}
+        give_up: dict[str, jobs.GiveUp] = {}
         if self.moderation_bot is not None:
             handlers |= moderation_jobs(self.moderation_bot)
+            give_up = moderation_give_up(self.moderation_bot)
         _ = self.directory_sync  # subscribed before the first connection
         if self.aurora_bot is not None:
             self._every(LOOTDROP_SWEEP_SECONDS, self.aurora_bot.expire_lootdrops)
-        self._every(PLATFORM_JOBS_SECONDS, jobs.Worker(self.database, handlers).run_once)
+        worker = jobs.Worker(self.database, handlers, give_up)
+        self._every(PLATFORM_JOBS_SECONDS, worker.run_once)
         assert self.discord is not None
         self._periodic.append(asyncio.get_running_loop().create_task(self.discord.supervise()))
 

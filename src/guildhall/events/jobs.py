@@ -64,14 +64,23 @@ class Claimed:
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
+GiveUp = Callable[[dict[str, Any], str], Awaitable[None]]
+"""Told when a job is marked failed (its payload and last error), to record it where
+people look (a moderation case, say)."""
 
 
 class Worker:
     """Runs the due jobs of the kinds it has handlers for."""
 
-    def __init__(self, database: Database, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        handlers: Mapping[str, Handler],
+        give_up: Mapping[str, GiveUp] | None = None,
+    ) -> None:
         self.database = database
         self.handlers = dict(handlers)
+        self.give_up = dict(give_up or {})
 
     async def run_once(self, limit: int = 20) -> int:
         """Claim and run the due jobs; how many ran."""
@@ -112,10 +121,20 @@ class Worker:
             return [Claimed(row.id, row.kind, dict(row.payload), row.attempts) for row in rows]
 
     async def _finish(self, job: Claimed, *, error: str | None, retry: bool) -> None:
+        if await self._record(job, error=error, retry=retry) and job.kind in self.give_up:
+            try:
+                await self.give_up[job.kind](job.payload, error or "")
+            except Exception:
+                logger.exception(
+                    "platform job %s #%d: recording the failure failed", job.kind, job.id
+                )
+
+    async def _record(self, job: Claimed, *, error: str | None, retry: bool) -> bool:
+        """Record the attempt; True when the job is now failed for good."""
         async with self.database.unit_of_work() as session:
             row = await session.get(PlatformJob, job.id, with_for_update=True)
             if row is None:
-                return
+                return False
             row.leased_until = None
             row.last_error = error[:500] if error else None
             if error is None:
@@ -127,13 +146,4 @@ class Worker:
                 row.status, row.finished_at = "failed", utcnow()
                 logger.error("platform job %s #%d gave up: %s", job.kind, job.id, error)
             await session.flush()
-
-
-async def pending(session: AsyncSession, kind: str) -> list[PlatformJob]:
-    """The jobs of ``kind`` not finished yet (for status pages and tests)."""
-    rows = await session.scalars(
-        select(PlatformJob)
-        .where(PlatformJob.kind == kind, PlatformJob.status == "pending")
-        .order_by(PlatformJob.id)
-    )
-    return list(rows)
+            return row.status == "failed"

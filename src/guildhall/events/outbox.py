@@ -36,6 +36,8 @@ EVENTS = (
     "ticket.closed",
     "moderation.case_created",
     "moderation.case_cleared",
+    "moderation.carried_out",
+    "moderation.failed",
     "item.created",
     "item.updated",
     "item.deleted",

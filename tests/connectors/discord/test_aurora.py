@@ -22,6 +22,7 @@ from guildhall.core.community import service as community
 from guildhall.core.community.models import Profile
 from guildhall.core.economy.models import LedgerEntry
 from guildhall.core.support import service as support
+from guildhall.events import outbox
 from guildhall.faces.aurora.app import create_app
 from guildhall.runtime import Runtime
 from tests.connectors.discord.conftest import MEMBER, MODERATOR, eventually
@@ -388,3 +389,43 @@ async def test_a_member_leaving_leaves_the_directory(
     await eventually(members, lambda ids: OTHER in ids)
     peer.remove_member(OTHER)
     await eventually(members, lambda ids: OTHER not in ids)
+
+
+async def test_a_timeout_case_is_lifted_when_cleared_and_announced(
+    dashboard: httpx.AsyncClient, peer: DiscordPeer, aurora_bot: Runtime
+) -> None:
+    created = await dashboard.post(
+        "/api/moderation",
+        json={"type": "timeout", "userId": OTHER, "moderatorId": MODERATOR, "metadata": {}},
+    )
+    label = created.json()["case"]["caseId"]
+    await peer.wait_for(lambda: len(peer.moderation) == 1, timeout=10)
+    assert peer.moderation[0]["until"] is not None  # 24 hours when no duration is given
+    await dashboard.put(f"/api/moderation/{label}/clear", json={"clearedBy": MODERATOR})
+    await peer.wait_for(lambda: len(peer.moderation) == 2, timeout=10)
+    assert (peer.moderation[1]["action"], peer.moderation[1]["until"]) == ("timeout", None)
+
+    async def outcomes() -> list[str]:
+        async with aurora_bot.database.unit_of_work(write=False) as session:
+            found = await outbox.recent(session, "moderation.carried_out")
+        return [str(e["data"]["action"]) for e in found]
+
+    # Announced to webhooks and the live feed: carried out, then lifted.
+    assert await eventually(outcomes, lambda found: len(found) == 2) == ["lifted", "carried out"]
+
+
+async def test_a_moderators_timeout_in_discord_becomes_a_timeout_case(
+    dashboard: httpx.AsyncClient, peer: DiscordPeer
+) -> None:
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    await peer.moderator_times_out(MODERATOR, OTHER, until, reason="calm down")
+
+    async def timeouts() -> list[dict[str, object]]:
+        found = await dashboard.get(f"/api/moderation?userId={OTHER}&type=timeout")
+        return found.json()["cases"]
+
+    [case] = await eventually(timeouts, lambda found: len(found) == 1)
+    assert case["reason"] == "calm down" and case["metadata"]["source"] == "discord"
+    seconds = int(str(case["metadata"]["duration"]).removesuffix("s"))
+    assert 3500 <= seconds <= 3600
+    assert peer.moderation == []  # nothing carried out again by the bot

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from guildhall.connectors.discord.connection import LEASE
+from guildhall.core.access import panel
 from guildhall.core.actor import SYSTEM
 from guildhall.core.support import service as support
 from guildhall.events import leases
@@ -387,3 +388,17 @@ async def test_a_full_category_spills_into_the_next(
         )
     assert response.status_code == 200, response.text
     assert peer.channels[response.json()["channel_id"]]["parent_id"] == second
+
+
+async def test_the_panel_permission_manage_tickets_makes_staff_too(
+    panel_client: httpx.AsyncClient, peer: DiscordPeer, bot: Runtime
+) -> None:
+    helper = "300000000000000009"
+    peer.add_member(helper, "helper")  # no staff role on Discord
+    async with bot.database.unit_of_work() as session:
+        await panel.grant(session, "user", helper, "manage_tickets", "admin", SYSTEM)
+    await started(panel_client, peer)
+    await peer.user_sends_dm(MEMBER, "help")
+    channel_id = str((await ticket_of_member(panel_client, peer))["channel_id"])
+    await peer.member_says(channel_id, helper, "!r on it")
+    await peer.wait_for(lambda: "**helper**: on it" in peer.dms_to(MEMBER))

@@ -47,14 +47,20 @@ class Moderation:
             await cases.record_outcome(session, number, what, outcome, detail, BOT)
 
     async def _act(self, number: int, what: str, action: Any) -> None:
-        """Run one Discord call for a case and record what came of it."""
-        hikari = self.connection.hikari
+        """Run one Discord call for a case and record what came of it: Discord's refusal
+        (any 4xx: a missing permission, a member gone, a timeout already past) is an
+        outcome; its failures (5xx, no answer) are retried by the job worker."""
         try:
             await action
-        except (hikari.ForbiddenError, hikari.NotFoundError) as exc:
+        except self.connection.hikari.ClientHTTPResponseError as exc:
             await self._record(number, what, "failed", f"{exc.message} ({exc.code})")
             return
         await self._record(number, what, "done", "Discord accepted it")
+
+    async def gave_up(self, payload: dict[str, Any], error: str) -> None:
+        """The worker's last try failed too: say so in the case."""
+        what = "lifted" if payload.get("lift") else "carried out"
+        await self._record(int(payload["case"]), what, "failed", f"gave up: {error}")
 
     async def carry_out(self, payload: dict[str, Any]) -> None:
         row = await self._case(int(payload["case"]))
@@ -151,3 +157,7 @@ class Moderation:
 
 def job_handlers(moderation: Moderation) -> dict[str, jobs.Handler]:
     return {cases.ACTION_JOB: moderation.carry_out, cases.LIFT_JOB: moderation.lift}
+
+
+def give_up_handlers(moderation: Moderation) -> dict[str, jobs.GiveUp]:
+    return {cases.ACTION_JOB: moderation.gave_up, cases.LIFT_JOB: moderation.gave_up}

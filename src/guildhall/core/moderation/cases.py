@@ -9,11 +9,13 @@ With the Discord bot running, a timeout, kick or ban case is carried out on
 Discord (``on_platform``): the create records a platform job in its own
 transaction, the bot carries it out after commit (``connectors/discord/
 moderation.py``) and the case records the outcome in its metadata under
-``discord`` (``{"outcome": "done"|"failed", "detail": ...}``): a failure (a
-missing permission, a member who left) is recorded, never hidden. Clearing a
+``discord`` (``{"outcome": "done"|"failed", "detail": ...}``) and announced
+(``moderation.carried_out`` or ``moderation.failed``): a failure (a missing
+permission, a member who left) is recorded, never hidden. Clearing a
 ban or timeout case lifts it the same way. A timeout lasts the case's
-``metadata.duration`` ("24h", "30m", "7d", "1h30m"; 24 hours when absent, at
-most Discord's 28 days).
+``metadata.duration`` ("24h", "30m", "7d", "1h30m", or a number of seconds;
+24 hours when absent, at most Discord's 28 days), checked when the case is to
+be carried out.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
-from guildhall.events import audit, jobs
+from guildhall.events import jobs
 from guildhall.events.announce import announce
 
 TYPES = ("warn", "timeout", "kick", "ban", "note", "prune")
@@ -52,7 +54,9 @@ def timeout_length(metadata: dict[str, Any] | None) -> timedelta:
     text = (metadata or {}).get("duration")
     if text is None:
         return DEFAULT_TIMEOUT
-    match = _DURATION.fullmatch(str(text).strip().lower()) if isinstance(text, str) else None
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = f"{text}s"  # a number is seconds
+    match = _DURATION.fullmatch(text.strip().lower()) if isinstance(text, str) else None
     if not match or not any(match.groups()):
         raise Invalid(
             'metadata.duration must be like "30m", "24h", "7d" or "1h30m"', field="metadata"
@@ -93,8 +97,8 @@ async def create(
     """Open a case; ``on_platform`` also records the job that carries it out on Discord."""
     if new.type not in TYPES:
         raise Invalid(f"type must be one of {', '.join(TYPES)}", field="type")
-    if new.type == "timeout":
-        timeout_length(new.metadata)
+    if new.type == "timeout" and on_platform:
+        timeout_length(new.metadata)  # what Discord will be asked for must make sense
     target = await find_by_identity(session, new.user_id)
     row = ModerationCase(
         type=new.type,
@@ -146,11 +150,19 @@ async def record_outcome(
     }
     await session.flush()
     label = case_label(number)
-    await audit.record(
+    await announce(
         session,
         actor,
         "moderation.carried_out" if outcome == "done" else "moderation.failed",
         f"{actor.name} {what} {label} ({row.type}) on Discord: {outcome}; {detail}",
+        {
+            "caseId": label,
+            "type": row.type,
+            "userId": row.user_id,
+            "action": what,
+            "outcome": outcome,
+            "detail": detail,
+        },
         target_account_id=row.account_id,
         target=f"case:{label}",
     )
@@ -233,5 +245,5 @@ async def clear(
         target=f"case:{case_label(number)}",
     )
     if on_platform and row.type in LIFTED:
-        await jobs.enqueue(session, LIFT_JOB, {"case": row.id})
+        await jobs.enqueue(session, LIFT_JOB, {"case": row.id, "lift": True})
     return row

@@ -121,12 +121,6 @@ def _why_offline(wanted: bool, held: bool) -> str:
     return "connecting to Discord" if held else "waiting for a process to connect to Discord"
 
 
-async def wanted_online(session: AsyncSession) -> bool:
-    """Whether the bot's stored state is running (a process with the gateway follows it)."""
-    state = await session.get(BotState, _STATE_ID)
-    return bool(state and state.online)
-
-
 async def record_gateway(
     session: AsyncSession,
     *,
