@@ -212,6 +212,11 @@ async def test_a_quest_completes_from_real_events_and_pays_once(
         },
     )
     assert made.status_code in (200, 201), made.text
+    login = await dashboard.post(  # the document's own example quest
+        "/api/quests",
+        json={"name": "Daily Login", "triggerEvent": "login", "target": 1, "balanceReward": 100},
+    )
+    assert login.status_code in (200, 201), login.text
     await dashboard.post("/api/settings", json={"leveling": {"xpCooldownSeconds": 0}})
     for text in ("hi", "how are you", "bye", "one more"):
         await peer.member_says("100000000000000030", MEMBER, text)
@@ -222,15 +227,17 @@ async def test_a_quest_completes_from_real_events_and_pays_once(
         ),
         timeout=10,
     )
-    assert await eventually(lambda: balance(dashboard, MEMBER), lambda got: got == 25) == 25
+    # 25 for the quest, 100 for the first activity of the day (once, whatever follows).
+    assert await eventually(lambda: balance(dashboard, MEMBER), lambda got: got == 125) == 125
     progress = await run(peer, MEMBER, "quests")
     assert progress["ephemeral"] is True and "Chatterbox: 3/3" in str(progress["content"])
+    assert "Daily Login: 1/1" in str(progress["content"])
     profile = await run(peer, MEMBER, "profile")
     assert profile["content"] == "alice: level 0, 50 xp, class none, daily streak 0."
     announcements = [
         m for m in peer.messages["100000000000000030"] if "completed the quest" in m["content"]
     ]
-    assert len(announcements) == 1
+    assert len(announcements) == 2  # each quest once
 
 
 async def test_chatting_fast_counts_one_message_per_cooldown(

@@ -270,7 +270,8 @@ class AuroraBot:
             account = await self._account(session, interaction.user)
             document = await community.settings(session)
             claim = await game.claim_daily(session, account, document, self.actor, self.currency)
-            done = await game.advance_quests(session, account, "daily", self.actor, self.currency)
+            done = await game.note_activity(session, account, self.actor, self.currency)
+            done += await game.advance_quests(session, account, "daily", self.actor, self.currency)
         return Answer(
             f"You claimed {claim.amount} {self.currency} (streak {claim.streak}). "
             f"Balance: {claim.balance} {self.currency}.",
@@ -395,7 +396,8 @@ class AuroraBot:
                 return
             async with self.database.unit_of_work() as session:
                 account = await self._account(session, event.author)
-                done = await game.advance_quests(
+                done = await game.note_activity(session, account, self.actor, self.currency)
+                done += await game.advance_quests(
                     session, account, "message", self.actor, self.currency
                 )
             await self._announce_quests(event.channel_id, event.author, done)

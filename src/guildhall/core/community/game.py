@@ -21,8 +21,9 @@ Amounts come from Aurora's settings document (``GET/POST /api/settings``):
 A quest (``/api/quests``) advances when its ``triggerEvent`` happens to a
 member: ``daily`` (a daily claim), ``transfer`` (sending coins), ``buy`` (a
 shop purchase), ``message`` (a message in the guild), ``lootdrop`` (a claim);
-reaching ``target`` pays its rewards once (QUEST_REWARD and xp). Other
-triggers (the document's ``login``) are kept but nothing advances them yet.
+``login`` (a member's first message or command of a UTC day); reaching
+``target`` pays its rewards once (QUEST_REWARD and xp). Other triggers are
+kept, and nothing advances them.
 """
 
 from __future__ import annotations
@@ -307,6 +308,20 @@ async def advance_quests(
         completed.append(quest)
     await session.flush()
     return completed
+
+
+async def note_activity(
+    session: AsyncSession, account: AccountRef, actor: Actor, currency: str = economy.COINS
+) -> list[Quest]:
+    """A member did something in the guild: their first activity of a UTC day is a
+    ``login``. The quests that completed."""
+    profile = await _profile(session, account.id)
+    now = utcnow()
+    if profile.last_active_at is not None and profile.last_active_at.date() == now.date():
+        return []
+    profile.last_active_at = now
+    await session.flush()
+    return await advance_quests(session, account, "login", actor, currency)
 
 
 async def new_lootdrop(

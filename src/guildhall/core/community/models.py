@@ -54,6 +54,7 @@ class Profile(Base):
     level: Mapped[int] = mapped_column(Integer, default=0)
     daily_streak: Mapped[int] = mapped_column(Integer, default=0)
     last_daily_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_active_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     class_id: Mapped[str | None] = mapped_column(
         ForeignKey("guild_classes.id", ondelete="SET NULL"), index=True

@@ -74,6 +74,7 @@ def upgrade() -> None:
     op.create_index("ix_platform_jobs_queue", "platform_jobs", ["status", "next_attempt_at"])
     with op.batch_alter_table("community_profiles") as batch:
         batch.add_column(sa.Column("last_daily_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("last_active_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "quest_progress",
         sa.Column("account_id", BIG_ID, nullable=False),
@@ -126,6 +127,7 @@ def downgrade() -> None:
     op.drop_table("lootdrops")
     op.drop_table("quest_progress")
     with op.batch_alter_table("community_profiles") as batch:
+        batch.drop_column("last_active_at")
         batch.drop_column("last_daily_at")
     op.drop_index("uq_moderation_cases_platform_ref", table_name="moderation_cases")
     with op.batch_alter_table(
