@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
@@ -436,3 +436,22 @@ async def test_a_moderators_timeout_in_discord_becomes_a_timeout_case(
     seconds = int(str(case["metadata"]["duration"]).removesuffix("s"))
     assert 3500 <= seconds <= 3600
     assert peer.moderation == []  # nothing carried out again by the bot
+
+
+async def test_a_slow_command_is_deferred_within_three_seconds_then_answered(
+    dashboard: httpx.AsyncClient, peer: DiscordPeer, aurora_bot: Runtime
+) -> None:
+    await registered(dashboard)
+    await run(peer, MEMBER, "daily")
+    async with aurora_bot.database.unit_of_work() as session:
+        account = await accounts.find_by_provider(session, Provider.DISCORD, MEMBER)
+        assert account is not None
+        # Hold the member's profile row (and, on SQLite, the one writer) for a while.
+        await session.execute(
+            update(Profile).where(Profile.account_id == account.id).values(xp=Profile.xp)
+        )
+        interaction = await peer.member_runs(MEMBER, "daily")
+        await asyncio.sleep(2.6)
+    found = await answer(peer, interaction)
+    assert peer.interaction_responses[interaction][0]["type"] == 5  # deferred in time
+    assert "claimed today's reward" in str(found["content"])

@@ -19,7 +19,7 @@ from guildhall.connectors.discord.connection import LEASE
 from guildhall.core.access import panel
 from guildhall.core.actor import SYSTEM
 from guildhall.core.support import service as support
-from guildhall.events import leases
+from guildhall.events import leases, outbox
 from guildhall.faces.rustmail.app import create_app
 from guildhall.runtime import Runtime
 from tests.conftest import make_key
@@ -188,7 +188,7 @@ async def test_staff_reply_anonymously_or_not_and_other_messages_stay_notes(
 
 
 async def test_close_tells_the_member_posts_the_transcript_and_deletes_the_channel(
-    panel_client: httpx.AsyncClient, peer: DiscordPeer
+    panel_client: httpx.AsyncClient, peer: DiscordPeer, bot: Runtime
 ) -> None:
     await started(panel_client, peer)
     await peer.user_sends_dm(MEMBER, "help")
@@ -196,6 +196,10 @@ async def test_close_tells_the_member_posts_the_transcript_and_deletes_the_chann
     await peer.member_says(channel_id, MODERATOR, "!close solved by a restart")
     await peer.wait_for(lambda: channel_id in peer.deleted_channels)
     assert CLOSING in peer.dms_to(MEMBER)
+    async with bot.database.unit_of_work(write=False) as session:  # for webhooks and /ws
+        events = [e["event"] for e in reversed(await outbox.recent(session, limit=100))]
+    ticket_events = [e for e in events if e.startswith("ticket.")]
+    assert ticket_events == ["ticket.created", "ticket.message", "ticket.closed"]
     log = "\n".join(m["content"] for m in peer.messages[LOG_CHANNEL])
     assert "member alice: help" in log and "solved by a restart" in log
     assert await open_tickets(panel_client) == []
