@@ -9,8 +9,9 @@ second process, a refused token and Discord's rate limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -240,32 +241,36 @@ async def test_a_member_with_closed_dms_is_reported_in_the_ticket_channel(
     assert ticket["message_count"] == 1  # the reply did not reach them
 
 
+@contextlib.asynccontextmanager
+async def external_api(
+    runtime: Runtime,
+) -> AsyncIterator[Callable[[str], Awaitable[httpx.Response]]]:
+    """``POST /api/externals/tickets/create`` as an integration calls it, with its key."""
+    key = await make_key(runtime, "write:tickets")
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://panel.test") as api:
+
+        async def create(discord_id: str) -> httpx.Response:
+            return await api.post(
+                "/api/externals/tickets/create",
+                json={"discord_id": discord_id},
+                headers={"X-API-Key": key},
+            )
+
+        yield create
+
+
 async def test_the_external_api_creates_the_channel_on_discord(
     bot: Runtime, peer: DiscordPeer
 ) -> None:
-    key = await make_key(bot, "write:tickets")
-    transport = httpx.ASGITransport(app=create_app(bot))
-    async with httpx.AsyncClient(transport=transport, base_url="http://panel.test") as api:
-        response = await api.post(
-            "/api/externals/tickets/create",
-            json={"discord_id": MEMBER},
-            headers={"X-API-Key": key},
-        )
+    async with external_api(bot) as create:
+        response = await create(MEMBER)
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["channel_id"] in peer.channels
         assert peer.channels[body["channel_id"]]["type"] == 0
-        again = await api.post(
-            "/api/externals/tickets/create",
-            json={"discord_id": MEMBER},
-            headers={"X-API-Key": key},
-        )
-        assert again.status_code == 409
-        stranger = await api.post(
-            "/api/externals/tickets/create",
-            json={"discord_id": "398888888888888888"},
-            headers={"X-API-Key": key},
-        )
+        assert (await create(MEMBER)).status_code == 409
+        stranger = await create("398888888888888888")
         assert stranger.status_code == 404
         assert stranger.json()["error"] == "User not found in community server"
     text_channels = [c for c in peer.channels.values() if c["type"] == 0]
@@ -382,14 +387,8 @@ async def test_a_full_category_spills_into_the_next(
     runtime = connected(discord__modmail__category_ids=[first, second])
     await runtime.prepare()
     await runtime.start({"rustmail"})
-    key = await make_key(runtime, "write:tickets")
-    transport = httpx.ASGITransport(app=create_app(runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://panel.test") as api:
-        response = await api.post(
-            "/api/externals/tickets/create",
-            json={"discord_id": MEMBER},
-            headers={"X-API-Key": key},
-        )
+    async with external_api(runtime) as create:
+        response = await create(MEMBER)
     assert response.status_code == 200, response.text
     assert peer.channels[response.json()["channel_id"]]["parent_id"] == second
 
