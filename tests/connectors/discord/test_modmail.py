@@ -50,11 +50,13 @@ async def open_tickets(client: httpx.AsyncClient) -> list[dict[str, object]]:
 
 
 async def ticket_of_member(client: httpx.AsyncClient, peer: DiscordPeer) -> dict[str, object]:
+    """The member's open ticket once its opening message is kept, as a moderator sees it
+    before answering (the channel appears on Discord a moment before the record)."""
     found: list[dict[str, object]] = []
 
     async def look() -> bool:
         found[:] = await open_tickets(client)
-        return bool(found)
+        return bool(found) and int(str(found[0]["message_count"])) >= 1
 
     for _ in range(100):
         if await look():
