@@ -466,13 +466,48 @@ def sessions_list(config: ConfigOption = None) -> None:
 def servers_create(
     owner: Annotated[str, typer.Option(help="Account id, username or any linked id.")],
     name: Annotated[str, typer.Option(help="The server's name.")],
-    plan: Annotated[str, typer.Option(help="A plan under [hosting.plans].")],
+    plan: Annotated[str | None, typer.Option(help="A plan under [hosting.plans].")] = None,
+    egg: Annotated[
+        str | None,
+        typer.Option(help="A game server on the panel: an egg under [pterodactyl.eggs]."),
+    ] = None,
+    ram: Annotated[int | None, typer.Option(help="With --egg: memory in MB.")] = None,
+    disk: Annotated[int | None, typer.Option(help="With --egg: disk in MB.")] = None,
+    cpu: Annotated[int | None, typer.Option(help="With --egg: CPU in percent of one core.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a server (stopped); prints its id alone on the last line."""
+    """Create a server: on its plan's driver (--plan), or a game server on the Pterodactyl
+    panel within the owner's package (--egg --ram --disk --cpu); prints its id alone on
+    the last line."""
+    settings = _settings(config)
+    if (plan is None) == (egg is None):
+        raise _fail("Give either --plan (a hosting plan) or --egg (a game server on the panel).")
+    chosen = settings.hosting.plans.get(plan) if plan is not None else None
+    if egg is not None or (chosen is not None and chosen.driver == "pterodactyl"):
+        if egg is not None and None in (ram, disk, cpu):
+            raise _fail("A game server needs --ram, --disk and --cpu with --egg.")
+
+        async def on_panel(runtime: Runtime) -> str:
+            if runtime.games is None:
+                raise ConfigError("Game servers need a panel: set [pterodactyl] url and api_key.")
+            if chosen is not None:
+                resources = {"ram": chosen.ram, "disk": chosen.disk, "cpu": chosen.cpu}
+                made = await runtime.games.create(
+                    owner, name, chosen.egg, **resources, actor=_operator(), plan=plan
+                )
+            else:
+                assert egg is not None and ram is not None and disk is not None and cpu is not None
+                made = await runtime.games.create(
+                    owner, name, egg, ram=ram, disk=disk, cpu=cpu, actor=_operator()
+                )
+            return made.public_id
+
+        out.print(_run(_with_runtime(settings, on_panel)))
+        return
 
     async def work(runtime: Runtime, session: AsyncSession) -> str:
         account = await accounts.resolve(session, owner)
+        assert plan is not None
         created = await runtime.hosting.create(session, account, name, plan, _operator())
         return created.public_id
 
@@ -484,9 +519,11 @@ def servers_delete(
     server_id: Annotated[str, typer.Argument(metavar="ID")],
     config: ConfigOption = None,
 ) -> None:
-    """Stop a server's process at once and remove the server."""
+    """Remove a server: a process is ended at once; a game server is deleted on the panel."""
 
     async def work(runtime: Runtime) -> str:
+        if runtime.games is not None and await runtime.games.is_game_server(server_id):
+            return (await runtime.games.delete(server_id, _operator())).name
         return (await runtime.hosting.delete(server_id, _operator())).name
 
     name = _run(_with_runtime(_settings(config), work))

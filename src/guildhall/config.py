@@ -331,9 +331,26 @@ DEFAULT_SERVER_COMMAND = "sleep infinity"
 
 
 class HostingPlanSettings(_Strict):
-    """What a server of this plan runs (``process`` driver): one command line, no shell."""
+    """A plan and the driver its servers run on.
 
+    ``process``: a local process running ``command`` (one command line, no
+    shell). ``pterodactyl``: a game server on the panel of ``[pterodactyl]``,
+    made from ``egg`` (a name under ``[pterodactyl.eggs]``) with ``ram`` and
+    ``disk`` in MB and ``cpu`` in percent of one core.
+    """
+
+    driver: Literal["process", "pterodactyl"] = "process"
     command: str = Field(default=DEFAULT_SERVER_COMMAND, min_length=1)
+    egg: str = ""
+    ram: int = Field(default=1024, ge=1)
+    disk: int = Field(default=5120, ge=1)
+    cpu: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _egg_for_panel(self) -> HostingPlanSettings:
+        if self.driver == "pterodactyl" and not self.egg:
+            raise ValueError("a plan on the pterodactyl driver names its egg")
+        return self
 
 
 def _builtin_hosting_plans() -> dict[str, HostingPlanSettings]:
@@ -425,6 +442,49 @@ class DiscordSettings(_Strict):
         return self
 
 
+class PterodactylEggSettings(_Strict):
+    """What a user may create: one egg of the panel, and what to override."""
+
+    egg_id: int = Field(ge=1)
+    docker_image: str = ""
+    startup: str = ""
+    environment: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+class PterodactylRenewalSettings(_Strict):
+    """Heliactyl's renewal: every ``every_days`` a server costs ``cost`` coins; unpaid, it
+    is suspended, and deleted after ``grace_days`` unless renewed meanwhile."""
+
+    enabled: bool = False
+    cost: int = Field(default=0, ge=0, le=999_999_999_999_999)
+    every_days: float = Field(default=30, gt=0, le=3650)
+    grace_days: float = Field(default=7, ge=0, le=3650)
+
+
+class PterodactylSettings(_Strict):
+    """The Pterodactyl panel behind Heliactyl (connectors/pterodactyl); empty url: none."""
+
+    url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    api_key: str = ""
+    location_ids: list[int] = Field(default_factory=list)
+    cache_seconds: float = Field(default=30, gt=0, le=86_400)
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+    eggs: dict[str, PterodactylEggSettings] = Field(default_factory=dict)
+    renewal: PterodactylRenewalSettings = PterodactylRenewalSettings()
+
+    @property
+    def connects(self) -> bool:
+        return bool(self.url)
+
+    @model_validator(mode="after")
+    def _key_with_url(self) -> PterodactylSettings:
+        if self.url and not self.api_key:
+            raise ValueError("[pterodactyl] api_key is needed with a url: an application key")
+        if self.url and not self.location_ids:
+            raise ValueError("[pterodactyl] location_ids names where new servers may go")
+        return self
+
+
 class PackageSettings(_Strict):
     """A hosting package: the base resources a plan grants."""
 
@@ -480,7 +540,23 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     http: HttpSettings = HttpSettings()
     discord: DiscordSettings = DiscordSettings()
+    pterodactyl: PterodactylSettings = PterodactylSettings()
     _config_file: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _panel_plans(self) -> Settings:
+        for name, plan in self.hosting.plans.items():
+            if plan.driver != "pterodactyl":
+                continue
+            if not self.pterodactyl.connects:
+                raise ValueError(
+                    f"plan {name!r} is on the pterodactyl driver: set [pterodactyl] url"
+                )
+            if plan.egg not in self.pterodactyl.eggs:
+                raise ValueError(
+                    f"plan {name!r} names egg {plan.egg!r}, not under [pterodactyl.eggs]"
+                )
+        return self
 
     @model_validator(mode="after")
     def _ld7_environment_key(self) -> Settings:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import timedelta
 from functools import cached_property
@@ -27,9 +30,12 @@ from guildhall.connectors.discord.moderation import job_handlers as moderation_j
 from guildhall.connectors.discord.modmail import Modmail, job_handlers
 from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
+from guildhall.connectors.pterodactyl.panel import Pterodactyl
 from guildhall.core.access import panel
 from guildhall.core.access.service import LastUsedTracker
 from guildhall.core.actor import SYSTEM
+from guildhall.core.hosting import suspension
+from guildhall.core.hosting.games import GameServers, RenewalRule
 from guildhall.core.hosting.service import Hosting
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans.service import Catalogue, Resources
@@ -37,7 +43,7 @@ from guildhall.core.sessions.service import SessionService
 from guildhall.core.support import service as support
 from guildhall.db.engine import CHECKPOINT_SECONDS, Database
 from guildhall.db.migrate import is_current, upgrade
-from guildhall.events import jobs, outbox
+from guildhall.events import jobs, leases, outbox
 from guildhall.events.webhooks import Webhooks
 from guildhall.ratelimit import RateLimiter, RedisCounter, counter_for
 from guildhall.secrets import Secrets, master_secret
@@ -49,6 +55,7 @@ BAN_EXPIRY_SECONDS = 30
 OUTBOX_RETENTION_DAYS = 7
 PLATFORM_JOBS_SECONDS = 1
 LOOTDROP_SWEEP_SECONDS = 2
+RENEWAL_SECONDS = 60
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +82,8 @@ class Runtime:
         self.key_stamps = LastUsedTracker()
         self._background: set[asyncio.Task[object]] = set()
         self._periodic: list[asyncio.Task[None]] = []
+        # Who holds a once-per-installation job's lease (``_every_holding``).
+        self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @cached_property
     def secrets(self) -> Secrets:
@@ -168,6 +177,26 @@ class Runtime:
         )
 
     @cached_property
+    def games(self) -> GameServers | None:
+        """Game servers on the Pterodactyl panel, or None without ``[pterodactyl] url``."""
+        config = self.settings.pterodactyl
+        if not config.connects:
+            return None
+        rule = config.renewal
+        renewal = (
+            RenewalRule(
+                cost=rule.cost,
+                every=timedelta(days=rule.every_days),
+                grace=timedelta(days=rule.grace_days),
+            )
+            if rule.enabled
+            else None
+        )
+        return GameServers(
+            self.database, Pterodactyl(config), self.catalogue, eggs=config.eggs, renewal=renewal
+        )
+
+    @cached_property
     def rate_limiter(self) -> RateLimiter:
         """Counts requests per face, route group and client: in Redis when it is configured."""
         return RateLimiter(counter_for(self.settings.redis_url, self.settings.redis_prefix))
@@ -199,27 +228,61 @@ class Runtime:
         self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
         self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
         self._every(BAN_EXPIRY_SECONDS, self._announce_expired_bans)
+        handlers: dict[str, jobs.Handler] = {}
+        give_up: dict[str, jobs.GiveUp] = {}
         if self.discord is not None:
-            self._start_discord()
+            self._start_discord(handlers, give_up)
+        if self.games is not None:
+            self._start_panel(self.games, handlers)
+        if handlers:
+            worker = jobs.Worker(self.database, handlers, give_up)
+            self._every(PLATFORM_JOBS_SECONDS, worker.run_once)
         if "ld7" in faces:
             self.spawn(self.resume_sessions())
             self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
 
-    def _start_discord(self) -> None:
-        """The gateway supervisor (it connects only while holding the lease) and the worker
-        that carries out Discord's platform jobs (closing a ticket's channel)."""
-        handlers = job_handlers(self.modmail) if self.modmail is not None else {}
-        give_up: dict[str, jobs.GiveUp] = {}
+    def _start_discord(
+        self, handlers: dict[str, jobs.Handler], give_up: dict[str, jobs.GiveUp]
+    ) -> None:
+        """The gateway supervisor (it connects only while holding the lease); adds the
+        handlers of Discord's platform jobs (closing a ticket's channel, a ban)."""
+        if self.modmail is not None:
+            handlers |= job_handlers(self.modmail)
         if self.moderation_bot is not None:
             handlers |= moderation_jobs(self.moderation_bot)
-            give_up = moderation_give_up(self.moderation_bot)
+            give_up |= moderation_give_up(self.moderation_bot)
         _ = self.directory_sync  # subscribed before the first connection
         if self.aurora_bot is not None:
             self._every(LOOTDROP_SWEEP_SECONDS, self.aurora_bot.expire_lootdrops)
-        worker = jobs.Worker(self.database, handlers, give_up)
-        self._every(PLATFORM_JOBS_SECONDS, worker.run_once)
         assert self.discord is not None
         self._periodic.append(asyncio.get_running_loop().create_task(self.discord.supervise()))
+
+    def _start_panel(self, games: GameServers, handlers: dict[str, jobs.Handler]) -> None:
+        """The panel's refresh (userinfo's cache) and renewal, each held by one process per
+        installation; adds the handler of the suspension job."""
+        handlers[suspension.JOB] = games.run_suspension_job
+        refresh_seconds = max(self.settings.pterodactyl.cache_seconds / 2, 0.5)
+
+        async def refresh_panel() -> None:
+            await games.refresh()
+            await games.settle_unfinished()
+
+        self._every_holding("pterodactyl-refresh", refresh_seconds, refresh_panel)
+        self._every_holding("pterodactyl-renewal", RENEWAL_SECONDS, games.renew_due)
+
+    def _every_holding(
+        self, lease: str, seconds: float, job: Callable[[], Awaitable[object]]
+    ) -> None:
+        """Run ``job`` every ``seconds`` in the one process that holds ``lease``."""
+
+        async def if_holding() -> None:
+            async with self.database.unit_of_work() as session:
+                held = await leases.acquire(session, lease, self.holder, max(seconds * 3, 30))
+            if held:
+                await job()
+
+        if_holding.__name__ = getattr(job, "__name__", lease)
+        self._every(seconds, if_holding)
 
     async def resume_sessions(self) -> dict[str, str | None]:
         """Reconnect the sessions that were online when Guildhall stopped.
@@ -363,6 +426,8 @@ class Runtime:
             await self.webhooks.close()
         if self.__dict__.get("discord") is not None:
             await self.discord.close()  # the supervisor does on cancel; this covers one never run
+        if self.__dict__.get("games") is not None:
+            await self.games.panel.close()
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.
             await self.sessions.connector.close()

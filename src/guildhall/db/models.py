@@ -16,7 +16,7 @@ from guildhall.core.community.models import (
     QuestProgress,
 )
 from guildhall.core.economy.models import Balance, LedgerEntry
-from guildhall.core.hosting.models import Server
+from guildhall.core.hosting.models import PanelUser, Server
 from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.core.moderation.models import Ban, ModerationCase
 from guildhall.core.plans.models import Plan
@@ -61,6 +61,7 @@ __all__ = [
     "OutboxEvent",
     "PanelPermission",
     "PanelSession",
+    "PanelUser",
     "Plan",
     "PlatformJob",
     "Profile",

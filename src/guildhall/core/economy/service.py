@@ -36,6 +36,7 @@ class EntryType(StrEnum):
     LOOTDROP_CLAIM = "LOOTDROP_CLAIM"
     SHOP_BUY = "SHOP_BUY"
     QUEST_REWARD = "QUEST_REWARD"
+    RENEWAL = "renewal"  # Heliactyl's word for a game server's periodic cost
 
 
 _balances = Balance.__table__

@@ -48,6 +48,7 @@ _SERVERS_OF = Prepared(
         _servers.c.ip_address,
         _servers.c.plan,
         _servers.c.created_at,
+        _servers.c.driver,
     )
     .where(_servers.c.account_id == bindparam("account_id"))
     .order_by(_servers.c.id)
@@ -117,11 +118,16 @@ class Hosting:
         return ServerSpec(row.public_id, command, self._servers_dir / row.public_id)
 
     def observed(self, row: Server) -> PowerState:
-        return self._observe(row.status, row.runtime_ref, row.status_changed_at)
+        return self._observe(row.status, row.runtime_ref, row.status_changed_at, row.driver)
 
-    def _observe(self, status: str, runtime_ref: str | None, changed_at: datetime) -> PowerState:
-        """The status to show: the real process's, unless an action is under way."""
+    def _observe(
+        self, status: str, runtime_ref: str | None, changed_at: datetime, driver: str
+    ) -> PowerState:
+        """The status to show: the real process's, unless an action is under way (a
+        server on another driver, a panel's game server, shows what is stored)."""
         stored = PowerState(status)
+        if driver != self.driver.name:
+            return stored
         under_way = stored in (PowerState.STARTING, PowerState.STOPPING)
         if under_way and utcnow() - changed_at < self._stale_after:
             return stored
@@ -132,13 +138,13 @@ class Hosting:
         """The account's servers, read without loading ORM objects (Heliactyl's userinfo)."""
         rows = await _SERVERS_OF.all(session, {"account_id": account_id})
         views = []
-        for public_id, name, status, ref, changed_at, ip_address, plan, created_at in rows:
+        for public_id, name, status, ref, changed_at, ip_address, plan, created_at, driver in rows:
             views.append(
                 ServerView(
                     public_id=public_id,
                     account_id=account_id,
                     name=name,
-                    status=self._observe(status, ref, changed_at),
+                    status=self._observe(status, ref, changed_at, driver),
                     ip_address=ip_address,
                     plan=plan,
                     created_at=created_at,
@@ -243,6 +249,13 @@ class Hosting:
             raise Invalid(f"action must be one of {', '.join(ACTIONS)}", field="action")
         async with self.database.unit_of_work() as session:
             row = await self._row(session, public_id, owner_id, lock=True)
+            if row.driver != self.driver.name:
+                raise Invalid(
+                    f"server {public_id} is a game server on the {row.driver} panel; "
+                    "its power is controlled there",
+                    code="power_refused",
+                    field="action",
+                )
             current = self.observed(row)
             if current is not _NEEDS[action]:
                 reason = _REFUSAL.get((action, current)) or (

@@ -2,7 +2,8 @@
 ``expires_at`` at the moment of asking, never by a job that has to run first.
 
 A ban ends the account's panel sessions in its own transaction, so a banned
-member's open browser loses the Rustmail panel at once; every face that logs
+member's open browser loses the Rustmail panel at once, and records that its
+game servers are to be suspended on the panel (``core/hosting/suspension.py``); every face that logs
 an account in (SkyPANEL's login, Rustmail's OAuth callback) refuses one under
 a ban in force.
 """
@@ -19,6 +20,7 @@ from guildhall.core.accounts.models import Account, Identity, Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid
+from guildhall.core.hosting import suspension
 from guildhall.core.moderation.models import Ban
 from guildhall.db.base import utcnow
 from guildhall.events import audit, outbox
@@ -79,6 +81,7 @@ async def ban(
     session.add(entry)
     await session.flush()
     ended = await panel.end_sessions(session, account.id)
+    await suspension.recheck(session, account.id)
     until = f"until {expires_at.isoformat()}" if expires_at else "permanently"
     await outbox.emit(
         session,
@@ -105,6 +108,7 @@ async def unban(session: AsyncSession, account: AccountRef, *, actor: Actor) -> 
     """Lift the account's ban; False (and nothing written) if it had none."""
     if not await _lift(session, account.id, actor, utcnow()):
         return False
+    await suspension.recheck(session, account.id)
     await outbox.emit(session, "user.unbanned", {"userId": account.subject})
     await audit.record(
         session,
@@ -141,6 +145,7 @@ async def announce_expired(session: AsyncSession, actor: Actor) -> int:
     )
     for entry in expired:
         entry.expiry_announced_at = now
+        await suspension.recheck(session, entry.account_id)
         subject = await session.scalar(
             select(Identity.subject).where(
                 Identity.account_id == entry.account_id,

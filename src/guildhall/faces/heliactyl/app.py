@@ -19,7 +19,7 @@ from starlette.responses import Response
 from guildhall.core.accounts import service as accounts
 from guildhall.core.actor import Actor
 from guildhall.core.economy import service as economy
-from guildhall.core.hosting.service import ServerView
+from guildhall.core.hosting import games
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
 from guildhall.events import audit
@@ -41,24 +41,29 @@ async def api_status(_request: Request, _session: AsyncSession, _caller: Actor) 
 
 async def userinfo(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
-    account, plan, coins, servers = await _user_summary(request, session, user_id)
-    return JSON(wire.userinfo(user_id, account, plan, coins, servers))
+    summary = await _user_summary(request, session, user_id)
+    return JSON(wire.userinfo(user_id, summary))
 
 
 async def legacy_userinfo(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     user_id = wire.query_id(request.query_params.getlist("id"))
-    return JSON(wire.legacy_userinfo(*await _user_summary(request, session, user_id)))
+    return JSON(wire.legacy_userinfo(await _user_summary(request, session, user_id)))
 
 
-async def _user_summary(
-    request: Request, session: AsyncSession, user_id: str
-) -> tuple[accounts.AccountView, plans.PlanView, int, list[ServerView]]:
+async def _user_summary(request: Request, session: AsyncSession, user_id: str) -> wire.Summary:
+    """The account, its plan and coins, and the Pterodactyl user to show: the panel's own
+    (as last refreshed) when a panel is configured and has one, else built from the account."""
     account = await accounts.view_by_identity(session, user_id)
     runtime = runtime_of(request)
     plan = await plans.get(session, account.id, runtime.catalogue)
     coins = await economy.balance_of(session, account.id)
-    servers = await runtime.hosting.summaries(session, account.id)
-    return account, plan, coins, servers
+    panel_user = None
+    if runtime.games is not None:
+        panel_user = await games.panel_view(session, account.id)
+    if panel_user is None:
+        servers = await runtime.hosting.summaries(session, account.id)
+        panel_user = wire.pterodactyl_user(account, servers)
+    return wire.Summary(plan, coins, panel_user)
 
 
 async def setcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:

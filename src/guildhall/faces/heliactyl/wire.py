@@ -48,6 +48,7 @@ differs from v3, the older answers are kept:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,29 +231,36 @@ def pterodactyl_user(account: AccountView, servers: list[ServerView]) -> dict[st
     }
 
 
-def userinfo(
-    user_id: str, account: AccountView, plan: PlanView, coins: int, servers: list[ServerView]
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What userinfo shows of one account; ``panel_user`` is a Pterodactyl user object."""
+
+    plan: PlanView
+    coins: int
+    panel_user: dict[str, Any]
+
+
+def userinfo(user_id: str, summary: Summary) -> dict[str, Any]:
+    plan = summary.plan
     return {
         "status": "success",
         "id": user_id,
         "renewalBypass": plan.renewal_bypass,
         "package": {"name": plan.package_name, **plan.package.as_dict()},
         "extra": plan.extra.as_dict(),
-        "userinfo": pterodactyl_user(account, servers),
-        "coins": coins,
+        "userinfo": summary.panel_user,
+        "coins": summary.coins,
     }
 
 
-def legacy_userinfo(
-    account: AccountView, plan: PlanView, coins: int, servers: list[ServerView]
-) -> dict[str, Any]:
+def legacy_userinfo(summary: Summary) -> dict[str, Any]:
+    plan = summary.plan
     return {
         "status": "success",
         "package": {**plan.package.as_dict(), "name": plan.package_name},
         "extra": plan.extra.as_dict(),
-        "userinfo": pterodactyl_user(account, servers),
-        "coins": coins,
+        "userinfo": summary.panel_user,
+        "coins": summary.coins,
     }
 
 

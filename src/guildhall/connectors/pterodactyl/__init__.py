@@ -1,0 +1,1 @@
+"""Pterodactyl: the game-server panel behind Heliactyl, over its application API."""

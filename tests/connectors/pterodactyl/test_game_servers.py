@@ -1,0 +1,384 @@
+"""Heliactyl's game servers on a real panel's application API (the loopback peer)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.service import AccountRef
+from guildhall.core.economy import service as economy
+from guildhall.core.economy.models import LedgerEntry
+from guildhall.core.errors import Invalid, LimitExceeded, Unavailable
+from guildhall.core.hosting.games import GameServers
+from guildhall.core.hosting.models import PanelUser, Server
+from guildhall.db.base import utcnow
+from guildhall.events import outbox
+from guildhall.runtime import Runtime
+from tests.conftest import TEST_ACTOR, make_account
+from tests.connectors.pterodactyl.conftest import (
+    DISCORD_ID,
+    eventually,
+    panel_get,
+    panel_servers,
+)
+from tests.peers.pterodactyl.peer import API_KEY, PterodactylPeer
+from tests.process import guildhall, last_line, write_config
+
+
+async def create(games: GameServers, owner: AccountRef, name: str = "survival", **size: int):
+    resources = {"ram": 1024, "disk": 5120, "cpu": 50} | size
+    return await games.create(str(owner.id), name, "paper", **resources, actor=TEST_ACTOR)
+
+
+async def events_named(runtime: Runtime, prefix: str) -> list[dict[str, object]]:
+    async with runtime.database.unit_of_work(write=False) as session:
+        found = reversed(await outbox.recent(session, limit=200))
+        return [e for e in found if str(e["event"]).startswith(prefix)]
+
+
+async def test_a_panel_user_is_made_once_and_found_again(
+    games: GameServers, owner: AccountRef, panel: PterodactylPeer, runtime_on_panel: Runtime
+) -> None:
+    first = await games.panel_user(owner)
+    again = await games.panel_user(owner)
+    assert first == again
+    users = (await panel_get(panel, "/users"))["data"]
+    assert len(users) == 1
+    made = users[0]["attributes"]
+    async with runtime_on_panel.database.unit_of_work(write=False) as session:
+        stored = await session.scalar(
+            select(PanelUser.panel_user_id).where(PanelUser.account_id == owner.id)
+        )
+        account = await accounts.view(session, owner.id)
+    assert stored == made["id"] == first
+    assert made["external_id"] == account.uuid
+    assert made["email"] == "alice@example.com"
+    assert made["username"] == "alice.smith"  # lowercase, as the panel wants
+    posts = [path for method, path in panel.requests if method == "POST"]
+    assert len(posts) == 1
+
+
+async def test_an_existing_panel_user_is_found_by_email_not_duplicated(
+    runtime_on_panel: Runtime, games: GameServers, panel: PterodactylPeer
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=f"{panel.url}/api/application",
+        headers={"Authorization": f"Bearer {API_KEY}", "Accept": "application/json"},
+    ) as client:
+        made = await client.post(
+            "/users",
+            json={
+                "email": "bob@example.com",
+                "username": "bob",
+                "first_name": "Bob",
+                "last_name": "Builder",
+            },
+        )
+        assert made.status_code == 201, made.text
+    bob = await make_account(runtime_on_panel, "bob", email="bob@example.com")
+    assert await games.panel_user(bob) == made.json()["attributes"]["id"]
+    assert len((await panel_get(panel, "/users"))["data"]) == 1
+
+
+async def test_a_failed_creation_leaves_nothing_and_is_retried(
+    games: GameServers, owner: AccountRef, panel: PterodactylPeer, runtime_on_panel: Runtime
+) -> None:
+    panel.fail_next(500)
+    with pytest.raises(Unavailable, match="try again later"):
+        await create(games, owner)
+    async with runtime_on_panel.database.unit_of_work(write=False) as session:
+        assert list(await session.scalars(select(Server))) == []
+        assert list(await session.scalars(select(PanelUser))) == []
+    made = await create(games, owner)
+    [on_panel] = await panel_servers(panel)
+    assert on_panel["external_id"] == made.public_id
+    assert len((await panel_get(panel, "/users"))["data"]) == 1
+
+
+async def test_a_server_within_the_package_is_made_on_the_panel_and_shown_by_userinfo(
+    games: GameServers,
+    owner: AccountRef,
+    panel: PterodactylPeer,
+    heliactyl_api: httpx.AsyncClient,
+    runtime_on_panel: Runtime,
+) -> None:
+    made = await create(games, owner)
+    [on_panel] = await panel_servers(panel)
+    assert on_panel["name"] == "survival"
+    assert on_panel["limits"]["memory"] == 1024 and on_panel["limits"]["cpu"] == 50
+    assert on_panel["container"]["environment"]["BUILD_NUMBER"] == "42"  # the operator's value
+    assert on_panel["container"]["environment"]["SERVER_JARFILE"] == "server.jar"  # the egg's
+    info = (await heliactyl_api.get("/api/v3/userinfo", params={"id": DISCORD_ID})).json()
+    user = info["userinfo"]
+    on_panel_user = await panel_get(panel, f"/users/{on_panel['user']}", include="servers")
+    assert user == on_panel_user  # the panel's own object, servers included
+    async with runtime_on_panel.database.unit_of_work(write=False) as session:
+        account = await accounts.view(session, owner.id)
+    assert user["attributes"]["external_id"] == account.uuid
+    [shown] = user["attributes"]["relationships"]["servers"]["data"]
+    assert shown["attributes"]["external_id"] == made.public_id
+    legacy = (await heliactyl_api.get("/api/userinfo", params={"id": DISCORD_ID})).json()
+    assert legacy["userinfo"] == on_panel_user
+
+
+async def test_a_server_beyond_the_package_is_refused_naming_what_is_short(
+    games: GameServers, owner: AccountRef, panel: PterodactylPeer
+) -> None:
+    await create(games, owner, ram=1536)
+    with pytest.raises(LimitExceeded) as refused:
+        await create(games, owner, "second", ram=1024, disk=1024, cpu=10)
+    assert "not enough RAM (asked 1024 MB, 512 MB left of 2048 MB)" in refused.value.message
+    await create(games, owner, "second", ram=512, disk=1024, cpu=10)
+    with pytest.raises(LimitExceeded, match=r"servers \(asked 1, 0 left of 2\)"):
+        await create(games, owner, "third", ram=1, disk=1, cpu=1)
+    assert len(await panel_servers(panel)) == 2
+
+
+async def test_concurrent_creations_cannot_overspend_the_package(
+    games: GameServers, owner: AccountRef, panel: PterodactylPeer
+) -> None:
+    attempts = [create(games, owner, f"s{n}", ram=1024, disk=1024, cpu=10) for n in range(5)]
+    outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+    made = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(made) == 2
+    assert all(isinstance(o, LimitExceeded) for o in outcomes if isinstance(o, BaseException))
+    assert len(await panel_servers(panel)) == 2
+
+
+async def test_the_panels_refusal_reaches_the_operator_and_nothing_is_kept(
+    games: GameServers,
+    owner: AccountRef,
+    panel: PterodactylPeer,
+    heliactyl_api: httpx.AsyncClient,
+    runtime_on_panel: Runtime,
+) -> None:
+    grown = await heliactyl_api.post(
+        "/api/v3/setresources", json={"id": DISCORD_ID, "ram": 100_000, "disk": 0, "cpu": 0}
+    )
+    assert grown.json() == {"status": "success"}
+    with pytest.raises(Invalid, match="No nodes satisfying the requirements"):
+        await create(games, owner, ram=20_000)
+    assert await panel_servers(panel) == []
+    async with runtime_on_panel.database.unit_of_work(write=False) as session:
+        assert list(await session.scalars(select(Server))) == []
+
+
+async def test_userinfo_answers_from_the_cache_while_the_panel_is_down(
+    games: GameServers, owner: AccountRef, panel: PterodactylPeer, heliactyl_api: httpx.AsyncClient
+) -> None:
+    await create(games, owner)
+    before = (await heliactyl_api.get("/api/v3/userinfo", params={"id": DISCORD_ID})).json()
+    await panel.stop()
+    try:
+        during = await heliactyl_api.get("/api/v3/userinfo", params={"id": DISCORD_ID})
+        assert during.status_code == 200
+        assert during.json()["userinfo"] == before["userinfo"]
+        with pytest.raises(Unavailable, match="cannot be reached"):
+            await games.refresh()
+    finally:
+        await panel.start()
+
+
+async def test_the_background_refresh_keeps_userinfo_within_cache_seconds(
+    hosted: Callable[..., Runtime], panel: PterodactylPeer
+) -> None:
+    runtime = hosted(pterodactyl__cache_seconds=1)
+    await runtime.prepare()
+    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
+    assert runtime.games is not None
+    made = await create(runtime.games, owner)
+    [on_panel] = await panel_servers(panel)
+    panel.servers[on_panel["id"]]["name"] = "renamed on the panel"
+    await runtime.start({"heliactyl"})
+    from guildhall.faces.heliactyl.app import create_app
+    from tests.conftest import make_key
+
+    key = await make_key(runtime, "heliactyl")
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://h.test", headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+
+        async def names() -> list[str]:
+            info = (await client.get("/api/v3/userinfo", params={"id": DISCORD_ID})).json()
+            servers = info["userinfo"]["attributes"]["relationships"]["servers"]["data"]
+            return [s["attributes"]["name"] for s in servers]
+
+        assert await eventually(names, lambda found: found == ["renamed on the panel"], 5)
+    assert made.public_id
+
+
+async def test_a_ban_suspends_the_owners_servers_and_unban_lifts_it(
+    runtime_on_panel: Runtime,
+    games: GameServers,
+    owner: AccountRef,
+    panel: PterodactylPeer,
+    heliactyl_api: httpx.AsyncClient,
+) -> None:
+    await create(games, owner)
+    await runtime_on_panel.start({"heliactyl"})
+
+    async def suspended() -> list[bool]:
+        return [s["suspended"] for s in await panel_servers(panel)]
+
+    banned = await heliactyl_api.post("/api/v3/ban", json={"id": DISCORD_ID, "reason": "cheating"})
+    assert banned.status_code == 200
+    await eventually(suspended, lambda found: found == [True])
+    unbanned = await heliactyl_api.post("/api/v3/unban", json={"id": DISCORD_ID})
+    assert unbanned.status_code == 200
+    await eventually(suspended, lambda found: found == [False])
+    events = [e["event"] for e in await events_named(runtime_on_panel, "server.")]
+    assert events == ["server.created", "server.suspended", "server.unsuspended"]
+    await heliactyl_api.post("/api/v3/ban", json={"id": DISCORD_ID})
+    with pytest.raises(Invalid, match="is banned"):
+        await create(games, owner, "while banned")
+
+
+async def renewal_runtime(hosted: Callable[..., Runtime], **renewal: object) -> Runtime:
+    rule = {"enabled": True, "cost": 100, "every_days": 30, "grace_days": 7} | renewal
+    runtime = hosted(pterodactyl__renewal=rule)
+    await runtime.prepare()
+    return runtime
+
+
+async def balance(runtime: Runtime, owner: AccountRef) -> int:
+    async with runtime.database.unit_of_work(write=False) as session:
+        return await economy.balance_of(session, owner.id)
+
+
+async def give(runtime: Runtime, owner: AccountRef, coins: int) -> None:
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, owner, coins, actor=TEST_ACTOR)
+
+
+async def test_renewal_is_paid_once_even_when_the_pass_runs_twice(
+    hosted: Callable[..., Runtime], panel: PterodactylPeer
+) -> None:
+    runtime = await renewal_runtime(hosted)
+    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
+    assert runtime.games is not None
+    made = await create(runtime.games, owner)
+    await give(runtime, owner, 150)
+    month_later = utcnow() + timedelta(days=30, minutes=1)
+    first, second = await asyncio.gather(
+        runtime.games.renew_due(month_later), runtime.games.renew_due(month_later)
+    )
+    assert first.renewed + second.renewed == [made.public_id]
+    assert await balance(runtime, owner) == 50
+    async with runtime.database.unit_of_work(write=False) as session:
+        charged = list(
+            await session.scalars(select(LedgerEntry.amount).where(LedgerEntry.type == "renewal"))
+        )
+    assert charged == [-100]
+    again = await runtime.games.renew_due(month_later)
+    assert again.renewed == [] and await balance(runtime, owner) == 50
+    [event] = await events_named(runtime, "server.renewed")
+    assert event["data"]["cost"] == 100
+
+
+async def test_an_unpaid_renewal_suspends_then_deletes_after_the_grace(
+    hosted: Callable[..., Runtime], panel: PterodactylPeer
+) -> None:
+    runtime = await renewal_runtime(hosted)
+    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
+    assert runtime.games is not None
+    made = await create(runtime.games, owner)
+    await give(runtime, owner, 40)
+    await runtime.start({"heliactyl"})
+    due = utcnow() + timedelta(days=30, minutes=1)
+    assert (await runtime.games.renew_due(due)).unpaid == [made.public_id]
+    assert await balance(runtime, owner) == 40  # nothing taken
+
+    async def suspended() -> list[bool]:
+        return [s["suspended"] for s in await panel_servers(panel)]
+
+    await eventually(suspended, lambda found: found == [True])
+    within_grace = due + timedelta(days=6)
+    assert (await runtime.games.renew_due(within_grace)).deleted == []
+    past_grace = due + timedelta(days=7, minutes=1)
+    assert (await runtime.games.renew_due(past_grace)).deleted == [made.public_id]
+    assert await panel_servers(panel) == []
+    kinds = [e["event"] for e in await events_named(runtime, "server.")]
+    assert kinds[-1] == "server.deleted" and "server.renewal_failed" in kinds
+
+
+async def test_coins_arriving_within_the_grace_renew_and_unsuspend(
+    hosted: Callable[..., Runtime], panel: PterodactylPeer
+) -> None:
+    runtime = await renewal_runtime(hosted)
+    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
+    assert runtime.games is not None
+    await create(runtime.games, owner)
+    await runtime.start({"heliactyl"})
+    due = utcnow() + timedelta(days=30, minutes=1)
+    await runtime.games.renew_due(due)
+
+    async def suspended() -> list[bool]:
+        return [s["suspended"] for s in await panel_servers(panel)]
+
+    await eventually(suspended, lambda found: found == [True])
+    await give(runtime, owner, 100)
+    assert len((await runtime.games.renew_due(due + timedelta(days=1))).renewed) == 1
+    await eventually(suspended, lambda found: found == [False])
+    assert await balance(runtime, owner) == 0
+
+
+async def test_a_renewal_bypass_renews_free(
+    hosted: Callable[..., Runtime], panel: PterodactylPeer
+) -> None:
+    runtime = await renewal_runtime(hosted)
+    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
+    assert runtime.games is not None
+    made = await create(runtime.games, owner)
+    from guildhall.core.plans import service as plans
+
+    async with runtime.database.unit_of_work() as session:
+        await plans.set_renewal_bypass(session, owner, True, TEST_ACTOR)
+    result = await runtime.games.renew_due(utcnow() + timedelta(days=30, minutes=1))
+    assert result.bypassed == [made.public_id]
+    assert await balance(runtime, owner) == 0
+    assert [s["suspended"] for s in await panel_servers(panel)] == [False]
+
+
+@pytest.mark.e2e
+async def test_the_servers_commands_create_within_the_plan_and_delete_on_the_panel(
+    database_url: str, tmp_path: Path, panel: PterodactylPeer
+) -> None:
+    config = write_config(
+        tmp_path,
+        database_url,
+        tables={
+            "pterodactyl": {"url": panel.url, "api_key": API_KEY, "location_ids": [1]},
+            "pterodactyl.eggs.paper": {"egg_id": 1},
+        },
+    )
+
+    def run(*args: str, check: bool = True):
+        return guildhall(config, *args, check=check)
+
+    await asyncio.to_thread(
+        run, "users", "create", "--username", "alice", "--email", "alice@example.com"
+    )
+    size = ["--egg", "paper", "--ram", "1024", "--disk", "2048", "--cpu", "50"]
+    made = await asyncio.to_thread(
+        run, "servers", "create", "--owner", "alice", "--name", "mc", *size
+    )
+    server_id = last_line(made.stdout)
+    [on_panel] = await panel_servers(panel)
+    assert on_panel["external_id"] == server_id
+    big = ["--egg", "paper", "--ram", "4096", "--disk", "2048", "--cpu", "50"]
+    refused = await asyncio.to_thread(
+        run, "servers", "create", "--owner", "alice", "--name", "big", *big, check=False
+    )
+    assert refused.returncode == 1
+    assert "not enough RAM (asked 4096 MB, 1024 MB left of 2048 MB)" in refused.stderr
+    gone = await asyncio.to_thread(run, "servers", "delete", server_id)
+    assert gone.stdout.strip() == f"deleted server {server_id} (mc)"
+    assert await panel_servers(panel) == []
