@@ -41,6 +41,7 @@ from typing import TextIO
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DISCORD_ID = "100000000000000001"
+PANEL_DISCORD_ID = "100000000000000002"  # the account whose userinfo comes from the panel
 MEMBERS = 500  # Aurora members to list and sort
 WARMUP_S = 1.5
 ROUND_WARMUP_S = 0.5  # later rounds: the server is warm, the connections are new
@@ -52,6 +53,8 @@ IO_TIMEOUT_S = 10.0  # one-off requests and connects outside the load loop
 DRAIN_GRACE_S = 10.0  # how long in-flight requests may run past the end of a scenario
 RECONNECT_PAUSE_S = 0.05
 PG_URL_BASE = f"postgresql+asyncpg://postgres@{HOST}:5432"
+# The application key the panel peer (tests/peers/pterodactyl, its API_KEY) accepts.
+PANEL_KEY = "ptla_Gh7kQ2mX9vLp4RtZ8wYc1NbJ5sFd3HqA6eUo0iKxTgV"
 
 Check = Callable[[bytes], bool]
 
@@ -449,11 +452,26 @@ def toml_str(value: str) -> str:
     return json.dumps(value)
 
 
-def write_config(tmp: Path, port: int, aurora_port: int, database_url: str | None) -> Path:
-    """Write the throw-away guildhall.toml the CLI and server read via GUILDHALL_CONFIG."""
+def write_config(
+    tmp: Path, port: int, aurora_port: int, panel_port: int, database_url: str | None
+) -> Path:
+    """Write the throw-away guildhall.toml the CLI and server read via GUILDHALL_CONFIG.
+
+    The Pterodactyl panel is the test tree's peer on ``panel_port``: with a panel
+    configured, userinfo of an account with game servers serves the panel's user object.
+    """
     lines = [f"data_dir = {toml_str(str(tmp / 'var'))}"]
     if database_url is not None:
         lines.append(f"database_url = {toml_str(database_url)}")
+    lines += [
+        "",
+        "[pterodactyl]",
+        f"url = {toml_str(f'http://{HOST}:{panel_port}')}",
+        f"api_key = {toml_str(PANEL_KEY)}",
+        "location_ids = [1]",
+        "[pterodactyl.eggs.paper]",
+        "egg_id = 1",
+    ]
     for face, face_port in (("heliactyl", port), ("aurora", aurora_port)):
         lines += ["", f"[faces.{face}]", f"host = {toml_str(HOST)}", f"port = {face_port}"]
         # One address sends everything here: lift the per-address limit out of the way.
@@ -565,6 +583,15 @@ def new_runner() -> asyncio.Runner:
     except ImportError:
         return asyncio.Runner()
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def panel_user_ok(body: bytes) -> bool:
+    """A userinfo whose user is the panel's own (it has the panel's ``external_id``)."""
+    try:
+        data = json.loads(body)
+        return data["status"] == "success" and bool(data["userinfo"]["attributes"]["external_id"])
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def json_object_ok(body: bytes) -> bool:
@@ -691,9 +718,35 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
             database_url = f"{PG_URL_BASE}/{db_name}"
         gh_port = free_port()
         aurora_port = free_port()
-        env["GUILDHALL_CONFIG"] = str(write_config(tmp, gh_port, aurora_port, database_url))
+        panel_port = free_port()
+        panel = start_server(
+            "pterodactyl",
+            [sys.executable, "-m", "tests.peers.pterodactyl", str(panel_port)],
+            panel_port,
+            tmp,
+            env,
+        )
+        servers.append(panel)
+        env["GUILDHALL_CONFIG"] = str(
+            write_config(tmp, gh_port, aurora_port, panel_port, database_url)
+        )
         run_cli(["migrate"], env)
         account = run_cli(["users", "create", "--username", "bench", "--discord", DISCORD_ID], env)
+        wait_ready(panel)
+        run_cli(
+            [
+                *("users", "create", "--username", "gamer", "--discord", PANEL_DISCORD_ID),
+                *("--email", "gamer@example.com"),
+            ],
+            env,
+        )
+        run_cli(
+            [
+                *("servers", "create", "--owner", "gamer", "--name", "bench", "--egg", "paper"),
+                *("--ram", "1024", "--disk", "1024", "--cpu", "50"),
+            ],
+            env,
+        )
         seed_members(MEMBERS, env)
         key = run_cli(["keys", "create", "--name", "bench", "--scope", "heliactyl"], env)
         print(
@@ -747,6 +800,12 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
             ceiling_scenario,
             Scenario("GET /api", gh.port, build_request("GET", "/api", gh.port, auth)),
             Scenario("userinfo", gh.port, userinfo),
+            Scenario(
+                "userinfo panel",
+                gh.port,
+                build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh.port, auth),
+                panel_user_ok,
+            ),
             addcoins,
             Scenario(
                 "aurora users",

@@ -67,6 +67,25 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
             '[faces.rustmail]\npanel_url = "javascript:alert(1)"\n',
             "faces.rustmail.panel_url: Value error, must be an http(s) address",
         ),
+        (
+            '[pterodactyl]\nurl = "https://panel.example.com"\nlocation_ids = [1]\n',
+            "[pterodactyl] api_key is needed with a url",
+        ),
+        (
+            '[pterodactyl]\nurl = "https://panel.example.com"\napi_key = "ptla_x"\n',
+            "[pterodactyl] location_ids names where new servers may go",
+        ),
+        ("[pterodactyl.eggs.paper]\negg_id = 0\n", "pterodactyl.eggs.paper.egg_id"),
+        (
+            '[hosting.plans.Game]\ndriver = "pterodactyl"\negg = "paper"\n',
+            "plan 'Game' is on the pterodactyl driver: set [pterodactyl] url",
+        ),
+        (
+            '[pterodactyl]\nurl = "https://p.example"\napi_key = "k"\nlocation_ids = [1]\n'
+            '[hosting.plans.Game]\ndriver = "pterodactyl"\negg = "paper"\n',
+            "plan 'Game' names egg 'paper', not under [pterodactyl.eggs]",
+        ),
+        ('[hosting.plans.Game]\ndriver = "pterodactyl"\n', "names its egg"),
     ],
 )
 def test_bad_configuration_is_one_clear_sentence(tmp_path: Path, text: str, sentence: str) -> None:

@@ -357,6 +357,8 @@ async def test_the_servers_commands_create_within_the_plan_and_delete_on_the_pan
         tables={
             "pterodactyl": {"url": panel.url, "api_key": API_KEY, "location_ids": [1]},
             "pterodactyl.eggs.paper": {"egg_id": 1},
+            "hosting.plans.Basic": {"driver": "process"},
+            "hosting.plans.Game": {"driver": "pterodactyl", "egg": "paper", "ram": 512},
         },
     )
 
@@ -382,3 +384,24 @@ async def test_the_servers_commands_create_within_the_plan_and_delete_on_the_pan
     gone = await asyncio.to_thread(run, "servers", "delete", server_id)
     assert gone.stdout.strip() == f"deleted server {server_id} (mc)"
     assert await panel_servers(panel) == []
+
+    # Plans name their driver: one on the panel, one a local process, side by side.
+    on_plan = await asyncio.to_thread(
+        run, "servers", "create", "--owner", "alice", "--name", "planned", "--plan", "Game"
+    )
+    [planned] = await panel_servers(panel)
+    assert planned["external_id"] == last_line(on_plan.stdout)
+    assert planned["limits"]["memory"] == 512
+    local = await asyncio.to_thread(
+        run, "servers", "create", "--owner", "alice", "--name", "vps", "--plan", "Basic"
+    )
+    assert last_line(local.stdout).startswith("server-")
+    assert len(await panel_servers(panel)) == 1
+
+
+async def test_a_game_servers_power_is_left_to_the_panel(
+    games: GameServers, owner: AccountRef, runtime_on_panel: Runtime
+) -> None:
+    made = await create(games, owner)
+    with pytest.raises(Invalid, match="its power is controlled there"):
+        await runtime_on_panel.hosting.power(made.public_id, "start", TEST_ACTOR)

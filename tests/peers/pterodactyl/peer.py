@@ -1663,13 +1663,15 @@ class PterodactylPeer:
 
 
 @contextlib.asynccontextmanager
-async def running_pterodactyl(*, seed: bool = True) -> AsyncIterator[PterodactylPeer]:
+async def running_pterodactyl(
+    *, seed: bool = True, port: int = 0
+) -> AsyncIterator[PterodactylPeer]:
     # IPPROTO_TCP spelled out: asyncio only sets TCP_NODELAY on sockets whose proto
     # says TCP, and without it every reused keep-alive request waits ~40 ms on
     # Nagle and delayed ACKs.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     peer = PterodactylPeer(port=sock.getsockname()[1])
     peer._build_routes()
     if seed:

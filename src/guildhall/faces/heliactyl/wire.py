@@ -20,6 +20,10 @@ with its documented ``status`` string. Where the document is silent:
   answers its status (``ram size``...) instead of being silently ignored.
 - A ban ``expiration`` that is not an ISO 8601 date answers ``invalid
   expiration``; one in the past answers ``expiration must be in the future``.
+- ``userinfo.userinfo`` is the Pterodactyl panel's own user object (with its
+  servers) when a panel is configured and the account has a panel user
+  (``core/hosting/games.py`` keeps it cached); otherwise it is built here, in
+  the panel's shape, from the account (``pterodactyl_user``).
 
 The unversioned API (``/api/userinfo``, ``/api/setcoins``, ``/api/addcoins``,
 ``/api/setplan``, ``/api/setresources``) is the one every public Heliactyl
