@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -16,8 +15,6 @@ from guildhall.faces.rustmail.app import create_app
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
 from tests.peers.discord.peer import BOT_TOKEN, GUILD_ID, DiscordPeer, running_discord
-
-T = TypeVar("T")
 
 ADMIN = "111111111111111111"
 STAFF_ROLE = "100000000000000010"  # the peer's "Staff" role
@@ -92,18 +89,3 @@ async def wait_online(client: httpx.AsyncClient, peer: DiscordPeer, online: bool
 
 async def peer_sleep() -> None:
     await asyncio.sleep(0.05)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 10
-) -> T:
-    """What ``probe`` gives once ``accept`` takes it: the bot writes its records after
-    it has spoken on Discord, so what a test sees there may be ahead of the database."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout} s")
-        await asyncio.sleep(0.05)

@@ -25,8 +25,9 @@ from guildhall.core.support import service as support
 from guildhall.events import outbox
 from guildhall.faces.aurora.app import create_app
 from guildhall.runtime import Runtime
-from tests.connectors.discord.conftest import MEMBER, MODERATOR, eventually
+from tests.connectors.discord.conftest import MEMBER, MODERATOR
 from tests.peers.discord.peer import GENERAL_CHANNEL_ID, DiscordPeer
+from tests.waiting import eventually
 
 OTHER = "300000000000000003"
 LOOT_CHANNEL = GENERAL_CHANNEL_ID

@@ -7,8 +7,9 @@ import httpx
 
 from guildhall.core.community import service as community
 from guildhall.runtime import Runtime
-from tests.connectors.discord.conftest import ADMIN, MEMBER, MODERATOR, eventually, wait_online
+from tests.connectors.discord.conftest import ADMIN, MEMBER, MODERATOR, wait_online
 from tests.peers.discord.peer import BOT_USER_ID, DiscordPeer
+from tests.waiting import eventually
 
 
 async def member_ids(client: httpx.AsyncClient) -> set[str]:

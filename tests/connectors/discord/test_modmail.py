@@ -28,12 +28,12 @@ from tests.connectors.discord.conftest import (
     LOG_CHANNEL,
     MEMBER,
     MODERATOR,
-    eventually,
     status_of,
     wait_online,
 )
 from tests.peers.discord.peer import BOT_TOKEN, GUILD_ID, DiscordPeer
 from tests.process import guildhall, write_config
+from tests.waiting import eventually
 
 WELCOME = "Thanks for your message! Staff will answer you here."
 CLOSING = "This ticket is now closed. Send a message to open a new one."

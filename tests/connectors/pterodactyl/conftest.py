@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -16,7 +16,6 @@ from guildhall.runtime import Runtime
 from tests.conftest import make_account, make_key
 from tests.peers.pterodactyl.peer import API_KEY, PterodactylPeer, running_pterodactyl
 
-T = TypeVar("T")
 DISCORD_ID = "123456789"
 
 
@@ -62,16 +61,22 @@ async def owner(runtime_on_panel: Runtime) -> AccountRef:
     )
 
 
-@pytest.fixture
-async def heliactyl_api(runtime_on_panel: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """The Heliactyl face of the runtime, with a valid key."""
-    key = await make_key(runtime_on_panel, "heliactyl")
-    transport = httpx.ASGITransport(app=create_app(runtime_on_panel))
+@contextlib.asynccontextmanager
+async def heliactyl_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """The Heliactyl face of ``runtime``, with a valid key."""
+    key = await make_key(runtime, "heliactyl")
+    transport = httpx.ASGITransport(app=create_app(runtime))
     async with httpx.AsyncClient(
         transport=transport,
         base_url="http://heliactyl.test",
         headers={"Authorization": f"Bearer {key}"},
     ) as client:
+        yield client
+
+
+@pytest.fixture
+async def heliactyl_api(runtime_on_panel: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async with heliactyl_client(runtime_on_panel) as client:
         yield client
 
 
@@ -88,16 +93,3 @@ async def panel_get(panel: PterodactylPeer, path: str, **params: str) -> dict[st
 
 async def panel_servers(panel: PterodactylPeer) -> list[dict[str, Any]]:
     return [s["attributes"] for s in (await panel_get(panel, "/servers"))["data"]]
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], timeout: float = 10
-) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout} s")
-        await asyncio.sleep(0.05)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,18 +19,20 @@ from guildhall.core.economy.models import LedgerEntry
 from guildhall.core.errors import Invalid, LimitExceeded, Unavailable
 from guildhall.core.hosting.games import GameServers
 from guildhall.core.hosting.models import PanelUser, Server
+from guildhall.core.plans import service as plans
 from guildhall.db.base import utcnow
 from guildhall.events import outbox
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
 from tests.connectors.pterodactyl.conftest import (
     DISCORD_ID,
-    eventually,
+    heliactyl_client,
     panel_get,
     panel_servers,
 )
 from tests.peers.pterodactyl.peer import API_KEY, PterodactylPeer
 from tests.process import guildhall, last_line, write_config
+from tests.waiting import eventually
 
 
 async def create(games: GameServers, owner: AccountRef, name: str = "survival", **size: int):
@@ -193,18 +196,11 @@ async def test_the_background_refresh_keeps_userinfo_within_cache_seconds(
     await runtime.prepare()
     owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
     assert runtime.games is not None
-    made = await create(runtime.games, owner)
+    await create(runtime.games, owner)
     [on_panel] = await panel_servers(panel)
     panel.servers[on_panel["id"]]["name"] = "renamed on the panel"
     await runtime.start({"heliactyl"})
-    from guildhall.faces.heliactyl.app import create_app
-    from tests.conftest import make_key
-
-    key = await make_key(runtime, "heliactyl")
-    transport = httpx.ASGITransport(app=create_app(runtime))
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://h.test", headers={"Authorization": f"Bearer {key}"}
-    ) as client:
+    async with heliactyl_client(runtime) as client:
 
         async def names() -> list[str]:
             info = (await client.get("/api/v3/userinfo", params={"id": DISCORD_ID})).json()
@@ -212,7 +208,6 @@ async def test_the_background_refresh_keeps_userinfo_within_cache_seconds(
             return [s["attributes"]["name"] for s in servers]
 
         assert await eventually(names, lambda found: found == ["renamed on the panel"], 5)
-    assert made.public_id
 
 
 async def test_a_ban_suspends_the_owners_servers_and_unban_lifts_it(
@@ -225,15 +220,12 @@ async def test_a_ban_suspends_the_owners_servers_and_unban_lifts_it(
     await create(games, owner)
     await runtime_on_panel.start({"heliactyl"})
 
-    async def suspended() -> list[bool]:
-        return [s["suspended"] for s in await panel_servers(panel)]
-
     banned = await heliactyl_api.post("/api/v3/ban", json={"id": DISCORD_ID, "reason": "cheating"})
     assert banned.status_code == 200
-    await eventually(suspended, lambda found: found == [True])
+    await eventually(lambda: suspended(panel), lambda found: found == [True])
     unbanned = await heliactyl_api.post("/api/v3/unban", json={"id": DISCORD_ID})
     assert unbanned.status_code == 200
-    await eventually(suspended, lambda found: found == [False])
+    await eventually(lambda: suspended(panel), lambda found: found == [False])
     events = [e["event"] for e in await events_named(runtime_on_panel, "server.")]
     assert events == ["server.created", "server.suspended", "server.unsuspended"]
     await heliactyl_api.post("/api/v3/ban", json={"id": DISCORD_ID})
@@ -241,11 +233,33 @@ async def test_a_ban_suspends_the_owners_servers_and_unban_lifts_it(
         await create(games, owner, "while banned")
 
 
-async def renewal_runtime(hosted: Callable[..., Runtime], **renewal: object) -> Runtime:
-    rule = {"enabled": True, "cost": 100, "every_days": 30, "grace_days": 7} | renewal
+@dataclass
+class Renewing:
+    """A runtime whose servers cost 100 coins every 30 days (7 days' grace), with one
+    owner's server made on the panel."""
+
+    runtime: Runtime
+    games: GameServers
+    owner: AccountRef
+    server_id: str
+    due: datetime  # just past the server's first renewal date
+
+
+@pytest.fixture
+async def renewing(hosted: Callable[..., Runtime]) -> Renewing:
+    rule = {"enabled": True, "cost": 100, "every_days": 30, "grace_days": 7}
     runtime = hosted(pterodactyl__renewal=rule)
     await runtime.prepare()
-    return runtime
+    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
+    assert runtime.games is not None
+    made = await create(runtime.games, owner)
+    due = utcnow() + timedelta(days=30, minutes=1)
+    return Renewing(runtime, runtime.games, owner, made.public_id, due)
+
+
+async def suspended(panel: PterodactylPeer) -> list[bool]:
+    """Whether each server on the panel is suspended, as the panel says."""
+    return [s["suspended"] for s in await panel_servers(panel)]
 
 
 async def balance(runtime: Runtime, owner: AccountRef) -> int:
@@ -258,93 +272,62 @@ async def give(runtime: Runtime, owner: AccountRef, coins: int) -> None:
         await economy.adjust(session, owner, coins, actor=TEST_ACTOR)
 
 
-async def test_renewal_is_paid_once_even_when_the_pass_runs_twice(
-    hosted: Callable[..., Runtime], panel: PterodactylPeer
-) -> None:
-    runtime = await renewal_runtime(hosted)
-    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
-    assert runtime.games is not None
-    made = await create(runtime.games, owner)
+async def test_renewal_is_paid_once_even_when_the_pass_runs_twice(renewing: Renewing) -> None:
+    runtime, games, owner = renewing.runtime, renewing.games, renewing.owner
     await give(runtime, owner, 150)
-    month_later = utcnow() + timedelta(days=30, minutes=1)
     first, second = await asyncio.gather(
-        runtime.games.renew_due(month_later), runtime.games.renew_due(month_later)
+        games.renew_due(renewing.due), games.renew_due(renewing.due)
     )
-    assert first.renewed + second.renewed == [made.public_id]
+    assert first.renewed + second.renewed == [renewing.server_id]
     assert await balance(runtime, owner) == 50
     async with runtime.database.unit_of_work(write=False) as session:
         charged = list(
             await session.scalars(select(LedgerEntry.amount).where(LedgerEntry.type == "renewal"))
         )
     assert charged == [-100]
-    again = await runtime.games.renew_due(month_later)
+    again = await games.renew_due(renewing.due)
     assert again.renewed == [] and await balance(runtime, owner) == 50
     [event] = await events_named(runtime, "server.renewed")
     assert event["data"]["cost"] == 100
 
 
 async def test_an_unpaid_renewal_suspends_then_deletes_after_the_grace(
-    hosted: Callable[..., Runtime], panel: PterodactylPeer
+    renewing: Renewing, panel: PterodactylPeer
 ) -> None:
-    runtime = await renewal_runtime(hosted)
-    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
-    assert runtime.games is not None
-    made = await create(runtime.games, owner)
-    await give(runtime, owner, 40)
+    runtime, games, due = renewing.runtime, renewing.games, renewing.due
+    await give(runtime, renewing.owner, 40)
     await runtime.start({"heliactyl"})
-    due = utcnow() + timedelta(days=30, minutes=1)
-    assert (await runtime.games.renew_due(due)).unpaid == [made.public_id]
-    assert await balance(runtime, owner) == 40  # nothing taken
-
-    async def suspended() -> list[bool]:
-        return [s["suspended"] for s in await panel_servers(panel)]
-
-    await eventually(suspended, lambda found: found == [True])
-    within_grace = due + timedelta(days=6)
-    assert (await runtime.games.renew_due(within_grace)).deleted == []
+    assert (await games.renew_due(due)).unpaid == [renewing.server_id]
+    assert await balance(runtime, renewing.owner) == 40  # nothing taken
+    await eventually(lambda: suspended(panel), lambda found: found == [True])
+    assert (await games.renew_due(due + timedelta(days=6))).deleted == []
     past_grace = due + timedelta(days=7, minutes=1)
-    assert (await runtime.games.renew_due(past_grace)).deleted == [made.public_id]
+    assert (await games.renew_due(past_grace)).deleted == [renewing.server_id]
     assert await panel_servers(panel) == []
     kinds = [e["event"] for e in await events_named(runtime, "server.")]
     assert kinds[-1] == "server.deleted" and "server.renewal_failed" in kinds
 
 
 async def test_coins_arriving_within_the_grace_renew_and_unsuspend(
-    hosted: Callable[..., Runtime], panel: PterodactylPeer
+    renewing: Renewing, panel: PterodactylPeer
 ) -> None:
-    runtime = await renewal_runtime(hosted)
-    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
-    assert runtime.games is not None
-    await create(runtime.games, owner)
+    runtime, games, due = renewing.runtime, renewing.games, renewing.due
     await runtime.start({"heliactyl"})
-    due = utcnow() + timedelta(days=30, minutes=1)
-    await runtime.games.renew_due(due)
-
-    async def suspended() -> list[bool]:
-        return [s["suspended"] for s in await panel_servers(panel)]
-
-    await eventually(suspended, lambda found: found == [True])
-    await give(runtime, owner, 100)
-    assert len((await runtime.games.renew_due(due + timedelta(days=1))).renewed) == 1
-    await eventually(suspended, lambda found: found == [False])
-    assert await balance(runtime, owner) == 0
+    await games.renew_due(due)
+    await eventually(lambda: suspended(panel), lambda found: found == [True])
+    await give(runtime, renewing.owner, 100)
+    assert (await games.renew_due(due + timedelta(days=1))).renewed == [renewing.server_id]
+    await eventually(lambda: suspended(panel), lambda found: found == [False])
+    assert await balance(runtime, renewing.owner) == 0
 
 
-async def test_a_renewal_bypass_renews_free(
-    hosted: Callable[..., Runtime], panel: PterodactylPeer
-) -> None:
-    runtime = await renewal_runtime(hosted)
-    owner = await make_account(runtime, "alice", discord=DISCORD_ID, email="alice@example.com")
-    assert runtime.games is not None
-    made = await create(runtime.games, owner)
-    from guildhall.core.plans import service as plans
-
-    async with runtime.database.unit_of_work() as session:
-        await plans.set_renewal_bypass(session, owner, True, TEST_ACTOR)
-    result = await runtime.games.renew_due(utcnow() + timedelta(days=30, minutes=1))
-    assert result.bypassed == [made.public_id]
-    assert await balance(runtime, owner) == 0
-    assert [s["suspended"] for s in await panel_servers(panel)] == [False]
+async def test_a_renewal_bypass_renews_free(renewing: Renewing, panel: PterodactylPeer) -> None:
+    async with renewing.runtime.database.unit_of_work() as session:
+        await plans.set_renewal_bypass(session, renewing.owner, True, TEST_ACTOR)
+    result = await renewing.games.renew_due(renewing.due)
+    assert result.bypassed == [renewing.server_id]
+    assert await balance(renewing.runtime, renewing.owner) == 0
+    assert await suspended(panel) == [False]
 
 
 @pytest.mark.e2e
