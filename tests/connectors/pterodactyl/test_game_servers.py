@@ -207,7 +207,7 @@ async def test_the_background_refresh_keeps_userinfo_within_cache_seconds(
             servers = info["userinfo"]["attributes"]["relationships"]["servers"]["data"]
             return [s["attributes"]["name"] for s in servers]
 
-        assert await eventually(names, lambda found: found == ["renamed on the panel"], 5)
+        assert await eventually(names, lambda found: found == ["renamed on the panel"])
 
 
 async def test_a_ban_suspends_the_owners_servers_and_unban_lifts_it(
