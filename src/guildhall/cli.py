@@ -505,13 +505,15 @@ def servers_create(
         out.print(_run(_with_runtime(settings, on_panel)))
         return
 
-    async def work(runtime: Runtime, session: AsyncSession) -> str:
-        account = await accounts.resolve(session, owner)
-        assert plan is not None
-        created = await runtime.hosting.create(session, account, name, plan, _operator())
+    async def work(runtime: Runtime) -> str:
+        async with runtime.database.unit_of_work() as session:
+            account = await accounts.resolve(session, owner)
+            assert plan is not None
+            created = await runtime.hosting.create(session, account, name, plan, _operator())
+        await runtime.hosting.provision(created.public_id)
         return created.public_id
 
-    out.print(_transact(config, work))
+    out.print(_run(_with_runtime(settings, work)))
 
 
 @servers_app.command("delete")

@@ -334,22 +334,31 @@ class HostingPlanSettings(_Strict):
     """A plan and the driver its servers run on.
 
     ``process``: a local process running ``command`` (one command line, no
-    shell). ``pterodactyl``: a game server on the panel of ``[pterodactyl]``,
-    made from ``egg`` (a name under ``[pterodactyl.eggs]``) with ``ram`` and
-    ``disk`` in MB and ``cpu`` in percent of one core.
+    shell). ``libvirt`` and ``virtfusion``: a virtual machine with ``vcpus``,
+    ``memory_mb`` and a ``disk_gb`` disk made from ``image`` (a name under
+    ``[hosting.libvirt] base_images`` or ``[hosting.virtfusion] templates``).
+    ``pterodactyl``: a game server on the panel of ``[pterodactyl]``, made from
+    ``egg`` (a name under ``[pterodactyl.eggs]``) with ``ram`` and ``disk`` in MB
+    and ``cpu`` in percent of one core.
     """
 
-    driver: Literal["process", "pterodactyl"] = "process"
+    driver: Literal["process", "libvirt", "virtfusion", "pterodactyl"] = "process"
     command: str = Field(default=DEFAULT_SERVER_COMMAND, min_length=1)
+    vcpus: int = Field(default=1, ge=1, le=512)
+    memory_mb: int = Field(default=1024, ge=16, le=16_777_216)
+    disk_gb: int = Field(default=20, ge=1, le=1_048_576)
+    image: str = ""
     egg: str = ""
     ram: int = Field(default=1024, ge=1)
     disk: int = Field(default=5120, ge=1)
     cpu: int = Field(default=100, ge=1)
 
     @model_validator(mode="after")
-    def _egg_for_panel(self) -> HostingPlanSettings:
+    def _what_the_driver_needs(self) -> HostingPlanSettings:
         if self.driver == "pterodactyl" and not self.egg:
             raise ValueError("a plan on the pterodactyl driver names its egg")
+        if self.driver in ("libvirt", "virtfusion") and not self.image:
+            raise ValueError(f"a plan on the {self.driver} driver names its image")
         return self
 
 
@@ -358,13 +367,64 @@ def _builtin_hosting_plans() -> dict[str, HostingPlanSettings]:
     return {name: HostingPlanSettings() for name in ("Basic", "Standard", "Premium")}
 
 
+class LibvirtSettings(_Strict):
+    """Virtual machines through libvirt (connectors/libvirt): any libvirt URI."""
+
+    uri: str = "qemu:///system"
+    storage_pool: str = "default"
+    network: str = "default"
+    base_images: dict[str, str] = Field(default_factory=dict)  # image name -> volume to clone
+
+
+class VirtFusionSettings(_Strict):
+    """Virtual machines through a VirtFusion control server (connectors/virtfusion)."""
+
+    url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    api_token: str = ""
+    hypervisor_group_id: int = Field(default=0, ge=0)
+    package_id: int = Field(default=0, ge=0)  # the VirtFusion package new servers are made from
+    templates: dict[str, int] = Field(default_factory=dict)  # image name -> OS template id
+    timeout_seconds: float = Field(default=30, gt=0, le=300)
+
+    @property
+    def connects(self) -> bool:
+        return bool(self.url)
+
+
 class HostingSettings(_Strict):
-    """Servers (the SkyPANEL face): which driver runs them, and how they stop."""
+    """Servers (the SkyPANEL face): the drivers, the plans, and how servers stop."""
 
     driver: Literal["process"] = "process"
     shutdown_grace_seconds: float = Field(default=10, gt=0, le=600)
     start_check_seconds: float = Field(default=0.3, ge=0, le=30)
+    libvirt: LibvirtSettings = LibvirtSettings()
+    virtfusion: VirtFusionSettings = VirtFusionSettings()
     plans: dict[str, HostingPlanSettings] = Field(default_factory=_builtin_hosting_plans)
+
+    def uses(self, driver: str) -> bool:
+        return any(plan.driver == driver for plan in self.plans.values())
+
+    @model_validator(mode="after")
+    def _plans_fit_their_driver(self) -> HostingSettings:
+        for name, plan in self.plans.items():
+            if plan.driver == "libvirt" and plan.image not in self.libvirt.base_images:
+                raise ValueError(
+                    f"plan {name!r} names image {plan.image!r}, not under "
+                    "[hosting.libvirt] base_images"
+                )
+            if plan.driver == "virtfusion":
+                virtfusion = self.virtfusion
+                if not (virtfusion.url and virtfusion.api_token):
+                    raise ValueError(
+                        f"plan {name!r} is on the virtfusion driver: set [hosting.virtfusion] "
+                        "url and api_token"
+                    )
+                if plan.image not in virtfusion.templates:
+                    raise ValueError(
+                        f"plan {name!r} names image {plan.image!r}, not under "
+                        "[hosting.virtfusion] templates"
+                    )
+        return self
 
 
 class WebhookSettings(_Strict):

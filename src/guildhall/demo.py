@@ -199,13 +199,25 @@ async def _load_community(session: AsyncSession) -> None:
             await community.put_member(session, member_id, username, list(roles), DEMO_ACTOR)
 
 
+async def _load_server(runtime: Runtime) -> None:
+    """SkyPANEL's example server ("My VPS", plan Basic) for user123, made on its driver
+    after the rest is committed (a driver is never called inside a transaction)."""
+    async with runtime.database.unit_of_work(write=False) as session:
+        owner = await accounts.find_by_provider(session, Provider.DISCORD, DEMO_ACCOUNTS[0].discord)
+        if owner is None:  # made just before when it was missing; never so
+            return
+        if await session.scalar(select(Server.id).where(Server.account_id == owner.id)):
+            return
+    async with runtime.database.unit_of_work() as session:
+        made = await runtime.hosting.create(session, owner, "My VPS", "Basic", DEMO_ACTOR)
+    await runtime.hosting.provision(made.public_id)
+
+
 async def _load_hosting(runtime: Runtime, session: AsyncSession) -> None:
-    """SkyPANEL's example server ("My VPS", plan Basic) and invoice (9.99, paid) for user123."""
+    """SkyPANEL's example invoice (9.99, paid) for user123."""
     owner = await accounts.find_by_provider(session, Provider.DISCORD, DEMO_ACCOUNTS[0].discord)
     if owner is None:  # made just before when it was missing; never so
         return
-    if await session.scalar(select(Server.id).where(Server.account_id == owner.id)) is None:
-        await runtime.hosting.create(session, owner, "My VPS", "Basic", DEMO_ACTOR)
     if await session.scalar(select(Invoice.id).where(Invoice.account_id == owner.id)) is None:
         made = await billing.create(
             session, owner, "9.99", "USD", utcnow().date() + timedelta(days=14), DEMO_ACTOR
@@ -243,4 +255,5 @@ async def load(runtime: Runtime) -> DemoResult:
         _key, plaintext = await access.create(
             session, name=DEMO_KEY_NAME, scopes=["*"], actor=DEMO_ACTOR
         )
+    await _load_server(runtime)
     return DemoResult(created, plaintext, notes)

@@ -35,8 +35,9 @@ from guildhall.core.access import panel
 from guildhall.core.access.service import LastUsedTracker
 from guildhall.core.actor import SYSTEM
 from guildhall.core.hosting import suspension
+from guildhall.core.hosting.driver import DriverError, HostingDriver
 from guildhall.core.hosting.games import GameServers, RenewalRule
-from guildhall.core.hosting.service import Hosting
+from guildhall.core.hosting.service import Hosting, HostingPlan
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans.service import Catalogue, Resources
 from guildhall.core.sessions.service import SessionService
@@ -203,12 +204,35 @@ class Runtime:
 
     @cached_property
     def hosting(self) -> Hosting:
-        """Servers over the configured driver; each runs in ``<data_dir>/servers/<id>``."""
+        """Servers over the drivers the plans name: local processes (each in
+        ``<data_dir>/servers/<id>``), libvirt, VirtFusion.
+
+        Raises ConfigError, in one sentence, when a plan needs libvirt and its
+        binding is not installed.
+        """
         config = self.settings.hosting
+        drivers: dict[str, HostingDriver] = {
+            "process": ProcessDriver(start_check=config.start_check_seconds)
+        }
+        if config.uses("libvirt"):
+            from guildhall.connectors.libvirt.driver import LibvirtDriver
+
+            drivers["libvirt"] = LibvirtDriver(config.libvirt)
+        plans = {
+            name: HostingPlan(
+                driver=plan.driver,
+                command=plan.command,
+                vcpus=plan.vcpus,
+                memory_mb=plan.memory_mb,
+                disk_gb=plan.disk_gb,
+                image=plan.image,
+            )
+            for name, plan in config.plans.items()
+        }
         return Hosting(
             self.database,
-            ProcessDriver(start_check=config.start_check_seconds),
-            plans={name: plan.command for name, plan in config.plans.items()},
+            drivers,
+            plans=plans,
             servers_dir=self.settings.data_dir.resolve() / "servers",
             grace=config.shutdown_grace_seconds,
         )
@@ -366,6 +390,11 @@ class Runtime:
                 )
         await self._seal_stored_secrets()
         _ = self.modmail  # without hikari, the start stops here with what to install
+        if len(self.hosting.drivers) > 1:
+            try:
+                await self.hosting.open()  # a hypervisor's machines, with their real state
+            except DriverError as exc:
+                raise ConfigError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
     async def _seal_stored_secrets(self) -> None:
         """Seal the bot secrets an older version stored in plain text (see
@@ -426,6 +455,8 @@ class Runtime:
             await self.webhooks.close()
         if self.__dict__.get("discord") is not None:
             await self.discord.close()  # the supervisor does on cancel; this covers one never run
+        if "hosting" in self.__dict__:
+            await self.hosting.close()
         if self.__dict__.get("games") is not None:
             await self.games.panel.close()
         if "sessions" in self.__dict__:

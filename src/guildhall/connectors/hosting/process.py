@@ -90,13 +90,35 @@ def _reap_when_done(child: subprocess.Popen[bytes]) -> None:
 
 class ProcessDriver:
     name = "process"
+    judges_transitions = False
 
     def __init__(self, *, start_check: float = 0.3) -> None:
         self._start_check = start_check
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
+    async def open(self) -> None:
+        """Nothing to connect to: a process's state is read from ``/proc`` when asked."""
+
+    async def close(self) -> None:
+        """Servers keep running after Guildhall stops (see the module notes)."""
+
     def ip_address(self, spec: ServerSpec) -> str:
         return "127.0.0.1"
+
+    async def provision(self, spec: ServerSpec) -> str | None:
+        return None  # a process exists only while it runs
+
+    async def stop(self, runtime_ref: str, grace: float) -> None:
+        """SkyPANEL's ``stop`` of a process ends it at once (``shutdown`` is the gentle one)."""
+        await self.kill(runtime_ref)
+
+    async def restart(self, spec: ServerSpec, runtime_ref: str, grace: float) -> str:
+        await self.shutdown(runtime_ref, grace)
+        return await self.start(spec, None)
+
+    async def remove(self, runtime_ref: str | None) -> None:
+        if runtime_ref and self.is_running(runtime_ref):
+            await self.kill(runtime_ref)
 
     def _alive(self, pid: int, start: str) -> bool:
         child = self._children.get(pid)
@@ -109,7 +131,7 @@ class ProcessDriver:
         parsed = _parse(runtime_ref)
         return parsed is not None and self._alive(*parsed)
 
-    async def start(self, spec: ServerSpec) -> str:
+    async def start(self, spec: ServerSpec, runtime_ref: str | None = None) -> str:
         try:
             argv = shlex.split(spec.command)
         except ValueError as exc:

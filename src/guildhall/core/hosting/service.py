@@ -13,8 +13,17 @@ If Guildhall dies between 1 and 3, the transitional state is older than the
 longest action could take; readers then show, and the next action records,
 what the real process is. A server is never stuck in a transitional state.
 
-Status shown to clients always comes from the real process: a server that
-died by itself reads ``stopped``.
+Status shown to clients always comes from the real server: a process that
+died by itself reads ``stopped``; a virtual machine reads what its hypervisor
+last reported (libvirt's lifecycle events keep that current).
+
+Each plan names its driver (``process``, ``libvirt``, ``virtfusion``; a
+``pterodactyl`` plan is a game server, ``games.py``), and each server keeps the
+driver it was made on. Creating and deleting are three steps like a power
+action: a virtual machine's disk is cloned, or removed, with no transaction
+open. A driver that judges its own transitions (a hypervisor) is asked
+directly, and its refusal is a ``Conflict`` in its words; for a process the
+core checks the state first.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
-from guildhall.core.errors import Invalid, NotFound
+from guildhall.core.errors import Conflict, CoreError, Invalid, NotFound, Unavailable
 from guildhall.core.hosting.driver import DriverError, HostingDriver, ServerSpec
 from guildhall.core.hosting.models import PowerState, Server
 from guildhall.db.base import utcnow
@@ -53,7 +62,7 @@ _SERVERS_OF = Prepared(
     .where(_servers.c.account_id == bindparam("account_id"))
     .order_by(_servers.c.id)
 )
-ACTIONS = ("start", "stop", "restart", "shutdown")
+ACTIONS = ("start", "stop", "restart", "shutdown", "kill")
 MAX_NAME_LENGTH = 100
 STALE_MARGIN = timedelta(seconds=30)
 
@@ -63,19 +72,43 @@ _NEEDS = {
     "stop": PowerState.RUNNING,
     "shutdown": PowerState.RUNNING,
     "restart": PowerState.RUNNING,
+    "kill": PowerState.RUNNING,
 }
 _THROUGH = {
     "start": PowerState.STARTING,
     "stop": PowerState.STOPPING,
     "shutdown": PowerState.STOPPING,
     "restart": PowerState.STOPPING,
+    "kill": PowerState.STOPPING,
 }
 _REFUSAL = {
     ("start", PowerState.RUNNING): "the server is already running",
     ("stop", PowerState.STOPPED): "the server is already stopped",
     ("shutdown", PowerState.STOPPED): "the server is already stopped",
+    ("kill", PowerState.STOPPED): "the server is already stopped",
     ("restart", PowerState.STOPPED): "the server is stopped; start it instead",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class HostingPlan:
+    """A plan: its driver and what a server of it is (each driver reads its part)."""
+
+    driver: str = "process"
+    command: str = "sleep infinity"
+    vcpus: int = 1
+    memory_mb: int = 1024
+    disk_gb: int = 20
+    image: str = ""
+
+
+def _failure(action: str, error: DriverError) -> CoreError:
+    """A driver's failure as the core error a face renders."""
+    if error.conflict:
+        return Conflict(f"{action} refused: {error}", code="power_conflict", field="action")
+    if error.unavailable:
+        return Unavailable(f"{action} failed: {error}", code="hypervisor_unavailable")
+    return Invalid(f"{action} failed: {error}", code="power_failed", field="action")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,29 +126,54 @@ class ServerView:
 
 
 class Hosting:
-    """Server rules over one driver; plans map to the command their servers run."""
+    """Server rules over the configured drivers; plans say which driver and what to run."""
 
     def __init__(
         self,
         database: Database,
-        driver: HostingDriver,
+        drivers: dict[str, HostingDriver],
         *,
-        plans: dict[str, str],
+        plans: dict[str, HostingPlan],
         servers_dir: Path,
         grace: float,
     ) -> None:
         self.database = database
-        self.driver = driver
+        self.drivers = drivers
+        self.driver = drivers["process"]  # the default, and the demo's
         self._plans = plans
         self._servers_dir = servers_dir
         self._grace = grace
         self._stale_after = timedelta(seconds=grace) + STALE_MARGIN
 
+    async def open(self) -> None:
+        """Connect the drivers that need it (a hypervisor), learning every server's state."""
+        for driver in self.drivers.values():
+            await driver.open()
+
+    async def close(self) -> None:
+        for driver in self.drivers.values():
+            await driver.close()
+
+    def _driver(self, name: str) -> HostingDriver:
+        driver = self.drivers.get(name)
+        if driver is None:
+            raise Invalid(f"the {name} driver is not configured under [hosting]", code="no_driver")
+        return driver
+
     def _spec(self, row: Server) -> ServerSpec:
-        command = self._plans.get(row.plan)
-        if command is None:
+        plan = self._plans.get(row.plan)
+        if plan is None:
             raise Invalid(f"plan {row.plan!r} is not configured under [hosting.plans]")
-        return ServerSpec(row.public_id, command, self._servers_dir / row.public_id)
+        return ServerSpec(
+            row.public_id,
+            plan.command,
+            self._servers_dir / row.public_id,
+            vcpus=plan.vcpus,
+            memory_mb=plan.memory_mb,
+            disk_gb=plan.disk_gb,
+            image=plan.image,
+            owner_id=row.account_id,
+        )
 
     def observed(self, row: Server) -> PowerState:
         return self._observe(row.status, row.runtime_ref, row.status_changed_at, row.driver)
@@ -126,12 +184,13 @@ class Hosting:
         """The status to show: the real process's, unless an action is under way (a
         server on another driver, a panel's game server, shows what is stored)."""
         stored = PowerState(status)
-        if driver != self.driver.name:
+        running_on = self.drivers.get(driver)
+        if running_on is None:  # a panel's game server, or a driver no longer configured
             return stored
         under_way = stored in (PowerState.STARTING, PowerState.STOPPING)
         if under_way and utcnow() - changed_at < self._stale_after:
             return stored
-        alive = self.driver.is_running(runtime_ref)
+        alive = running_on.is_running(runtime_ref)
         return PowerState.RUNNING if alive else PowerState.STOPPED
 
     async def summaries(self, session: AsyncSession, account_id: int) -> list[ServerView]:
@@ -185,23 +244,27 @@ class Hosting:
     async def create(
         self, session: AsyncSession, owner: AccountRef, name: str, plan: str, actor: Actor
     ) -> ServerView:
+        """Record a stopped server of ``plan`` in the caller's transaction; after commit,
+        ``provision`` makes it exist on its driver (a virtual machine is defined then)."""
         name = name.strip()
         if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
             raise Invalid(f"a server name is 1 to {MAX_NAME_LENGTH} characters", field="name")
-        if plan not in self._plans:
-            known = ", ".join(self._plans)
+        chosen = self._plans.get(plan)
+        if chosen is None or chosen.driver not in self.drivers:
+            known = ", ".join(p for p, c in self._plans.items() if c.driver in self.drivers)
             raise Invalid(f"plan {plan!r} does not exist (plans: {known})", field="plan")
+        driver = self.drivers[chosen.driver]
         public_id = f"server-{secrets.token_hex(6)}"
         row = Server(
             public_id=public_id,
             account_id=owner.id,
             name=name,
             plan=plan,
-            driver=self.driver.name,
+            driver=driver.name,
             status=PowerState.STOPPED.value,
             ip_address="",
         )
-        row.ip_address = self.driver.ip_address(self._spec(row))
+        row.ip_address = driver.ip_address(self._spec(row))
         session.add(row)
         await session.flush()
         view = self._view(row)
@@ -215,6 +278,30 @@ class Hosting:
             target=f"server:{public_id}",
         )
         return view
+
+    async def provision(self, public_id: str) -> None:
+        """Make a recorded server exist on its driver (no transaction open meanwhile).
+
+        A server whose machine cannot be made is removed again, so nothing is
+        left half-made; a process needs nothing until it starts.
+        """
+        async with self.database.unit_of_work(write=False) as session:
+            row = await self._row(session, public_id, None)
+            driver = self._driver(row.driver)
+            if row.runtime_ref is not None:
+                return
+            spec = self._spec(row)
+        try:
+            ref = await driver.provision(spec)
+        except DriverError as exc:
+            async with self.database.unit_of_work() as session:
+                row = await self._row(session, public_id, None, lock=True)
+                await session.delete(row)
+            raise _failure("create", exc) from None
+        if ref is not None:
+            async with self.database.unit_of_work() as session:
+                row = await self._row(session, public_id, None, lock=True)
+                row.runtime_ref = ref
 
     async def _row(
         self, session: AsyncSession, public_id: str, owner_id: int | None, *, lock: bool = False
@@ -249,15 +336,17 @@ class Hosting:
             raise Invalid(f"action must be one of {', '.join(ACTIONS)}", field="action")
         async with self.database.unit_of_work() as session:
             row = await self._row(session, public_id, owner_id, lock=True)
-            if row.driver != self.driver.name:
+            if row.driver not in self.drivers:
                 raise Invalid(
                     f"server {public_id} is a game server on the {row.driver} panel; "
                     "its power is controlled there",
                     code="power_refused",
                     field="action",
                 )
+            driver = self.drivers[row.driver]
             current = self.observed(row)
-            if current is not _NEEDS[action]:
+            under_way = current in (PowerState.STARTING, PowerState.STOPPING)
+            if under_way or (not driver.judges_transitions and current is not _NEEDS[action]):
                 reason = _REFUSAL.get((action, current)) or (
                     f"the server is {current.value}; wait until it is "
                     f"{'running' if current is PowerState.STARTING else 'stopped'}"
@@ -269,33 +358,55 @@ class Hosting:
 
         failure: DriverError | None = None
         try:
-            if action in ("stop", "shutdown", "restart") and ref:
-                if action == "stop":
-                    await self.driver.kill(ref)
-                else:
-                    await self.driver.shutdown(ref, self._grace)
-            if action in ("start", "restart"):
-                ref = await self.driver.start(spec)
+            ref = await self._act(driver, action, spec, ref)
         except DriverError as exc:
             failure = exc
 
         async with self.database.unit_of_work() as session:
             row = await self._row(session, public_id, None, lock=True)
             row.runtime_ref = ref
-            settled = PowerState.RUNNING if self.driver.is_running(ref) else PowerState.STOPPED
+            settled = PowerState.RUNNING if driver.is_running(ref) else PowerState.STOPPED
             why = f"{action} failed ({failure})" if failure else f"{action} done"
             view = await self._set(session, row, settled, actor, why)
         if failure is not None:
-            raise Invalid(f"{action} failed: {failure}", code="power_failed", field="action")
+            raise _failure(action, failure)
         return view
 
+    async def _act(
+        self, driver: HostingDriver, action: str, spec: ServerSpec, ref: str | None
+    ) -> str | None:
+        """Do ``action`` through the driver; the runtime_ref afterwards."""
+        if action == "start":
+            return await driver.start(spec, ref)
+        if ref is None:  # a process that never ran: nothing to stop
+            return ref
+        if action == "restart":
+            return await driver.restart(spec, ref, self._grace)
+        if action == "stop":
+            await driver.stop(ref, self._grace)
+        elif action == "shutdown":
+            await driver.shutdown(ref, self._grace)
+        else:
+            await driver.kill(ref)
+        return ref
+
     async def delete(self, public_id: str, actor: Actor) -> ServerView:
-        """End the server's process (at once) and remove the server."""
+        """End the server at once and remove it, with everything its driver made for it."""
+        async with self.database.unit_of_work(write=False) as session:
+            row = await self._row(session, public_id, None)
+            view = self._view(row)
+            driver, ref = self.drivers.get(row.driver), row.runtime_ref
+        if driver is None:
+            raise Invalid(
+                f"server {public_id} is on the {row.driver} driver, which is not configured",
+                code="no_driver",
+            )
+        try:
+            await driver.remove(ref)
+        except DriverError as exc:
+            raise _failure("delete", exc) from None
         async with self.database.unit_of_work() as session:
             row = await self._row(session, public_id, None, lock=True)
-            if row.runtime_ref and self.driver.is_running(row.runtime_ref):
-                await self.driver.kill(row.runtime_ref)
-            view = self._view(row)
             await session.delete(row)
             await session.flush()
             await announce(

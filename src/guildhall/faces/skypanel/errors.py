@@ -13,6 +13,10 @@ exist. Decisions where the document is silent:
 - A refused power action (starting a running server) is a 400
   VALIDATION_ERROR naming ``action``; a server that fails to start is a 500
   INTERNAL_ERROR that says why.
+- On a hypervisor (libvirt, VirtFusion), which judges its own transitions, an
+  action the machine's state does not allow is a 409 CONFLICT with the
+  hypervisor's reason; a hypervisor that cannot be reached is a 502
+  BAD_GATEWAY.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from guildhall.core.errors import CoreError, Forbidden, NotFound
+from guildhall.core.errors import Conflict, CoreError, Forbidden, NotFound, Unavailable
 from guildhall.faces.common.ratelimit import headers_for
 from guildhall.faces.common.responses import JSON
 from guildhall.ratelimit import Verdict
@@ -71,6 +75,10 @@ def from_core(error: CoreError, request: Request) -> SkyError:
         return SkyError(404, "NOT_FOUND", message, details if error.field else None)
     if isinstance(error, Forbidden):
         return SkyError(403, "FORBIDDEN", message)
+    if isinstance(error, Conflict) and error.code == "power_conflict":
+        return SkyError(409, "CONFLICT", message, {"field": "action"})
+    if isinstance(error, Unavailable):
+        return SkyError(502, "BAD_GATEWAY", message)
     if error.field:
         return SkyError(
             400, "VALIDATION_ERROR", message, [{"field": error.field, "message": message}]

@@ -1,0 +1,1 @@
+"""libvirt: virtual machines for SkyPANEL's servers."""
