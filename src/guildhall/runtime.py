@@ -31,6 +31,7 @@ from guildhall.connectors.discord.modmail import Modmail, job_handlers
 from guildhall.connectors.hosting.process import ProcessDriver
 from guildhall.connectors.messaging.loopback import LoopbackConnector
 from guildhall.connectors.pterodactyl.panel import Pterodactyl
+from guildhall.connectors.virtfusion.driver import VirtFusionDriver
 from guildhall.core.access import panel
 from guildhall.core.access.service import LastUsedTracker
 from guildhall.core.actor import SYSTEM
@@ -57,6 +58,7 @@ OUTBOX_RETENTION_DAYS = 7
 PLATFORM_JOBS_SECONDS = 1
 LOOTDROP_SWEEP_SECONDS = 2
 RENEWAL_SECONDS = 60
+HYPERVISOR_POLL_SECONDS = 10  # VirtFusion sends no events
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +220,8 @@ class Runtime:
             from guildhall.connectors.libvirt.driver import LibvirtDriver
 
             drivers["libvirt"] = LibvirtDriver(config.libvirt)
+        if config.virtfusion.connects:
+            drivers["virtfusion"] = VirtFusionDriver(config.virtfusion)
         plans = {
             name: HostingPlan(
                 driver=plan.driver,
@@ -252,6 +256,8 @@ class Runtime:
         self._every(self.settings.webhooks.poll_seconds, self.webhooks.run_once)
         self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
         self._every(BAN_EXPIRY_SECONDS, self._announce_expired_bans)
+        if any(driver.polled for driver in self.hosting.drivers.values()):
+            self._every(HYPERVISOR_POLL_SECONDS, self.hosting.refresh)
         handlers: dict[str, jobs.Handler] = {}
         give_up: dict[str, jobs.GiveUp] = {}
         if self.discord is not None:

@@ -91,6 +91,7 @@ def _reap_when_done(child: subprocess.Popen[bytes]) -> None:
 class ProcessDriver:
     name = "process"
     judges_transitions = False
+    polled = False
 
     def __init__(self, *, start_check: float = 0.3) -> None:
         self._start_check = start_check
@@ -101,6 +102,9 @@ class ProcessDriver:
 
     async def close(self) -> None:
         """Servers keep running after Guildhall stops (see the module notes)."""
+
+    async def refresh(self, runtime_refs: list[str]) -> None:
+        """Nothing to learn ahead: ``is_running`` looks at ``/proc`` each time."""
 
     def ip_address(self, spec: ServerSpec) -> str:
         return "127.0.0.1"

@@ -15,9 +15,9 @@ opens (so a machine that changed while Guildhall was down shows its true
 state), then kept current by lifecycle events, never by a call per request.
 Events need libvirt's event loop integration; ``libvirtaio`` binds it to one
 asyncio loop for the life of the process, so it runs on a loop of its own in
-a daemon thread (started once per process), and callbacks only store the
-state. Every other libvirt call blocks, so it runs in a worker thread
-(``asyncio.to_thread``); libvirt connections are safe to share between threads.
+a daemon thread (started once per process). Every libvirt call blocks and is
+made on that thread (``on_libvirt_thread``), never on Guildhall's loop;
+callbacks only store the state.
 """
 
 from __future__ import annotations
@@ -67,25 +67,39 @@ _events_started = threading.Lock()
 _events_loop: asyncio.AbstractEventLoop | None = None
 
 
-def _start_event_loop() -> None:
-    """Run libvirt's asyncio event integration on its own loop, once per process."""
+def _libvirt_loop() -> asyncio.AbstractEventLoop:
+    """The loop libvirt's asyncio integration runs on, in its own thread (once per process)."""
     global _events_loop
     with _events_started:
-        if _events_loop is not None:
-            return
-        ready = threading.Event()
-
-        def run() -> None:
-            global _events_loop
+        if _events_loop is None:
+            ready = threading.Event()
             loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            libvirtaio.virEventRegisterAsyncIOImpl(loop=loop)
-            _events_loop = loop
-            ready.set()
-            loop.run_forever()
 
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        ready.wait()
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                libvirtaio.virEventRegisterAsyncIOImpl(loop=loop)
+                ready.set()
+                loop.run_forever()
+
+            threading.Thread(target=run, name="libvirt", daemon=True).start()
+            ready.wait()
+            _events_loop = loop
+        return _events_loop
+
+
+async def on_libvirt_thread(work: Callable[[], T]) -> T:
+    """Run a (blocking) libvirt call on libvirt's own thread, off Guildhall's loop.
+
+    On that thread only: libvirtaio schedules its timers and watches with the
+    loop's own, not thread-safe, calls, so a call made from any other thread
+    (one that queues an event, say) would leave the event undelivered.
+    """
+
+    async def call() -> T:
+        return work()
+
+    future = asyncio.run_coroutine_threadsafe(call(), _libvirt_loop())
+    return await asyncio.wrap_future(future)
 
 
 def _domain_xml(spec: ServerSpec, volume_path: str, volume_format: str, network: str) -> str:
@@ -121,6 +135,7 @@ def _clone_xml(name: str, capacity_bytes: int, volume_format: str) -> str:
 class LibvirtDriver:
     name = "libvirt"
     judges_transitions = True
+    polled = False  # lifecycle events keep the states current
 
     def __init__(self, settings: LibvirtSettings) -> None:
         require_binding()
@@ -136,19 +151,20 @@ class LibvirtDriver:
         async with self._open_lock:
             if self._connection is not None:
                 return
-            _start_event_loop()
             try:
-                connection = await asyncio.to_thread(libvirt.open, self.settings.uri)
+                connection = await on_libvirt_thread(lambda: libvirt.open(self.settings.uri))
             except libvirt.libvirtError as exc:
                 raise DriverError(
                     f"libvirt at {self.settings.uri} cannot be reached: {exc.get_error_message()}",
                     unavailable=True,
                 ) from None
-            self._callback = connection.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+            self._callback = await on_libvirt_thread(
+                lambda: connection.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+                )
             )
             self._connection = connection
-            await asyncio.to_thread(self._read_all_states)
+            await on_libvirt_thread(self._read_all_states)
 
     def _on_lifecycle(self, _conn: Any, domain: Any, _event: int, _detail: int, _: Any) -> None:
         """On libvirt's event thread: remember the domain's state as it is now."""
@@ -159,21 +175,30 @@ class LibvirtDriver:
         for domain in self._connection.listAllDomains():
             self._states[domain.name()] = domain.state()[0]
 
+    async def refresh(self, runtime_refs: list[str]) -> None:
+        """Read every domain's state again (``open`` already did; events keep it since)."""
+        await self._call(self._read_all_states, "the machines' states cannot be read")
+
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        with contextlib.suppress(libvirt.libvirtError):
-            if self._callback is not None:
-                connection.domainEventDeregisterAny(self._callback)
-            await asyncio.to_thread(connection.close)
+        callback = self._callback
+
+        def let_go() -> None:
+            with contextlib.suppress(libvirt.libvirtError):
+                if callback is not None:
+                    connection.domainEventDeregisterAny(callback)
+                connection.close()
+
+        await on_libvirt_thread(let_go)
 
     async def _call(self, work: Callable[[], T], what: str) -> T:
-        """``work`` in a worker thread; libvirt's errors as ``DriverError``."""
+        """``work`` on libvirt's thread; libvirt's errors as ``DriverError``."""
         if self._connection is None:
             await self.open()
         try:
-            return await asyncio.to_thread(work)
+            return await on_libvirt_thread(work)
         except libvirt.libvirtError as exc:
             code = exc.get_error_code()
             message = exc.get_error_message() or str(exc)

@@ -49,9 +49,14 @@ class ServerSpec:
 class HostingDriver(Protocol):
     name: str
     judges_transitions: bool
+    polled: bool  # no events: the runtime has ``refresh`` read the states now and then
 
     async def open(self) -> None:
-        """Connect (if the platform needs it) and learn every server's real state."""
+        """Connect (if the platform needs it)."""
+        ...
+
+    async def refresh(self, runtime_refs: list[str]) -> None:
+        """Learn the real state of these servers (at open, and when ``polled``)."""
         ...
 
     async def close(self) -> None: ...

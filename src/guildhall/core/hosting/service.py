@@ -28,14 +28,16 @@ core checks the state first.
 
 from __future__ import annotations
 
+import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, CoreError, Invalid, NotFound, Unavailable
@@ -62,6 +64,8 @@ _SERVERS_OF = Prepared(
     .where(_servers.c.account_id == bindparam("account_id"))
     .order_by(_servers.c.id)
 )
+logger = logging.getLogger(__name__)
+
 ACTIONS = ("start", "stop", "restart", "shutdown", "kill")
 MAX_NAME_LENGTH = 100
 STALE_MARGIN = timedelta(seconds=30)
@@ -146,9 +150,24 @@ class Hosting:
         self._stale_after = timedelta(seconds=grace) + STALE_MARGIN
 
     async def open(self) -> None:
-        """Connect the drivers that need it (a hypervisor), learning every server's state."""
+        """Connect the drivers that need it (a hypervisor), then learn every server's real
+        state: a machine that changed while Guildhall was down shows what it is now."""
         for driver in self.drivers.values():
             await driver.open()
+        await self.refresh(polled_only=False)
+
+    async def refresh(self, *, polled_only: bool = True) -> None:
+        """Have the drivers read their servers' states (by default, those without events)."""
+        async with self.database.unit_of_work(write=False) as session:
+            rows = (await session.execute(select(Server.driver, Server.runtime_ref))).all()
+        for name, driver in self.drivers.items():
+            if polled_only and not driver.polled:
+                continue
+            refs = [ref for on, ref in rows if on == name and ref is not None]
+            try:
+                await driver.refresh(refs)
+            except DriverError as exc:
+                logger.warning("the %s servers' states were not read: %s", name, exc)
 
     async def close(self) -> None:
         for driver in self.drivers.values():
@@ -290,7 +309,10 @@ class Hosting:
             driver = self._driver(row.driver)
             if row.runtime_ref is not None:
                 return
-            spec = self._spec(row)
+            owner = await accounts.view(session, row.account_id)
+            spec = replace(
+                self._spec(row), owner_email=owner.email or "", owner_name=owner.username
+            )
         try:
             ref = await driver.provision(spec)
         except DriverError as exc:

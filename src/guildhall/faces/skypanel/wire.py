@@ -21,7 +21,7 @@ from typing import Any
 
 from guildhall.core.accounts.service import AccountView
 from guildhall.core.billing.service import InvoiceView
-from guildhall.core.hosting.service import ServerView
+from guildhall.core.hosting.service import ACTIONS, ServerView
 from guildhall.faces.common.body import json_object as body_json_object
 from guildhall.faces.skypanel.errors import SkyError
 from guildhall.times import iso_millis
@@ -109,8 +109,10 @@ class ProfileChange:
 
 
 def power_action(body: Any) -> str:
+    """One of the document's actions, or ``kill`` (beyond it: end the server at once, a
+    VM's power cut); the refusal names the document's four."""
     action = json_object(body).get("action")
-    if action not in ("start", "stop", "restart", "shutdown"):
+    if action not in ACTIONS:
         raise _fields_error({"action": "action must be one of start, stop, restart, shutdown"})
     return action
 

@@ -1,0 +1,1 @@
+"""VirtFusion: virtual machines for SkyPANEL's servers, over its REST API."""
