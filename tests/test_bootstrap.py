@@ -16,6 +16,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# libvirt's binding comes along where its system library is (it builds against it).
+HAS_LIBVIRT = (
+    shutil.which("pkg-config") is not None
+    and subprocess.run(["pkg-config", "--exists", "libvirt"], check=False).returncode == 0
+)
+EXTRAS = "test,libvirt" if HAS_LIBVIRT else "test"
 
 STAND_IN = """#!/bin/sh
 echo "$*" >> "$(dirname "$0")/../calls.log"
@@ -57,7 +63,7 @@ def test_the_first_start_says_what_it_installs_and_how_long_before_installing(
     assert lines[1].startswith("(pip ran: -m pip install")
     assert lines[-1] == "Installed."
     calls = (tmp_path / ".venv" / "calls.log").read_text().splitlines()
-    assert calls[-1] == "-m pip install --quiet -e .[test]"
+    assert calls[-1] == f"-m pip install --quiet -e .[{EXTRAS}]"
 
 
 def test_a_second_start_installs_nothing_and_says_nothing(tmp_path: Path) -> None:

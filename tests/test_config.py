@@ -86,6 +86,19 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
             "plan 'Game' names egg 'paper', not under [pterodactyl.eggs]",
         ),
         ('[hosting.plans.Game]\ndriver = "pterodactyl"\n', "names its egg"),
+        (
+            '[hosting.plans.VM]\ndriver = "libvirt"\n',
+            "a plan on the libvirt driver names its image",
+        ),
+        (
+            '[hosting.plans.VM]\ndriver = "libvirt"\nimage = "debian-12"\n',
+            "plan 'VM' names image 'debian-12', not under [hosting.libvirt] base_images",
+        ),
+        (
+            '[hosting.plans.VM]\ndriver = "virtfusion"\nimage = "debian-12"\n',
+            "plan 'VM' is on the virtfusion driver: set [hosting.virtfusion] url and api_token",
+        ),
+        ('[hosting.plans.VM]\ndriver = "xen"\n', "hosting.plans.VM.driver"),
     ],
 )
 def test_bad_configuration_is_one_clear_sentence(tmp_path: Path, text: str, sentence: str) -> None:

@@ -33,12 +33,9 @@ from typing import Any, TypeVar
 from guildhall.config import ConfigError, LibvirtSettings
 from guildhall.core.hosting.driver import DriverError, ServerSpec
 
-try:
-    import libvirt
-    import libvirtaio
-except ImportError:  # the optional extra
-    libvirt = None
-    libvirtaio = None
+# The optional extra's modules, imported by ``require_binding`` when a plan needs them.
+libvirt: Any = None
+libvirtaio: Any = None
 
 INSTALL = (
     "The libvirt hosting driver needs libvirt's Python binding: install the system library's "
@@ -56,11 +53,16 @@ _CONFLICT_CODES = frozenset({1, 55})  # VIR_ERR_INTERNAL_ERROR, VIR_ERR_OPERATIO
 
 
 def require_binding() -> None:
-    """Stop, in one sentence, when the optional extra is not installed."""
-    if libvirt is None:
-        raise ConfigError(INSTALL)
+    """Import the optional extra, or stop, in one sentence, saying what to install."""
+    global libvirt, libvirtaio
+    try:
+        import libvirt as binding
+        import libvirtaio as integration
+    except ImportError:
+        raise ConfigError(INSTALL) from None
+    libvirt, libvirtaio = binding, integration
     # libvirt prints every error on stderr by default; ours become DriverErrors instead.
-    libvirt.registerErrorHandler(lambda _context, _error: None, None)
+    binding.registerErrorHandler(lambda _context, _error: None, None)
 
 
 _events_started = threading.Lock()
