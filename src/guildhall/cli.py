@@ -14,9 +14,10 @@ database is seen at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,6 +25,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +40,8 @@ from guildhall.core.community import service as community
 from guildhall.core.errors import CoreError
 from guildhall.core.sessions.connector import ConnectorError
 from guildhall.core.support import service as support
+from guildhall.db import backup as backups
+from guildhall.db.engine import Database
 from guildhall.runtime import Runtime
 from guildhall.secrets import UnsealError
 
@@ -126,7 +130,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise _fail(str(exc)) from None
     except CoreError as exc:
         raise _fail(exc.message[0].upper() + exc.message[1:] + ".") from None
-    except (ConnectorError, UnsealError) as exc:
+    except (ConnectorError, UnsealError, backups.BackupError) as exc:
         raise _fail(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 
 
@@ -240,6 +244,156 @@ def migrate(config: ConfigOption = None) -> None:
 
     _run(work())
     out.print(f"Database at {Runtime.describe_url(settings)} is up to date.")
+
+
+PassphraseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="A file holding the backup's passphrase (its first line).",
+        dir_okay=False,
+    ),
+]
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise _fail(f"The passphrase file {path} cannot be read: {exc.strerror}.") from None
+    if not lines or not lines[0].strip():
+        raise _fail(f"The passphrase file {path} is empty.")
+    return lines[0]
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[backups.Progress]:
+    """Rows and bytes as they go, on a terminal; nothing when piped."""
+    if not err.is_terminal:
+        yield lambda _name, _count: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err) as bar:
+        task = bar.add_task(what)
+
+        def show(name: str, count: int) -> None:
+            unit = "bytes" if name == "sealing" else "rows"
+            bar.update(task, description=f"{what}: {name}, {count} {unit}")
+
+        yield show
+
+
+@app.command()
+def backup(
+    file: Annotated[Path, typer.Argument(metavar="FILE", dir_okay=False)],
+    passphrase_file: PassphraseOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Back the whole installation up into FILE while it serves.
+
+    With a passphrase the file is encrypted and holds the installation secret;
+    without one it is not encrypted and the secret is left out.
+    """
+    settings = _settings(config)
+    phrase = _passphrase(passphrase_file)
+
+    async def work(runtime: Runtime) -> backups.Manifest:
+        with _progress("backup") as progress:
+            return await backups.write_backup(
+                runtime.database, settings.data_dir, file, phrase, progress
+            )
+
+    manifest = _run(_with_runtime(settings, work))
+    rows = sum(manifest.counts.values())
+    out.print(
+        f"Backed up {rows} rows of {len(manifest.counts)} tables (schema {manifest.revision}) "
+        f"to {file}."
+    )
+    if not manifest.has_secret:
+        err.print(
+            "Not encrypted, and without the installation secret: keep "
+            f"{settings.data_dir / backups.SECRET_FILE} (or secret_key) apart, or sealed "
+            "secrets cannot be read after a restore. --passphrase-file includes it."
+        )
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(metavar="FILE", dir_okay=False)],
+    passphrase_file: PassphraseOption = None,
+    replace: Annotated[
+        bool, typer.Option(help="Replace a non-empty installation (backed up first).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Restore a backup into this (empty) installation, then check it."""
+    settings = _settings(config)
+    phrase = _passphrase(passphrase_file)
+
+    async def work() -> tuple[backups.Manifest, Path | None]:
+        runtime = Runtime(settings)
+        kept: Path | None = None
+        try:
+            with backups.opened(file, phrase) as (manifest, unpacked):
+                if replace and await backups.has_rows(runtime.database):
+                    kept = backups.replaced_path(settings.data_dir)
+                    with _progress("keeping what is replaced") as progress:
+                        await backups.write_backup(
+                            runtime.database, settings.data_dir, kept, phrase, progress
+                        )
+                with _progress("restore") as progress:
+                    await backups.fill(
+                        runtime.database, manifest, unpacked / "tables", progress, replace=replace
+                    )
+                backups.restore_files(unpacked, settings.data_dir, manifest)
+                return manifest, kept
+        finally:
+            await runtime.close()
+
+    manifest, kept = _run(work())
+    if kept is not None:
+        err.print(f"What was replaced is backed up in {kept}.")
+    rows = sum(manifest.counts.values())
+    out.print(
+        f"Restored {rows} rows of {len(manifest.counts)} tables from {file}; row counts and "
+        "every balance against its ledger checked."
+    )
+
+
+@app.command()
+def move(
+    to: Annotated[str, typer.Option("--to", help="The empty PostgreSQL database to move to.")],
+    config: ConfigOption = None,
+) -> None:
+    """Copy this SQLite installation into an empty PostgreSQL database; prints the
+    configuration line to switch to it."""
+    settings = _settings(config)
+    if not settings.is_sqlite:
+        raise _fail("This installation is already on PostgreSQL; move copies a SQLite one.")
+    if not to.startswith(("postgresql://", "postgres://")):
+        raise _fail("--to must be a PostgreSQL URL (postgresql://user@host/database).")
+    try:
+        target_url = load_settings(None, data_dir=str(settings.data_dir), database_url=to)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+    async def work(runtime: Runtime) -> backups.Manifest:
+        target = Database(target_url.resolved_database_url)
+        try:
+            with _progress("move") as progress:
+                return await backups.move(runtime.database, target, progress)
+        finally:
+            await target.dispose()
+
+    manifest = _run(_with_runtime(settings, work))
+    rows = sum(manifest.counts.values())
+    err.print(
+        f"Copied {rows} rows of {len(manifest.counts)} tables to "
+        f"{Runtime.describe_url(target_url)}; counts and balances checked. To switch, put "
+        "this line in the configuration file:"
+    )
+    out.print(f'database_url = "{to}"')
 
 
 @app.command("demo")

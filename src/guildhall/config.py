@@ -545,6 +545,16 @@ class PterodactylSettings(_Strict):
         return self
 
 
+class BackupSettings(_Strict):
+    """Scheduled whole-installation backups (``guildhall backup`` on a timer), made by one
+    process per installation; 0 hours: none."""
+
+    every_hours: float = Field(default=0, ge=0, le=24 * 366)
+    keep: int = Field(default=7, ge=1, le=10_000)
+    dir: str = ""  # empty: data_dir/backups
+    passphrase_file: str = ""  # empty: not encrypted, and without the installation secret
+
+
 class PackageSettings(_Strict):
     """A hosting package: the base resources a plan grants."""
 
@@ -601,6 +611,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     discord: DiscordSettings = DiscordSettings()
     pterodactyl: PterodactylSettings = PterodactylSettings()
+    backup: BackupSettings = BackupSettings()
     _config_file: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
