@@ -77,18 +77,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+async def postgres_admin(statement: str) -> None:
+    """Run one statement on the test server's maintenance database (CREATE DATABASE...)."""
+    connection = await asyncpg.connect(POSTGRES_SERVER, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """This run's own PostgreSQL database, migrated; dropped at the end."""
     name = f"guildhall_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(POSTGRES_SERVER, timeout=5)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
+    admin = postgres_admin
     try:
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -22,7 +21,7 @@ from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
 from guildhall.faces.skypanel.app import create_app as skypanel_app
 from guildhall.runtime import Runtime
-from tests.conftest import POSTGRES_SERVER
+from tests.conftest import POSTGRES_SERVER, postgres_admin
 from tests.process import free_port, guildhall, last_line, serve, write_config
 
 pytestmark = pytest.mark.e2e
@@ -35,19 +34,11 @@ PASSPHRASE = "correct horse battery staple"
 def spare_postgres() -> Iterator[str]:
     """A new, empty PostgreSQL database (no schema), dropped afterwards."""
     name = f"guildhall_spare_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(POSTGRES_SERVER, timeout=5)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"{POSTGRES_SERVER.rsplit('/', 1)[0]}/{name}"
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextlib.contextmanager

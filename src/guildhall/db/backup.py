@@ -55,7 +55,7 @@ from guildhall import __version__, filemodes
 from guildhall.db import archive
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
-from guildhall.db.migrate import alembic_config
+from guildhall.db.migrate import DanglingRows, alembic_config, run_schema_work
 from guildhall.db.models import metadata
 
 BATCH = 500
@@ -413,18 +413,10 @@ async def fill(
             _clear(connection)
         _fill(connection, manifest, tables_dir, progress)
 
-    async with database.write_engine.connect() as connection:
-        if database.is_sqlite:
-            # Off before the transaction (SQLite ignores it inside one), as for migrations:
-            # rows go in table by table; checked before the commit instead.
-            raw = await connection.get_raw_connection()
-            raw.driver_connection.run("PRAGMA foreign_keys=OFF", ())
-        async with connection.begin():
-            await connection.run_sync(run)
-            if database.is_sqlite:
-                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
-                if broken:
-                    raise BackupError(f"the backup has rows that refer to nothing: {broken[:3]}")
+    try:
+        await run_schema_work(database, run)
+    except DanglingRows as exc:
+        raise BackupError(f"the backup has rows that refer to nothing: {exc}") from None
 
 
 def restore_files(unpacked: Path, data_dir: Path, manifest: Manifest) -> None:

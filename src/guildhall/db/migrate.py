@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -43,17 +44,32 @@ async def upgrade(database: Database, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
+    try:
+        await run_schema_work(database, run)
+    except DanglingRows as exc:
+        raise RuntimeError(f"the migration left rows that refer to nothing: {exc}") from None
+
+
+class DanglingRows(Exception):
+    """Rows refer to rows that do not exist (SQLite's foreign key check, before commit)."""
+
+
+async def run_schema_work(database: Database, work: Callable[[Connection], object]) -> None:
+    """Run ``work`` on one connection in one transaction that may rebuild tables.
+
+    On SQLite, foreign keys are off before the transaction begins (SQLite
+    ignores the setting inside one): a migration that rebuilds a table drops
+    the old one, and with foreign keys on that would delete every row
+    referring to it (ON DELETE CASCADE); a restore inserts table by table.
+    They are checked before the commit instead (``DanglingRows``).
+    """
     async with database.write_engine.connect() as connection:
         if database.is_sqlite:
-            # Off before the transaction begins (SQLite ignores it inside one): a
-            # migration that rebuilds a table drops the old one, and with foreign
-            # keys on that would delete every row referring to it (ON DELETE
-            # CASCADE). Checked again before the commit instead.
             raw = await connection.get_raw_connection()
             raw.driver_connection.run("PRAGMA foreign_keys=OFF", ())
         async with connection.begin():
-            await connection.run_sync(run)
+            await connection.run_sync(work)
             if database.is_sqlite:
                 broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
                 if broken:
-                    raise RuntimeError(f"the migration left rows that refer to nothing: {broken}")
+                    raise DanglingRows(str(broken[:3]))
