@@ -19,6 +19,7 @@ from guildhall.config import load_settings
 from guildhall.faces.aurora.app import create_app as aurora_app
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
+from guildhall.faces.rustmail.app import create_app as rustmail_app
 from guildhall.faces.skypanel.app import create_app as skypanel_app
 from guildhall.runtime import Runtime
 from tests.conftest import POSTGRES_SERVER, postgres_admin
@@ -56,7 +57,7 @@ def fresh_installation(kind: str, directory: Path) -> Iterator[Path]:
 async def face(app: Any, **headers: str) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://face.test", headers=headers
+        transport=transport, base_url="http://127.0.0.1", headers=headers
     ) as client:
         yield client
 
@@ -90,6 +91,26 @@ async def answers(config: Path, key: str) -> dict[str, Any]:
     return seen
 
 
+async def activity(config: Path, key: str) -> None:
+    """Beyond the demo data: what clients of the other faces add (a bot session, a ticket
+    opened from outside, an Aurora member's coins moved by Heliactyl's addcoins)."""
+    runtime = Runtime(load_settings(config))
+    await runtime.prepare()
+    try:
+        async with face(ld7_app(runtime), **{"X-API-Key": key}) as client:
+            made = await client.post(
+                "/api/sessions", json={"userId": "bot_backup", "phoneNumber": "1234567890"}
+            )
+            assert made.status_code in (200, 201), made.text
+        async with face(rustmail_app(runtime), **{"X-API-Key": key}) as client:
+            opened = await client.post(
+                "/api/externals/tickets/create", json={"discord_id": "689149284871962727"}
+            )
+            assert opened.status_code in (200, 201), opened.text
+    finally:
+        await runtime.close()
+
+
 def keep_adding_coins(url: str, key: str, stop: threading.Event) -> list[int]:
     """addcoins, one after another, until ``stop``: the load a backup runs under."""
     statuses: list[int] = []
@@ -106,6 +127,7 @@ def test_a_backup_taken_under_load_restores_into_a_fresh_installation_answering_
     kind = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     source = write_config(tmp_path, database_url, heliactyl={"port": free_port()})
     key = last_line(guildhall(source, "demo").stdout)
+    asyncio.run(activity(source, key))
     phrase = tmp_path / "passphrase"
     phrase.write_text(PASSPHRASE + "\n")
     served = serve(source)
