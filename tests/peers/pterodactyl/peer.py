@@ -24,13 +24,11 @@ so a client that forgets the header sees what it would see in production.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
 import math
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,11 +36,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+
+from tests.peers.loopback import LoopbackServer, bind_loopback
 
 API_KEY = "ptla_" + "Gh7kQ2mX9vLp4RtZ8wYc1NbJ5sFd3HqA6eUo0iKxTgV"
 READ_ONLY_KEY = "ptla_" + "r3adOnLyK3yF0rT3st5n0Wr1t3sAll0w3dH3r3zzzzz"
@@ -374,10 +371,11 @@ class PterodactylPeer:
     requests: list[tuple[str, str]] = field(default_factory=list)
     _failures: list[int] = field(default_factory=list)
     _ids: dict[str, itertools.count[int]] = field(default_factory=dict)
-    _uvicorn: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
-    _sock: socket.socket | None = None
     _routes: list[_Route] = field(default_factory=list)
+    _listener: LoopbackServer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._listener = LoopbackServer(self.handle, self.port)
 
     @property
     def url(self) -> str:
@@ -1631,52 +1629,24 @@ class PterodactylPeer:
 
     async def start(self) -> None:
         """Listen on ``self.port`` (again, after stop())."""
-        if self._uvicorn is not None:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        await self._serve(sock)
-
-    async def _serve(self, sock: socket.socket) -> None:
-        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        app = Starlette(routes=[Route("/{path:path}", self.handle, methods=methods)])
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._uvicorn = server
-        self._sock = sock
-        self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if self._task.done():
-                await self._task
-            await asyncio.sleep(0.01)
+        await self._listener.start()
 
     async def stop(self) -> None:
         """Stop listening (clients get connection refused); the state stays."""
-        if self._uvicorn is None or self._task is None:
-            return
-        self._uvicorn.should_exit = True
-        await self._task
-        if self._sock is not None:
-            self._sock.close()
-        self._uvicorn = None
-        self._task = None
+        await self._listener.stop()
 
 
 @contextlib.asynccontextmanager
 async def running_pterodactyl(
     *, seed: bool = True, port: int = 0
 ) -> AsyncIterator[PterodactylPeer]:
-    # IPPROTO_TCP spelled out: asyncio only sets TCP_NODELAY on sockets whose proto
-    # says TCP, and without it every reused keep-alive request waits ~40 ms on
-    # Nagle and delayed ACKs.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    """Serve a fresh panel (seeded unless ``seed=False``) on ``port`` (0: any free)."""
+    sock = bind_loopback(port)
     peer = PterodactylPeer(port=sock.getsockname()[1])
     peer._build_routes()
     if seed:
         peer._seed()
-    await peer._serve(sock)
+    await peer._listener.start(sock)
     try:
         yield peer
     finally:

@@ -57,23 +57,20 @@ Laravel application, so its conventions fill the gaps):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
 import re
 import secrets
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+
+from tests.peers.loopback import LoopbackServer, bind_loopback
 
 API_TOKEN = "vf_" + "Zk3Qm8PwL2xT9rVb6NcH4sJd7GyA1eUo5iKfR0tWqBn"
 
@@ -142,9 +139,7 @@ class VirtFusionPeer:
         self._user_ids = itertools.count(1)
         self._server_ids = itertools.count(1)
         self._queue_ids = itertools.count(1)
-        self._uvicorn: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._listener = LoopbackServer(self.handle, port)
         self._seed()
 
     @property
@@ -539,47 +534,19 @@ class VirtFusionPeer:
 
     async def start(self) -> None:
         """Listen on ``self.port`` again after stop(); the state is as it was."""
-        if self._uvicorn is not None:
-            return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        await self._serve(sock)
-
-    async def _serve(self, sock: socket.socket) -> None:
-        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        app = Starlette(routes=[Route("/{path:path}", self.handle, methods=methods)])
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        self._uvicorn = server
-        self._sock = sock
-        self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if self._task.done():
-                await self._task
-            await asyncio.sleep(0.01)
+        await self._listener.start()
 
     async def stop(self) -> None:
         """Stop listening (clients get connection refused); the state stays."""
-        if self._uvicorn is None or self._task is None:
-            return
-        self._uvicorn.should_exit = True
-        await self._task
-        if self._sock is not None:
-            self._sock.close()
-        self._uvicorn = None
-        self._task = None
-        self._sock = None
+        await self._listener.stop()
 
 
 @contextlib.asynccontextmanager
 async def running_virtfusion(*, port: int = 0) -> AsyncIterator[VirtFusionPeer]:
-    # IPPROTO_TCP spelled out: asyncio only sets TCP_NODELAY on sockets whose proto
-    # says TCP, and without it reused keep-alive requests wait on Nagle.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    """Serve a fresh, seeded control server on ``port`` (0: any free port)."""
+    sock = bind_loopback(port)
     peer = VirtFusionPeer(port=sock.getsockname()[1])
-    await peer._serve(sock)
+    await peer._listener.start(sock)
     try:
         yield peer
     finally:
