@@ -202,14 +202,27 @@ class Stats:
 
 
 async def _worker(
-    port: int, raw: bytes, check: Check, measure_from: int, stop_at: int, stats: Stats
+    port: int,
+    raws: Sequence[bytes],
+    first: int,
+    check: Check,
+    measure_from: int,
+    stop_at: int,
+    stats: Stats,
 ) -> None:
-    """Drive one keep-alive connection until ``stop_at``, recording measured requests."""
+    """Drive one keep-alive connection until ``stop_at``, recording measured requests.
+
+    The requests are taken in turn from ``raws`` starting at ``first`` (one request for
+    most scenarios; one per account for addcoins spread over many accounts).
+    """
     clock = time.perf_counter_ns
     latencies = stats.latencies_ns
     conn: HttpConnection | None = None
+    turn = first
     try:
         while clock() < stop_at:
+            raw = raws[turn % len(raws)]
+            turn += 1
             if conn is None:
                 try:
                     conn = await HttpConnection.open(port)
@@ -247,7 +260,7 @@ async def _worker(
 
 async def run_load(
     port: int,
-    raw: bytes,
+    raws: Sequence[bytes],
     check: Check,
     connections: int,
     duration: float,
@@ -259,8 +272,10 @@ async def run_load(
     measure_from = now + int(warmup * 1e9)
     stop_at = measure_from + int(duration * 1e9)
     tasks = [
-        asyncio.create_task(_worker(port, raw, check, measure_from, stop_at, stats))
-        for _ in range(connections)
+        asyncio.create_task(
+            _worker(port, raws, n * 7919, check, measure_from, stop_at, stats)  # spread starts
+        )
+        for n in range(connections)
     ]
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the loop allocates no cycles; skip collector pauses during measurement
@@ -505,7 +520,7 @@ def print_table(rows: list[Row]) -> None:
     )
     for r in rows:
         ratio = f"{100.0 * r.rps / ceiling:.1f}%" if ceiling > 0 else "n/a"
-        print(f"{r.name:<14} {r.rps:>10.1f} {r.p50:>8.2f} {r.p99:>8.2f} {r.errors:>8d} {ratio:>11}")
+        print(f"{r.name:<16} {r.rps:>10.1f} {r.p50:>8.2f} {r.p99:>8.2f} {r.errors:>8d} {ratio:>11}")
 
 
 def summarize(name: str, stats: Stats) -> Row:
@@ -566,6 +581,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--workers", type=int, default=1, help="guildhall serve --workers")
     ap.add_argument(
+        "--spread", type=int, default=10_000, help="accounts addcoins spread moves coins among"
+    )
+    ap.add_argument(
+        "--matrix",
+        action="store_true",
+        help="every scenario on SQLite and PostgreSQL with 1 and 2 workers, then a summary",
+    )
+    ap.add_argument(
         "--only-ceiling",
         action="store_true",
         help="benchmark only the bare FastAPI app (no Guildhall needed)",
@@ -605,7 +628,7 @@ class Scenario:
 
     name: str
     port: int
-    raw: bytes
+    raws: Sequence[bytes]
     check: Check = status_ok
     stats: Stats = dataclasses.field(default_factory=Stats)
 
@@ -629,7 +652,7 @@ def run_rounds(runner: asyncio.Runner, scenarios: list[Scenario], args: argparse
                 flush=True,
             )
             stats = runner.run(
-                run_load(item.port, item.raw, item.check, args.connections, slice_s, warmup)
+                run_load(item.port, item.raws, item.check, args.connections, slice_s, warmup)
             )
             item.stats.absorb(stats)
 
@@ -643,29 +666,135 @@ from guildhall.core.actor import Actor
 from guildhall.core.economy import service as economy
 from guildhall.runtime import Runtime
 
-async def main(count):
+async def main(count, prefix):
     runtime = Runtime(load_settings())
     actor = Actor("operator", "bench")
     try:
         async with runtime.database.unit_of_work() as session:
             for n in range(count):
+                discord = f"{prefix}{n:017d}"
                 account = await accounts.create(
-                    session, username=f"member{n}", identities={Provider.DISCORD: f"2{n:017d}"},
+                    session, username=f"member{prefix}{n}", identities={Provider.DISCORD: discord},
                     actor=actor,
                 )
-                ref = accounts.AccountRef(account.id, account.username, f"2{n:017d}")
+                ref = accounts.AccountRef(account.id, account.username, discord)
                 await economy.adjust(session, ref, 1 + n * 7 % 1000, actor=actor)
     finally:
         await runtime.close()
 
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+LEDGER_TOTALS = """
+import asyncio
+from sqlalchemy import text
+from guildhall.config import load_settings
+from guildhall.db import backup
+from guildhall.runtime import Runtime
+
+async def main():
+    runtime = Runtime(load_settings())
+    try:
+        async with runtime.database.read_engine.connect() as connection:
+            summed = text("SELECT COALESCE(SUM(amount), 0) FROM balances")
+            total = (await connection.execute(summed)).scalar_one()
+            wrong = await connection.run_sync(backup.unbalanced)
+        print(total, len(wrong))
+    finally:
+        await runtime.close()
+
+asyncio.run(main())
 """
 
 
-def seed_members(count: int, env: dict[str, str]) -> None:
-    """Give Aurora's user list something to sort: ``count`` members with balances."""
+def spread_id(n: int) -> str:
+    """The Discord id of the n-th account addcoins spread moves coins to."""
+    return f"3{n:017d}"
+
+
+def addcoins_request(discord_id: str, port: int, key: str) -> bytes:
+    body = json.dumps({"id": discord_id, "coins": 1}, separators=(",", ":")).encode()
+    return build_request("POST", "/api/v3/addcoins", port, key, body)
+
+
+def ledger_totals(env: dict[str, str]) -> tuple[int, int]:
+    """Every balance summed, and how many balances differ from their ledger."""
     result = subprocess.run(
-        [sys.executable, "-c", SEED_MEMBERS, str(count)],
+        [sys.executable, "-c", LEDGER_TOTALS],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"reading the ledger failed:\n{result.stderr}")
+    total, wrong = result.stdout.split()
+    return int(total), int(wrong)
+
+
+PGBENCH_SCRIPT = """\\set id {pick}
+BEGIN;
+UPDATE balances SET amount = amount + 1 WHERE account_id = :id AND currency = 'coins';
+INSERT INTO ledger_entries (account_id, currency, type, amount, balance_after, actor, reason,
+  created_at) VALUES (:id, 'coins', 'ADMIN_ADJUSTMENT', 1, 0, 'pgbench', '', now());
+END;
+"""
+
+
+def database_limits(
+    database_url: str, hot_account: int, args: argparse.Namespace
+) -> tuple[float, float]:
+    """pgbench's rate for addcoins' transaction (update a balance, insert a ledger row,
+    commit) on one hot account and spread over the spread accounts: the database's own
+    limit on this machine, beside Guildhall's figure."""
+    name = database_url.rsplit("/", 1)[1]
+    rates = []
+    for pick in (
+        str(hot_account),
+        f"random({hot_account + 2 + MEMBERS}, {hot_account + 1 + MEMBERS + args.spread})",
+    ):
+        script = Path(tempfile.mkstemp(suffix=".sql")[1])
+        script.write_text(PGBENCH_SCRIPT.format(pick=pick))
+        try:
+            result = subprocess.run(
+                [
+                    "pgbench",
+                    "-n",
+                    "-h",
+                    HOST,
+                    "-U",
+                    "postgres",
+                    "-c",
+                    str(args.connections),
+                    "-j",
+                    "2",
+                    "-T",
+                    str(max(1, int(args.duration / 2))),
+                    "-f",
+                    str(script),
+                    name,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=args.duration + 120,
+                check=False,
+            )
+        finally:
+            script.unlink()
+        found = [line for line in result.stdout.splitlines() if line.startswith("tps =")]
+        if result.returncode != 0 or not found:
+            raise BenchError(f"pgbench failed:\n{result.stderr}")
+        rates.append(float(found[0].split()[2]))
+    return rates[0], rates[1]
+
+
+def seed_members(count: int, env: dict[str, str], prefix: str = "2") -> None:
+    """Accounts with balances: Aurora's user list sorts them (prefix 2); addcoins spread
+    moves coins among them (prefix 3)."""
+    result = subprocess.run(
+        [sys.executable, "-c", SEED_MEMBERS, str(count), prefix],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -677,7 +806,9 @@ def seed_members(count: int, env: dict[str, str]) -> None:
         raise BenchError(f"seeding members failed:\n{result.stderr}")
 
 
-def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: list[str]) -> int:
+def bench(
+    args: argparse.Namespace, tmp: Path, servers: list[Server], drops: list[str]
+) -> tuple[int, list[Row]]:
     """Set up, run all scenarios and print results; returns the exit code."""
     # GUILDHALL_* variables override the config file; drop them so the run only uses ours.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDHALL_")}
@@ -710,7 +841,7 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
     gh: Server | None = None
     key = ""
     if not args.only_ceiling:
-        database_url = None
+        database_url: str | None = None
         if args.database == "postgresql":
             db_name = f"guildhall_bench_{os.getpid()}_{secrets.token_hex(4)}"
             psql(f'CREATE DATABASE "{db_name}"')
@@ -748,6 +879,7 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
             env,
         )
         seed_members(MEMBERS, env)
+        seed_members(args.spread, env, prefix="3")
         key = run_cli(["keys", "create", "--name", "bench", "--scope", "heliactyl"], env)
         print(
             f"guildhall: account {account}, {args.database}, {args.workers} worker(s)",
@@ -778,55 +910,74 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
     exit_code = 0
     with new_runner() as runner:
         ceiling_scenario = Scenario(
-            "ceiling", ceiling.port, build_request("GET", "/api", ceiling.port, auth)
+            "ceiling", ceiling.port, [build_request("GET", "/api", ceiling.port, auth)]
         )
         if gh is None:
             run_rounds(runner, [ceiling_scenario], args)
-            print_table([summarize("ceiling", ceiling_scenario.stats)])
-            return 0
+            only = [summarize("ceiling", ceiling_scenario.stats)]
+            print_table(only)
+            return 0, only
         userinfo = build_request("GET", f"/api/v3/userinfo?id={DISCORD_ID}", gh.port, auth)
-        addcoins = Scenario(
-            "addcoins",
+        addcoins = Scenario("addcoins", gh.port, [addcoins_request(DISCORD_ID, gh.port, auth)])
+        spread = Scenario(
+            "addcoins spread",
             gh.port,
-            build_request(
-                "POST",
-                "/api/v3/addcoins",
-                gh.port,
-                auth,
-                json.dumps({"id": DISCORD_ID, "coins": 1}, separators=(",", ":")).encode(),
-            ),
+            [addcoins_request(spread_id(n), gh.port, auth) for n in range(args.spread)],
         )
         scenarios = [
             ceiling_scenario,
-            Scenario("GET /api", gh.port, build_request("GET", "/api", gh.port, auth)),
-            Scenario("userinfo", gh.port, userinfo),
+            Scenario("GET /api", gh.port, [build_request("GET", "/api", gh.port, auth)]),
+            Scenario("userinfo", gh.port, [userinfo]),
             Scenario(
                 "userinfo panel",
                 gh.port,
-                build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh.port, auth),
+                [build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh.port, auth)],
                 panel_user_ok,
             ),
             addcoins,
+            spread,
             Scenario(
                 "aurora users",
                 aurora_port,
-                build_request("GET", "/api/users?limit=50", aurora_port, auth),
+                [build_request("GET", "/api/users?limit=50", aurora_port, auth)],
                 json_object_ok,
             ),
             Scenario(
                 "aurora user",
                 aurora_port,
-                build_request("GET", f"/api/users/{DISCORD_ID}", aurora_port, auth),
+                [build_request("GET", f"/api/users/{DISCORD_ID}", aurora_port, auth)],
                 json_object_ok,
             ),
         ]
         before = runner.run(read_coins(gh.port, userinfo))
+        total_before = ledger_totals(env)[0]
         run_rounds(runner, scenarios, args)
         after = runner.run(read_coins(gh.port, userinfo))
         rows = [summarize(item.name, item.stats) for item in scenarios]
         add_stats = addcoins.stats
 
     print_table(rows)
+    total_after, unbalanced = ledger_totals(env)
+    moved = total_after - total_before
+    expected = add_stats.ok_total + spread.stats.ok_total
+    ledger_verdict = "OK" if moved == expected and unbalanced == 0 else "MISMATCH"
+    print(
+        f"ledger check: {ledger_verdict}: all balances grew by {moved}, successful addcoins "
+        f"(both scenarios, incl. warm-up) {expected}; balances unlike their ledger: {unbalanced}"
+    )
+    if ledger_verdict != "OK":
+        exit_code = 1
+    if args.database == "postgresql":
+        assert database_url is not None
+        limits = database_limits(database_url, int(account), args)
+        hot = next(r.rps for r in rows if r.name == "addcoins")
+        wide = next(r.rps for r in rows if r.name == "addcoins spread")
+        print(
+            f"database limit (pgbench, the same transaction, {args.connections} clients): "
+            f"hot {limits[0]:.0f} tps, spread {limits[1]:.0f} tps; Guildhall addcoins "
+            f"{100 * hot / limits[0]:.0f}% of hot, addcoins spread {100 * wide / limits[1]:.0f}% "
+            "of spread"
+        )
     added = after - before
     verdict = "OK" if added == add_stats.ok_total else "MISMATCH"
     print(
@@ -841,12 +992,50 @@ def bench(args: argparse.Namespace, tmp: Path, servers: list[Server], drops: lis
                 "stop; their outcome is unknown",
                 file=sys.stderr,
             )
-    return exit_code
+    return exit_code, rows
+
+
+MATRIX = (("sqlite", 1), ("sqlite", 2), ("postgresql", 1), ("postgresql", 2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and always clean up servers, the database and the temp dir."""
+    """Run the benchmark (or, with --matrix, every database and worker count in turn)."""
     args = parse_args(argv)
+    if not args.matrix:
+        return run_once(args)[0]
+    results: dict[tuple[str, int], list[Row]] = {}
+    exit_code = 0
+    for database, workers in MATRIX:
+        print(f"=== {database}, {workers} worker(s) ===", flush=True)
+        code, rows = run_once(
+            argparse.Namespace(**{**vars(args), "database": database, "workers": workers})
+        )
+        exit_code = exit_code or code
+        results[(database, workers)] = rows
+    print_matrix(results)
+    return exit_code
+
+
+def print_matrix(results: dict[tuple[str, int], list[Row]]) -> None:
+    """req/s of each scenario in each combination, and what a second worker gives."""
+    names = [row.name for row in next(iter(results.values()))]
+    heads = [f"{db[:6]} x{workers}" for db, workers in results]
+    print(
+        f"{'scenario':<16}" + "".join(f"{head:>14}" for head in heads) + "   2w/1w sqlite  2w/1w pg"
+    )
+    for name in names:
+        rates = {
+            key: next((r.rps for r in rows if r.name == name), 0.0) for key, rows in results.items()
+        }
+        line = f"{name:<16}" + "".join(f"{rate:>14.0f}" for rate in rates.values())
+        for db in ("sqlite", "postgresql"):
+            one, two = rates.get((db, 1), 0.0), rates.get((db, 2), 0.0)
+            line += f"{two / one:>13.2f}x" if one else f"{'n/a':>14}"
+        print(line)
+
+
+def run_once(args: argparse.Namespace) -> tuple[int, list[Row]]:
+    """One database and worker count; always cleans up servers, the database, the temp dir."""
     servers: list[Server] = []
     drops: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="guildhall-bench-"))
@@ -854,7 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench(args, tmp, servers, drops)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 1, []
     finally:
         for server in reversed(servers):
             stop_server(server)

@@ -14,15 +14,21 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select, text
 
 from guildhall.config import load_settings
+from guildhall.core.accounts import service as accounts
+from guildhall.core.hosting.models import Server
+from guildhall.db import backup as backups
+from guildhall.db.engine import Database
+from guildhall.db.migrate import is_current, upgrade
 from guildhall.faces.aurora.app import create_app as aurora_app
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
 from guildhall.faces.rustmail.app import create_app as rustmail_app
 from guildhall.faces.skypanel.app import create_app as skypanel_app
 from guildhall.runtime import Runtime
-from tests.conftest import POSTGRES_SERVER, postgres_admin
+from tests.conftest import POSTGRES_SERVER, TEST_ACTOR, postgres_admin
 from tests.process import free_port, guildhall, last_line, serve, write_config
 
 pytestmark = pytest.mark.e2e
@@ -286,3 +292,37 @@ def test_scheduled_backups_keep_the_newest(tmp_path: Path) -> None:
     later = asyncio.run(run())[0]
     assert later is not None and later != first
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [first.name, later.name]
+
+
+async def test_a_backup_from_an_older_schema_is_restored_and_migrated_forward(
+    tmp_path: Path,
+) -> None:
+    older = Database(f"sqlite+aiosqlite:///{tmp_path / 'older.db'}")
+    newer = Database(f"sqlite+aiosqlite:///{tmp_path / 'newer.db'}")
+    try:
+        await upgrade(older, "0010")  # before game servers had resources
+        async with older.unit_of_work() as session:
+            owner = await accounts.create(session, username="old", actor=TEST_ACTOR)
+            await session.execute(
+                text(
+                    "INSERT INTO servers (public_id, account_id, name, plan, driver, status, "
+                    "ip_address, created_at, updated_at, status_changed_at) VALUES "
+                    "('server-old', :owner, 'Old VPS', 'Basic', 'process', 'stopped', "
+                    "'127.0.0.1', '2026-01-01 00:00:00', '2026-01-01 00:00:00', "
+                    "'2026-01-01 00:00:00')"
+                ),
+                {"owner": owner.id},
+            )
+        made = await backups.write_backup(
+            older, tmp_path, tmp_path / "older.ghbk", None, lambda _name, _count: None
+        )
+        assert made.revision == "0010"
+        with backups.opened(tmp_path / "older.ghbk", None) as (manifest, unpacked):
+            await backups.fill(newer, manifest, unpacked / "tables", lambda _n, _c: None)
+        assert await is_current(newer)
+        async with newer.unit_of_work(write=False) as session:
+            server = await session.scalar(select(Server).where(Server.public_id == "server-old"))
+        assert server is not None and server.name == "Old VPS" and server.ram == 0
+    finally:
+        await older.dispose()
+        await newer.dispose()

@@ -393,7 +393,7 @@ def move(
         f"{Runtime.describe_url(target_url)}; counts and balances checked. To switch, put "
         "this line in the configuration file:"
     )
-    out.print(f'database_url = "{to}"')
+    out.print(f'database_url = "{to}"', markup=False)
 
 
 @app.command("demo")

@@ -62,6 +62,7 @@ LOOTDROP_SWEEP_SECONDS = 2
 RENEWAL_SECONDS = 60
 HYPERVISOR_POLL_SECONDS = 10  # VirtFusion sends no events
 BACKUP_CHECK_SECONDS = 60
+BACKUP_HOLD_SECONDS = 3 * 3600  # longer than a backup takes: a second never starts beside it
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,9 @@ class Runtime:
         self._every(HOUSEKEEPING_SECONDS, self._housekeeping)
         self._every(BAN_EXPIRY_SECONDS, self._announce_expired_bans)
         if self.settings.backup.every_hours:
-            self._every_holding("backup", BACKUP_CHECK_SECONDS, self.backup_if_due)
+            self._every_holding(
+                "backup", BACKUP_CHECK_SECONDS, self.backup_if_due, hold=BACKUP_HOLD_SECONDS
+            )
         if any(driver.polled for driver in self.hosting.drivers.values()):
             self._every(HYPERVISOR_POLL_SECONDS, self.hosting.refresh)
         handlers: dict[str, jobs.Handler] = {}
@@ -306,13 +309,20 @@ class Runtime:
         self._every_holding("pterodactyl-renewal", RENEWAL_SECONDS, games.renew_due)
 
     def _every_holding(
-        self, lease: str, seconds: float, job: Callable[[], Awaitable[object]]
+        self,
+        lease: str,
+        seconds: float,
+        job: Callable[[], Awaitable[object]],
+        *,
+        hold: float | None = None,
     ) -> None:
-        """Run ``job`` every ``seconds`` in the one process that holds ``lease``."""
+        """Run ``job`` every ``seconds`` in the one process that holds ``lease``, taken for
+        ``hold`` seconds (by default three periods): longer than the job may take."""
+        held_for = hold if hold is not None else max(seconds * 3, 30)
 
         async def if_holding() -> None:
             async with self.database.unit_of_work() as session:
-                held = await leases.acquire(session, lease, self.holder, max(seconds * 3, 30))
+                held = await leases.acquire(session, lease, self.holder, held_for)
             if held:
                 await job()
 

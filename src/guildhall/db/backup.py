@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     Connection,
     Date,
@@ -46,10 +47,14 @@ from sqlalchemy import (
     Table,
     create_engine,
     func,
+    inspect,
     select,
     text,
 )
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from guildhall import __version__, filemodes
 from guildhall.db import archive
@@ -127,12 +132,19 @@ def _dump_tables(connection: Connection, into: Path, progress: Progress) -> Mani
     """Every table's rows as JSON lines in ``into/tables``; the manifest's counts."""
     (into / "tables").mkdir()
     counts: dict[str, int] = {}
+    inspector = inspect(connection)
+    present = set(inspector.get_table_names())
     for table in _tables():
+        if table.name not in present:
+            continue  # a table of a newer schema than this installation's
+        # Only the columns this installation's schema has (it may be older than the code).
+        columns = {column["name"] for column in inspector.get_columns(table.name)}
         count = 0
         with (into / "tables" / f"{table.name}.jsonl").open("w", encoding="utf-8") as out:
             order = list(table.primary_key.columns) or list(table.columns)[:1]
+            chosen = [column for column in table.columns if column.name in columns]
             result = connection.execution_options(yield_per=BATCH).execute(
-                select(table).order_by(*order)
+                select(*chosen).order_by(*order)
             )
             for row in result.mappings():
                 out.write(json.dumps({k: _encode(v) for k, v in row.items()}) + "\n")
@@ -208,7 +220,10 @@ async def write_backup(
     with tempfile.TemporaryDirectory(prefix="guildhall-backup-") as work_dir:
         work = Path(work_dir)
         manifest = await snapshot(database, work / "dump", progress)
-        await asyncio.to_thread(_pack, work, manifest, data_dir, target, passphrase, progress)
+        try:
+            await asyncio.to_thread(_pack, work, manifest, data_dir, target, passphrase, progress)
+        except OSError as exc:
+            raise BackupError(f"the backup could not be written to {target}: {exc}") from None
     return manifest
 
 
@@ -230,9 +245,21 @@ def _pack(
     }
     for folder in FILE_DIRS:
         root = data_dir / folder
-        if root.is_dir():
-            for path in sorted(p for p in root.rglob("*") if p.is_file()):
-                members[f"files/{path.relative_to(data_dir)}"] = path
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.is_symlink() or not path.is_file():
+                continue  # a link may point anywhere; only the installation's own files go
+            name = f"files/{path.relative_to(data_dir)}"
+            # Copied first: a running server may write its files meanwhile, and what is
+            # checksummed must be exactly what is archived.
+            copy = work / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(path, copy)
+            except OSError:
+                continue  # gone between the listing and the copy
+            members[name] = copy
     secret = data_dir / SECRET_FILE
     if passphrase and secret.is_file():
         members[SECRET_FILE] = secret
@@ -306,7 +333,7 @@ def _is_empty(connection: Connection) -> bool:
     )
 
 
-def _unbalanced(connection: Connection) -> list[str]:
+def unbalanced(connection: Connection) -> list[str]:
     """Balances that differ from the sum of their ledger (none, in a sound installation)."""
     rows = connection.execute(
         text(
@@ -344,12 +371,12 @@ def _fill(connection: Connection, manifest: Manifest, tables_dir: Path, progress
             for line in rows:
                 batch.append(decode(json.loads(line)))
                 if len(batch) == BATCH:
-                    connection.execute(table.insert(), batch)
+                    _insert(connection, table, batch)
                     done += len(batch)
                     progress(table.name, done)
                     batch = []
         if batch:
-            connection.execute(table.insert(), batch)
+            _insert(connection, table, batch)
             done += len(batch)
         progress(table.name, done)
     if connection.dialect.name == "postgresql":
@@ -363,8 +390,15 @@ def _fill(connection: Connection, manifest: Manifest, tables_dir: Path, progress
     ]
     if wrong:
         raise BackupError("the copy does not match the backup: " + "; ".join(wrong))
-    if unbalanced := _unbalanced(connection):
-        raise BackupError("balances do not match their ledger: " + "; ".join(unbalanced[:5]))
+    if wrong_balances := unbalanced(connection):
+        raise BackupError("balances do not match their ledger: " + "; ".join(wrong_balances[:5]))
+
+
+def _insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` naming only their own columns: a backup from an older schema has
+    fewer, and today's defaults for the others would name columns its schema lacks."""
+    columns = [sa_column(name, table.c[name].type) for name in rows[0] if name in table.c]
+    connection.execute(sa_table(table.name, *columns).insert(), rows)
 
 
 def _move_sequences(connection: Connection) -> None:
@@ -417,17 +451,34 @@ async def fill(
         await run_schema_work(database, run)
     except DanglingRows as exc:
         raise BackupError(f"the backup has rows that refer to nothing: {exc}") from None
+    except CommandError as exc:  # a revision this version does not know: a newer backup
+        raise BackupError(f"the backup's schema is not one this Guildhall knows ({exc})") from None
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        raise BackupError(f"the backup could not be written into the database: {reason}") from None
 
 
 def restore_files(unpacked: Path, data_dir: Path, manifest: Manifest) -> None:
-    """Put the backup's files (and the installation secret) into ``data_dir``."""
+    """Put the backup's files (and the installation secret) into ``data_dir``.
+
+    Only files the manifest lists, under the folders a backup takes, and only to a
+    place inside that folder: never through a link a hosted program may have made.
+    """
     filemodes.private_directory(data_dir)
-    files = unpacked / "files"
-    if files.is_dir():
-        for path in sorted(p for p in files.rglob("*") if p.is_file()):
-            destination = data_dir / path.relative_to(files)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, destination)
+    for name in manifest.checksums:
+        parts = Path(name).parts
+        if len(parts) < 3 or parts[0] != "files" or parts[1] not in FILE_DIRS:
+            continue
+        folder = (data_dir / parts[1]).resolve()
+        destination = data_dir.joinpath(*parts[1:])
+        if not destination.parent.resolve().is_relative_to(folder) and destination.parent.exists():
+            raise BackupError(f"{name} would be written outside {folder}")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if not destination.parent.resolve().is_relative_to(folder):
+            raise BackupError(f"{name} would be written outside {folder}")
+        if destination.is_symlink():
+            destination.unlink()
+        shutil.copyfile(unpacked / name, destination)
     if manifest.has_secret:
         secret = data_dir / SECRET_FILE
         with contextlib.suppress(FileNotFoundError):
@@ -475,7 +526,10 @@ async def scheduled(
     def read_passphrase() -> bytes | None:
         if not passphrase_file:
             return None
-        lines = Path(passphrase_file).expanduser().read_bytes().splitlines()
+        try:
+            lines = Path(passphrase_file).expanduser().read_bytes().splitlines()
+        except OSError as exc:
+            raise BackupError(f"the passphrase file cannot be read: {exc}") from None
         if not lines or not lines[0].strip():
             raise BackupError(f"the passphrase file {passphrase_file} is empty")
         return lines[0]

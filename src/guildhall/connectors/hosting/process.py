@@ -120,7 +120,7 @@ class ProcessDriver:
         await self.shutdown(runtime_ref, grace)
         return await self.start(spec, None)
 
-    async def remove(self, runtime_ref: str | None) -> None:
+    async def remove(self, runtime_ref: str | None, public_id: str = "") -> None:
         if runtime_ref and self.is_running(runtime_ref):
             await self.kill(runtime_ref)
 

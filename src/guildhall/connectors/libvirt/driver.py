@@ -165,8 +165,15 @@ class LibvirtDriver:
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
                 )
             )
+            await on_libvirt_thread(lambda: connection.registerCloseCallback(self._on_close, None))
             self._connection = connection
             await on_libvirt_thread(self._read_all_states)
+
+    def _on_close(self, connection: Any, _reason: int, _: Any) -> None:
+        """libvirtd went away (restarted, say): the next call connects again and re-reads
+        every state, and until then no frozen state is taken for the truth."""
+        if self._connection is connection:
+            self._connection = None
 
     def _on_lifecycle(self, _conn: Any, domain: Any, _event: int, _detail: int, _: Any) -> None:
         """On libvirt's event thread: remember the domain's state as it is now."""
@@ -204,11 +211,26 @@ class LibvirtDriver:
         except libvirt.libvirtError as exc:
             code = exc.get_error_code()
             message = exc.get_error_message() or str(exc)
+            if not await self._alive():
+                self._connection = None  # the next call connects again
+                raise DriverError(
+                    f"{what}: libvirt at {self.settings.uri} is not reachable ({message})",
+                    unavailable=True,
+                ) from None
             raise DriverError(
                 f"{what}: {message}",
                 conflict=code in _CONFLICT_CODES,
                 unavailable=code in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR),
             ) from None
+
+    async def _alive(self) -> bool:
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            return bool(await on_libvirt_thread(connection.isAlive))
+        except libvirt.libvirtError:
+            return False
 
     def _domain(self, name: str) -> Any:
         return self._connection.lookupByName(name)
@@ -292,7 +314,9 @@ class LibvirtDriver:
 
         return await self._call(reboot, "restart refused")
 
-    async def remove(self, runtime_ref: str | None) -> None:
+    async def remove(self, runtime_ref: str | None, public_id: str = "") -> None:
+        # A machine whose creation was interrupted has no ref yet, but has its name.
+        runtime_ref = runtime_ref or public_id or None
         if runtime_ref is None:
             return
 

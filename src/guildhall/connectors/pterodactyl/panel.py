@@ -23,6 +23,7 @@ Where the panel is silent:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -190,13 +191,18 @@ class Pterodactyl:
         return int(created["attributes"]["id"])
 
     async def _find_user(self, person: PanelPerson) -> int | None:
-        """By external id, then email; exact matches only (the panel's filters match parts)."""
+        """By external id, then email; exact matches only (the panel's filters match
+        parts). A user found by email is taken only if no other account claimed it."""
         for field, value in (("external_id", person.external_id), ("email", person.email)):
             found = await self._call("GET", "/users", params={f"filter[{field}]": value})
             for user in found.get("data") or []:
                 attributes = user["attributes"]
-                if str(attributes.get(field) or "").lower() == value.lower():
-                    return int(attributes["id"])
+                if str(attributes.get(field) or "").lower() != value.lower():
+                    continue
+                claimed = attributes.get("external_id")
+                if field == "email" and claimed and claimed != person.external_id:
+                    continue
+                return int(attributes["id"])
         return None
 
     async def users_with_servers(self, ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -292,5 +298,7 @@ class Pterodactyl:
             return
 
     async def set_suspended(self, panel_id: int, suspended: bool) -> None:
+        """Suspend or unsuspend; a server already gone from the panel needs neither."""
         action = "suspend" if suspended else "unsuspend"
-        await self._call("POST", f"/servers/{panel_id}/{action}")
+        with contextlib.suppress(_Gone):
+            await self._call("POST", f"/servers/{panel_id}/{action}")

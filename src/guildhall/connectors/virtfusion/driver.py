@@ -184,7 +184,7 @@ class VirtFusionDriver:
         self._running[ref] = False
         return ref
 
-    async def remove(self, runtime_ref: str | None) -> None:
+    async def remove(self, runtime_ref: str | None, public_id: str = "") -> None:
         if runtime_ref is None:
             return
         with contextlib.suppress(_Gone):

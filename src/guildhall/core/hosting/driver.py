@@ -89,8 +89,9 @@ class HostingDriver(Protocol):
         """Restart it; its runtime_ref afterwards."""
         ...
 
-    async def remove(self, runtime_ref: str | None) -> None:
-        """End it and remove everything it had (a VM's definition and disk)."""
+    async def remove(self, runtime_ref: str | None, public_id: str = "") -> None:
+        """End it and remove everything it had (a VM's definition and disk); ``public_id``
+        finds one whose creation was interrupted before its ref was stored."""
         ...
 
     def is_running(self, runtime_ref: str | None) -> bool:

@@ -49,7 +49,8 @@ from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import SYSTEM, Actor
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.service import EntryType
-from guildhall.core.errors import Invalid, LimitExceeded, NotFound, Unavailable
+from guildhall.core.errors import Conflict, Invalid, LimitExceeded, NotFound, Unavailable
+from guildhall.core.hosting import suspension
 from guildhall.core.hosting.models import PanelUser, PowerState, Server
 from guildhall.core.hosting.panel import GamePanel, GameServerSpec, PanelError, PanelPerson
 from guildhall.core.hosting.suspension import JOB, PANEL_DRIVER
@@ -213,6 +214,10 @@ class GameServers:
                 GameServerSpec(public_id, name, owner_panel_id, egg, ram, disk, cpu)
             )
         except (PanelError, Invalid) as exc:
+            if isinstance(exc, PanelError) and exc.transient:
+                # The panel may have made it before failing to answer: the reservation
+                # stays, and the refresh pass settles it (settle_unfinished) either way.
+                raise _unavailable(exc) from None
             async with self.database.unit_of_work() as session:
                 row = await session.scalar(select(Server).where(Server.public_id == public_id))
                 if row is not None:
@@ -222,6 +227,7 @@ class GameServers:
             row = await self._row(session, public_id)
             row.panel_id = panel_id
             await session.flush()
+            await suspension.recheck(session, account.id)  # a ban that came meanwhile
             view = GameServerView.of(row)
             await announce(
                 session,
@@ -378,7 +384,13 @@ class GameServers:
                     target_account_id=account.id,
                     target=f"account:{account.id}",
                 )
-        return stored if stored is not None else found
+        if stored != found:
+            raise Conflict(
+                f"panel user #{found} already belongs to another account here; "
+                f"{account.describe()} needs its own email on the panel",
+                code="panel_user_taken",
+            )
+        return found
 
     # ---- what userinfo shows ----------------------------------------------------
 
@@ -412,9 +424,10 @@ class GameServers:
         except (Unavailable, Invalid) as exc:
             logger.warning("panel view of account #%d not refreshed: %s", account_id, exc)
 
-    async def settle_unfinished(self) -> int:
-        """Settle reservations whose creation never finished; how many."""
-        before = utcnow() - UNFINISHED_AFTER
+    async def settle_unfinished(self, older_than: timedelta = UNFINISHED_AFTER) -> int:
+        """Settle reservations whose creation never finished (Guildhall stopped, or the
+        panel failed to answer): each gets its panel id, or goes; how many."""
+        before = utcnow() - older_than
         async with self.database.unit_of_work(write=False) as session:
             unfinished = list(
                 await session.scalars(
@@ -441,6 +454,8 @@ class GameServers:
                     await session.delete(row)
                 else:
                     row.panel_id = panel_id
+                    await session.flush()
+                    await suspension.recheck(session, row.account_id)
         return len(unfinished)
 
     # ---- suspension -------------------------------------------------------------
@@ -468,12 +483,20 @@ class GameServers:
             assert panel_id is not None
             await self.panel.set_suspended(panel_id, suspended)
         async with self.database.unit_of_work() as session:
+            await session.execute(
+                select(Account.id).where(Account.id == account_id).with_for_update()
+            )
+            banned_now = await moderation.active_ban(session, account_id) is not None
             for public_id, (_, suspended) in wanted.items():
                 row = await session.scalar(
                     select(Server).where(Server.public_id == public_id).with_for_update()
                 )
                 if row is None or row.suspended == suspended:
                     continue
+                if (banned_now or row.unpaid_since is not None) != suspended:
+                    # The rule changed while the panel was being called (an unban during
+                    # a ban's job): have the panel follow it again.
+                    await jobs.enqueue(session, JOB, {"account_id": account_id})
                 row.suspended = suspended
                 reason = "owner banned" if banned else "renewal unpaid"
                 await announce(
@@ -519,7 +542,9 @@ class GameServers:
                         Server.panel_id.is_not(None),
                         Server.renews_at <= now,
                     )
-                    .order_by(Server.renews_at)
+                    # Newly due before those already unpaid (retried each pass), so many
+                    # unpaid servers never keep a renewal from being charged.
+                    .order_by(Server.unpaid_since.is_not(None), Server.renews_at)
                     .limit(DUE_PER_PASS)
                 )
             )

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.service import AccountRef
-from guildhall.core.actor import Actor
+from guildhall.core.actor import SYSTEM, Actor
 from guildhall.core.errors import Conflict, CoreError, Invalid, NotFound, Unavailable
 from guildhall.core.hosting.driver import DriverError, HostingDriver, ServerSpec
 from guildhall.core.hosting.models import PowerState, Server
@@ -318,7 +318,18 @@ class Hosting:
         except DriverError as exc:
             async with self.database.unit_of_work() as session:
                 row = await self._row(session, public_id, None, lock=True)
+                view = self._view(row)
                 await session.delete(row)
+                await session.flush()
+                await announce(
+                    session,
+                    SYSTEM,
+                    "server.deleted",
+                    f"server {public_id} ({row.name}) could not be made: {exc}",
+                    {**view.event_data(), "status": "deleted"},
+                    target_account_id=row.account_id,
+                    target=f"server:{public_id}",
+                )
             raise _failure("create", exc) from None
         if ref is not None:
             async with self.database.unit_of_work() as session:
@@ -424,7 +435,7 @@ class Hosting:
                 code="no_driver",
             )
         try:
-            await driver.remove(ref)
+            await driver.remove(ref, public_id)
         except DriverError as exc:
             raise _failure("delete", exc) from None
         async with self.database.unit_of_work() as session:
