@@ -717,10 +717,11 @@ def addcoins_request(discord_id: str, port: int, key: str) -> bytes:
     return build_request("POST", "/api/v3/addcoins", port, key, body)
 
 
-def ledger_totals(env: dict[str, str]) -> tuple[int, int]:
-    """Every balance summed, and how many balances differ from their ledger."""
+def run_snippet(code: str, args: list[str], env: dict[str, str], what: str) -> str:
+    """Run a Python snippet against the bench installation (its core, through
+    GUILDHALL_CONFIG); its stdout."""
     result = subprocess.run(
-        [sys.executable, "-c", LEDGER_TOTALS],
+        [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -729,8 +730,13 @@ def ledger_totals(env: dict[str, str]) -> tuple[int, int]:
         check=False,
     )
     if result.returncode != 0:
-        raise BenchError(f"reading the ledger failed:\n{result.stderr}")
-    total, wrong = result.stdout.split()
+        raise BenchError(f"{what} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def ledger_totals(env: dict[str, str]) -> tuple[int, int]:
+    """Every balance summed, and how many balances differ from their ledger."""
+    total, wrong = run_snippet(LEDGER_TOTALS, [], env, "reading the ledger").split()
     return int(total), int(wrong)
 
 
@@ -793,17 +799,7 @@ def database_limits(
 def seed_members(count: int, env: dict[str, str], prefix: str = "2") -> None:
     """Accounts with balances: Aurora's user list sorts them (prefix 2); addcoins spread
     moves coins among them (prefix 3)."""
-    result = subprocess.run(
-        [sys.executable, "-c", SEED_MEMBERS, str(count), prefix],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise BenchError(f"seeding members failed:\n{result.stderr}")
+    run_snippet(SEED_MEMBERS, [str(count), prefix], env, "seeding members")
 
 
 def bench(

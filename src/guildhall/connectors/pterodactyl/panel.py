@@ -30,8 +30,8 @@ from typing import Any
 
 import httpx
 
-from guildhall import __version__
 from guildhall.config import PterodactylSettings
+from guildhall.connectors.http import json_api
 from guildhall.core.hosting.panel import GameServerSpec, PanelError, PanelPerson
 
 PAGE_SIZE = 100
@@ -69,14 +69,8 @@ class Pterodactyl:
     def __init__(self, settings: PterodactylSettings) -> None:
         self.settings = settings
         self.url = settings.url.rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=f"{self.url}/api/application",
-            headers={
-                "Authorization": f"Bearer {settings.api_key}",
-                "Accept": "application/json",
-                "User-Agent": f"Guildhall/{__version__}",
-            },
-            timeout=settings.timeout_seconds,
+        self._client = json_api(
+            f"{self.url}/api/application", settings.api_key, settings.timeout_seconds
         )
         self._eggs: dict[int, _Egg] = {}
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from guildhall import __version__
 from guildhall.config import VirtFusionSettings
+from guildhall.connectors.http import json_api
 from guildhall.core.hosting.driver import DriverError, ServerSpec
 
 POLL_SECONDS = 0.2
@@ -47,15 +47,7 @@ class VirtFusionDriver:
     def __init__(self, settings: VirtFusionSettings) -> None:
         self.settings = settings
         self.url = settings.url.rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=f"{self.url}/api/v1",
-            headers={
-                "Authorization": f"Bearer {settings.api_token}",
-                "Accept": "application/json",
-                "User-Agent": f"Guildhall/{__version__}",
-            },
-            timeout=settings.timeout_seconds,
-        )
+        self._client = json_api(f"{self.url}/api/v1", settings.api_token, settings.timeout_seconds)
         self._running: dict[str, bool] = {}  # server id -> running, as last read
 
     async def open(self) -> None:

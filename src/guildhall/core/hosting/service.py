@@ -317,19 +317,7 @@ class Hosting:
             ref = await driver.provision(spec)
         except DriverError as exc:
             async with self.database.unit_of_work() as session:
-                row = await self._row(session, public_id, None, lock=True)
-                view = self._view(row)
-                await session.delete(row)
-                await session.flush()
-                await announce(
-                    session,
-                    SYSTEM,
-                    "server.deleted",
-                    f"server {public_id} ({row.name}) could not be made: {exc}",
-                    {**view.event_data(), "status": "deleted"},
-                    target_account_id=row.account_id,
-                    target=f"server:{public_id}",
-                )
+                await self._forget(session, public_id, SYSTEM, f"could not be made: {exc}")
             raise _failure("create", exc) from None
         if ref is not None:
             async with self.database.unit_of_work() as session:
@@ -439,16 +427,21 @@ class Hosting:
         except DriverError as exc:
             raise _failure("delete", exc) from None
         async with self.database.unit_of_work() as session:
-            row = await self._row(session, public_id, None, lock=True)
-            await session.delete(row)
-            await session.flush()
-            await announce(
-                session,
-                actor,
-                "server.deleted",
-                f"{actor.name} deleted server {public_id} ({row.name})",
-                {**view.event_data(), "status": "deleted"},
-                target_account_id=row.account_id,
-                target=f"server:{public_id}",
-            )
+            await self._forget(session, public_id, actor, f"deleted by {actor.name}")
         return view
+
+    async def _forget(self, session: AsyncSession, public_id: str, actor: Actor, why: str) -> None:
+        """Remove the server's row, with its audit sentence and ``server.deleted`` event."""
+        row = await self._row(session, public_id, None, lock=True)
+        view = self._view(row)
+        await session.delete(row)
+        await session.flush()
+        await announce(
+            session,
+            actor,
+            "server.deleted",
+            f"server {public_id} ({row.name}) {why}",
+            {**view.event_data(), "status": "deleted"},
+            target_account_id=row.account_id,
+            target=f"server:{public_id}",
+        )
