@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
+from guildhall.core.accounts.service import AccountRef
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import LedgerEntry
 from guildhall.core.errors import Invalid, LimitExceeded
@@ -78,6 +79,23 @@ async def test_concurrent_changes_in_separate_transactions_lose_nothing(
     async with runtime.database.unit_of_work(write=False) as session:
         assert await economy.balance_of(session, account.id) == 1000 + 100
         assert await economy.ledger_sum(session, account.id) == 1000 + 100
+
+
+async def test_the_first_coins_of_new_accounts_are_never_refused(runtime: Runtime) -> None:
+    """Many first writers of an account with no balance row yet: the one whose update
+    looked before another's row was committed still gets its coin (no spurious
+    "must stay between" refusal)."""
+
+    async def add_one(account: AccountRef) -> None:
+        async with runtime.database.unit_of_work() as session:
+            await economy.adjust(session, account, 1, actor=TEST_ACTOR)
+
+    fresh = [await make_account(runtime, f"fresh{n}") for n in range(12)]
+    await asyncio.gather(*(add_one(account) for account in fresh for _ in range(20)))
+    async with runtime.database.unit_of_work(write=False) as session:
+        for account in fresh:
+            assert await economy.balance_of(session, account.id) == 20
+            assert await economy.ledger_sum(session, account.id) == 20
 
 
 async def test_a_rolled_back_unit_of_work_leaves_no_trace(runtime: Runtime) -> None:

@@ -90,20 +90,24 @@ async def _apply(
         statement = _APPLY_IF_UNCHANGED
         params["expected"] = expected
     new_amount = await statement.scalar(session, params)
-    if new_amount is None and await _open_balance(session, account_id, currency):
+    if new_amount is None:
+        # Either out of range, or there was no row yet. The row may have been
+        # committed by a concurrent first writer since the update looked, so try
+        # again once the row surely exists: only then is None a refusal.
+        await _open_balance(session, account_id, currency)
         new_amount = await statement.scalar(session, params)
     return new_amount
 
 
-async def _open_balance(session: AsyncSession, account_id: int, currency: str) -> bool:
-    """Create a zero balance row if there is none; True if it was missing."""
+async def _open_balance(session: AsyncSession, account_id: int, currency: str) -> None:
+    """Create a zero balance row if there is none."""
     exists = await _BALANCE.scalar(session, {"owner": account_id, "unit": currency})
-    if exists is not None:
-        return False
-    await insert_ignore(
-        session, Balance.__table__, {"account_id": account_id, "currency": currency, "amount": 0}
-    )
-    return True
+    if exists is None:
+        await insert_ignore(
+            session,
+            Balance.__table__,
+            {"account_id": account_id, "currency": currency, "amount": 0},
+        )
 
 
 async def _write_entry(
