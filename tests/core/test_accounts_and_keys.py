@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from guildhall.core.access import service as access
+from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
 from guildhall.core.errors import Conflict, Invalid, NotFound
@@ -70,15 +73,51 @@ async def test_keys_are_hashed_scoped_expiring_and_revocable(runtime: Runtime) -
             session, name="bot", scopes=["heliactyl", "aurora"], actor=TEST_ACTOR
         )
         assert key.key_hash == access.hash_key(plaintext) != plaintext
-        principal = await access.authenticate(session, plaintext)
-        assert principal is not None
-        assert principal.allows("heliactyl") and not principal.allows("rustmail")
-        assert await access.authenticate(session, plaintext + "x") is None
         key.expires_at = datetime.now(UTC) - timedelta(seconds=1)
         await session.flush()
         assert await access.authenticate(session, plaintext) is None
         key.expires_at = None
+        await session.flush()
+        principal = await access.authenticate(session, plaintext)
+        assert principal is not None
+        assert principal.allows("heliactyl") and not principal.allows("rustmail")
+        assert await access.authenticate(session, plaintext + "x") is None
         await access.revoke(session, key.id, TEST_ACTOR)
+        assert await access.authenticate(session, plaintext) is None
+
+
+async def test_a_remembered_key_is_refused_the_moment_it_expires(runtime: Runtime) -> None:
+    """A key verified a moment before its expiry is not trusted past it from memory."""
+    async with runtime.database.unit_of_work() as session:
+        _key, plaintext = await access.create(
+            session,
+            name="brief",
+            scopes=["heliactyl"],
+            actor=TEST_ACTOR,
+            expires_at=datetime.now(UTC) + timedelta(seconds=0.3),
+        )
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await access.authenticate(session, plaintext) is not None
+    await asyncio.sleep(0.4)
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await access.authenticate(session, plaintext) is None
+
+
+async def test_a_key_revoked_elsewhere_is_refused_within_a_second(runtime: Runtime) -> None:
+    """Another process's revocation (here: the row changed without this process's
+    service) reaches this process's memory within ``KEY_CACHE_SECONDS``."""
+    async with runtime.database.unit_of_work() as session:
+        key, plaintext = await access.create(
+            session, name="elsewhere", scopes=["heliactyl"], actor=TEST_ACTOR
+        )
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await access.authenticate(session, plaintext) is not None
+    async with runtime.database.unit_of_work() as session:
+        await session.execute(
+            update(ApiKey).where(ApiKey.id == key.id).values(revoked_at=datetime.now(UTC))
+        )
+    await asyncio.sleep(access.KEY_CACHE_SECONDS + 0.05)
+    async with runtime.database.unit_of_work(write=False) as session:
         assert await access.authenticate(session, plaintext) is None
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +25,8 @@ def served_heliactyl(database_url: str, tmp_path: Path) -> Iterator[Callable[...
 
     yield start
     for served in started:
-        if served.process.poll() is None:
-            served.process.kill()
-        served.process.communicate()  # waits, and closes the pipes
+        # SIGTERM first: with --workers, the parent stops its workers, which a SIGKILL
+        # would leave running with the output pipes open.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            served.stop()
+        served.process.communicate(timeout=30)  # waits, and closes the pipes

@@ -86,6 +86,10 @@ CHECKPOINT_SECONDS = 0.1
 DRIVER_KEY = "guildhall.driver"
 """``session.info`` key of the driver connection a unit of work runs on: the
 sqlite3 one (``sqlite_inline``) or the asyncpg one; ``Prepared`` runs on it."""
+LOCAL_CACHES = "guildhall.local_caches"
+"""``session.info`` key of :attr:`Database.local_caches`: what this process keeps
+in memory about this database (verified API keys, say), found by core code
+through the session it already has. Each cache is named by its owner."""
 MAX_GROUP = 64
 """Units of work one SQLite commit may carry at most (see ``_Writer``). Above the
 number of writers usually ready together: a cap below it (it was 32) split the
@@ -154,19 +158,22 @@ class _Slot:
 
     __slots__ = ("connection", "driver", "session")
 
-    def __init__(self, connection: AsyncConnection, driver: sqlite_inline.Connection) -> None:
+    def __init__(
+        self, connection: AsyncConnection, driver: sqlite_inline.Connection, caches: dict[str, Any]
+    ) -> None:
         self.connection = connection
         self.driver = driver
         self.session = AsyncSession(bind=connection, expire_on_commit=False)
         self.session.info[DRIVER_KEY] = driver
+        self.session.info[LOCAL_CACHES] = caches
         driver.managed = True
 
     @classmethod
-    async def open(cls, engine: AsyncEngine) -> _Slot:
+    async def open(cls, engine: AsyncEngine, caches: dict[str, Any]) -> _Slot:
         connection = await engine.connect()
         driver = (await connection.get_raw_connection()).driver_connection
         assert isinstance(driver, sqlite_inline.Connection)
-        return cls(connection, driver)
+        return cls(connection, driver, caches)
 
 
 class _Readers:
@@ -177,15 +184,16 @@ class _Readers:
     semaphore always finds an idle slot.
     """
 
-    def __init__(self, engine: AsyncEngine, size: int) -> None:
+    def __init__(self, engine: AsyncEngine, size: int, caches: dict[str, Any]) -> None:
         self.engine = engine
+        self._caches = caches
         self._gate = asyncio.Semaphore(size)
         self._idle: list[_Slot] = []
 
     async def enter(self) -> _Slot:
         await self._gate.acquire()
         try:
-            slot = self._idle.pop() if self._idle else await _Slot.open(self.engine)
+            slot = self._idle.pop() if self._idle else await _Slot.open(self.engine, self._caches)
         except BaseException:
             self._gate.release()
             raise
@@ -346,8 +354,11 @@ class _Writer:
     fails, every member of the group fails.
     """
 
-    def __init__(self, engine: AsyncEngine, lock: _WriteLock | None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, lock: _WriteLock | None, caches: dict[str, Any]
+    ) -> None:
         self.engine = engine
+        self._caches = caches
         self._lock = lock  # None for an in-memory database, which no one else sees
         self._gate = asyncio.Semaphore(1)
         self._slot: _Slot | None = None
@@ -359,7 +370,7 @@ class _Writer:
         self._in_turn = True
         try:
             if self._slot is None:
-                self._slot = await _Slot.open(self.engine)
+                self._slot = await _Slot.open(self.engine, self._caches)
             driver = self._slot.driver
             if self._group is not None and not driver.in_transaction:
                 self._fail(self._group, GroupLost("the shared transaction ended on its own"))
@@ -627,6 +638,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self.local_caches: dict[str, Any] = {}
         if self.is_sqlite:
             path = make_url(url).database or ":memory:"
             on_disk = path != ":memory:"
@@ -634,8 +646,9 @@ class Database:
                 _private_database_files(Path(path))
             self.write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(url, begin="BEGIN", read_only=True)
-            self._writer = _Writer(self.write_engine, _WriteLock(path) if on_disk else None)
-            self._readers = _Readers(self.read_engine, pool_size)
+            lock = _WriteLock(path) if on_disk else None
+            self._writer = _Writer(self.write_engine, lock, self.local_caches)
+            self._readers = _Readers(self.read_engine, pool_size, self.local_caches)
             self._checkpointer = _Checkpointer(path) if on_disk else None
         else:
             # A fixed pool: overflow connections would be opened and closed
@@ -698,6 +711,7 @@ class Database:
                     await driver.execute("BEGIN")
                 session = AsyncSession(bind=connection, expire_on_commit=False)
                 session.info[DRIVER_KEY] = driver
+                session.info[LOCAL_CACHES] = self.local_caches
                 try:
                     yield session
                     # The ORM's part, only if it took part: its commit() only
