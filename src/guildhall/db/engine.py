@@ -28,8 +28,9 @@ about as much as a whole small write, so writers that run together share one.
 A serving process copies SQLite's write-ahead log into the database file from
 a thread (:class:`_Checkpointer`), not inside a commit on the event loop.
 
-On PostgreSQL both pools are one engine. A unit of work takes a pooled
-connection and begins and ends its transaction on asyncpg itself, so
+On PostgreSQL a unit of work takes one of the connections the process holds
+(:class:`_HeldConnections`: no pool checkout, no session made per request)
+and begins and ends its transaction on asyncpg itself, so
 prepared statements run straight on asyncpg too: SQLAlchemy's session, its
 transaction bookkeeping and a greenlet hand-off per statement cost more than
 the round trip to the server (see ``_pooled_unit_of_work``).
@@ -152,27 +153,25 @@ def _sqlite_engine(url: str, *, begin: str, read_only: bool = False) -> AsyncEng
 
 
 class _Slot:
-    """One SQLite connection held by the process, its driver connection, and the
-    session bound to it (reused: a unit of work that used the ORM closes it,
-    which leaves it as good as new)."""
+    """One connection held by the process, its driver connection (sqlite3's or
+    asyncpg's), and the session bound to it (reused: a unit of work that used the
+    ORM closes it, which leaves it as good as new)."""
 
     __slots__ = ("connection", "driver", "session")
 
-    def __init__(
-        self, connection: AsyncConnection, driver: sqlite_inline.Connection, caches: dict[str, Any]
-    ) -> None:
+    def __init__(self, connection: AsyncConnection, driver: Any, caches: dict[str, Any]) -> None:
         self.connection = connection
         self.driver = driver
         self.session = AsyncSession(bind=connection, expire_on_commit=False)
         self.session.info[DRIVER_KEY] = driver
         self.session.info[LOCAL_CACHES] = caches
-        driver.managed = True
+        if isinstance(driver, sqlite_inline.Connection):
+            driver.managed = True
 
     @classmethod
     async def open(cls, engine: AsyncEngine, caches: dict[str, Any]) -> _Slot:
         connection = await engine.connect()
         driver = (await connection.get_raw_connection()).driver_connection
-        assert isinstance(driver, sqlite_inline.Connection)
         return cls(connection, driver, caches)
 
 
@@ -308,6 +307,60 @@ class _WriteLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _HeldConnections:
+    """``size`` PostgreSQL connections held for the life of the process, lent first
+    come, first served (the semaphore is the queue, as in ``_Readers``).
+
+    Taking a connection from SQLAlchemy's pool and giving it back cost about a
+    tenth of a small request (an ``AsyncConnection`` and a session made each
+    time, greenlet hand-offs, the pool's reset); lending a held one costs a list
+    pop. A connection the server has closed (a restart, an idle timeout) is
+    replaced when it is next lent, at no round trip; one a unit of work may have
+    left busy is closed rather than lent again (``_abandon``).
+    """
+
+    def __init__(self, engine: AsyncEngine, size: int, caches: dict[str, Any]) -> None:
+        self.engine = engine
+        self._caches = caches
+        self._gate = asyncio.Semaphore(size)
+        self._idle: list[_Slot] = []
+
+    async def enter(self) -> _Slot:
+        await self._gate.acquire()
+        try:
+            while self._idle:
+                slot = self._idle.pop()
+                if not slot.driver.is_closed() and not slot.connection.invalidated:
+                    return slot
+                await self._close(slot)
+            return await _Slot.open(self.engine, self._caches)
+        except BaseException:
+            self._gate.release()
+            raise
+
+    def give_back(self, slot: _Slot) -> None:
+        self._idle.append(slot)
+        self._gate.release()
+
+    async def discard(self, slot: _Slot) -> None:
+        try:
+            await self._close(slot)
+        finally:
+            self._gate.release()
+
+    @staticmethod
+    async def _close(slot: _Slot) -> None:
+        with contextlib.suppress(Exception):
+            await slot.connection.invalidate()  # closes the driver's connection
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for slot in idle:
+            with contextlib.suppress(Exception):
+                await slot.connection.close()
+        await self.engine.dispose()
 
 
 class TransactionAborted(Exception):
@@ -599,20 +652,17 @@ class _SqliteUnitOfWork:
                 await self._lender.leave(slot, failed)
 
 
-async def _abandon(driver: Any, connection: AsyncConnection, error: BaseException) -> None:
-    """Roll back what a failed unit of work began. Its connection goes back to the
-    pool only when that surely left it idle: not after a cancellation (a statement
+async def _abandon(driver: Any, error: BaseException) -> bool:
+    """Roll back what a failed unit of work began; True when that surely left the
+    connection idle, so it may be lent again: not after a cancellation (a statement
     may still be on its way, its answer not yet read), nor when it is closed or
-    still in a transaction."""
+    still in a transaction. (A cancellation of the rollback itself propagates.)"""
     clean = False
-    try:
-        with contextlib.suppress(Exception):
-            if not driver.is_closed() and driver.is_in_transaction():
-                await driver.execute("ROLLBACK")
-            clean = isinstance(error, Exception)
-    finally:
-        if not clean or driver.is_closed() or driver.is_in_transaction():
-            await connection.invalidate()
+    with contextlib.suppress(Exception):
+        if not driver.is_closed() and driver.is_in_transaction():
+            await driver.execute("ROLLBACK")
+        clean = isinstance(error, Exception)
+    return clean and not driver.is_closed() and not driver.is_in_transaction()
 
 
 def _private_database_files(path: Path) -> None:
@@ -651,6 +701,8 @@ class Database:
             self._readers = _Readers(self.read_engine, pool_size, self.local_caches)
             self._checkpointer = _Checkpointer(path) if on_disk else None
         else:
+            # Units of work run on connections the process holds (_HeldConnections).
+            # This pool serves the rest (the start-up check, a backup's export).
             # A fixed pool: overflow connections would be opened and closed
             # under load, and a new PostgreSQL connection (a forked backend,
             # TLS, auth) costs more than waiting for a pooled one. No pre-ping
@@ -666,12 +718,13 @@ class Database:
             self.read_engine = self.write_engine
             # The unit of work owns the transaction (see _pooled_unit_of_work):
             # to SQLAlchemy its connections are in autocommit, so it sends no
-            # BEGIN or COMMIT of its own.
-            self._units = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
-            # A fair (first come, first served) queue in front of the pool: the
-            # pool itself hands a returned connection to whoever asks next, so
-            # under load some requests waited seconds while others went first.
-            self._gate = asyncio.Semaphore(pool_size)
+            # BEGIN or COMMIT of its own. They are lent first come, first served:
+            # SQLAlchemy's pool hands a returned connection to whoever asks next,
+            # so under load some requests waited seconds while others went first.
+            held = create_async_engine(url, poolclass=NullPool)
+            self._held = _HeldConnections(
+                held.execution_options(isolation_level="AUTOCOMMIT"), pool_size, self.local_caches
+            )
 
     def unit_of_work(self, *, write: bool = True) -> AbstractAsyncContextManager[AsyncSession]:
         """A session whose transaction commits at the end of the block, or rolls back.
@@ -684,7 +737,7 @@ class Database:
 
     @asynccontextmanager
     async def _pooled_unit_of_work(self, write: bool) -> AsyncIterator[AsyncSession]:
-        """A pooled connection whose transaction is begun and ended on asyncpg itself.
+        """A held connection whose transaction is begun and ended on asyncpg itself.
 
         The session joins it (``session.info[DRIVER_KEY]`` is the asyncpg
         connection, for ``Prepared``) and its COMMIT and ROLLBACK reach nothing,
@@ -704,33 +757,38 @@ class Database:
         writes, so the tests, run on both databases, catch a read unit of work
         that writes.)
         """
-        async with self._gate, self._units.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
+        slot = await self._held.enter()
+        driver, session = slot.driver, slot.session
+        try:
+            if write:
+                await driver.execute("BEGIN")
             try:
-                if write:
-                    await driver.execute("BEGIN")
-                session = AsyncSession(bind=connection, expire_on_commit=False)
-                session.info[DRIVER_KEY] = driver
-                session.info[LOCAL_CACHES] = self.local_caches
-                try:
-                    yield session
-                    # The ORM's part, only if it took part: its commit() only
-                    # flushes, and its bookkeeping costs more than a statement.
-                    if session.in_transaction():
-                        await session.commit()
-                    if write and await driver.execute("COMMIT") != "COMMIT":
-                        raise TransactionAborted(
-                            "an error inside the transaction was caught and ignored, so "
-                            "PostgreSQL had aborted it: nothing of it was saved"
-                        )
-                finally:
-                    # Plain close(): ``async with session`` closes in a shielded
-                    # task, which yields to the loop while holding the connection.
-                    if session.in_transaction() or session.identity_map:
-                        await session.close()
-            except BaseException as error:
-                await _abandon(driver, connection, error)
-                raise
+                yield session
+                # The ORM's part, only if it took part: its commit() only
+                # flushes, and its bookkeeping costs more than a statement.
+                if session.in_transaction():
+                    await session.commit()
+                if write and await driver.execute("COMMIT") != "COMMIT":
+                    raise TransactionAborted(
+                        "an error inside the transaction was caught and ignored, so "
+                        "PostgreSQL had aborted it: nothing of it was saved"
+                    )
+            finally:
+                # Plain close(): ``async with session`` closes in a shielded
+                # task, which yields to the loop while holding the connection.
+                if session.in_transaction() or session.identity_map:
+                    await session.close()
+        except BaseException as error:
+            reusable = False
+            try:
+                reusable = await _abandon(driver, error)
+            finally:
+                if reusable:
+                    self._held.give_back(slot)
+                else:
+                    await self._held.discard(slot)
+            raise
+        self._held.give_back(slot)
 
     async def checkpoint(self) -> None:
         """Copy what SQLite's write-ahead log holds into the database (see
@@ -746,4 +804,5 @@ class Database:
             await self._writer.close()
             await self._readers.close()
         else:
+            await self._held.close()
             await self.write_engine.dispose()
