@@ -175,12 +175,12 @@ class _Slot:
         return cls(connection, driver, caches)
 
 
-class _Readers:
-    """``size`` read connections, lent first come, first served, one transaction each.
+class _Lender:
+    """``size`` connections held by the process, lent first come, first served.
 
     The semaphore is the queue (it wakes waiters in order, and one that asks
     the moment a connection comes back waits behind them); a holder of the
-    semaphore always finds an idle slot.
+    semaphore always finds an idle slot, or opens one.
     """
 
     def __init__(self, engine: AsyncEngine, size: int, caches: dict[str, Any]) -> None:
@@ -189,13 +189,51 @@ class _Readers:
         self._gate = asyncio.Semaphore(size)
         self._idle: list[_Slot] = []
 
-    async def enter(self) -> _Slot:
+    def _usable(self, _slot: _Slot) -> bool:
+        return True
+
+    async def _take(self) -> _Slot:
         await self._gate.acquire()
         try:
-            slot = self._idle.pop() if self._idle else await _Slot.open(self.engine, self._caches)
+            while self._idle:
+                slot = self._idle.pop()
+                if self._usable(slot):
+                    return slot
+                await self._drop(slot)
+            return await _Slot.open(self.engine, self._caches)
         except BaseException:
             self._gate.release()
             raise
+
+    def give_back(self, slot: _Slot) -> None:
+        self._idle.append(slot)
+        self._gate.release()
+
+    async def discard(self, slot: _Slot) -> None:
+        """Close a lent connection that must not be lent again; its place opens a new one."""
+        try:
+            await self._drop(slot)
+        finally:
+            self._gate.release()
+
+    @staticmethod
+    async def _drop(slot: _Slot) -> None:
+        with contextlib.suppress(Exception):
+            await slot.connection.invalidate()  # closes the driver's connection
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for slot in idle:
+            with contextlib.suppress(Exception):
+                await slot.connection.close()
+        await self.engine.dispose()
+
+
+class _Readers(_Lender):
+    """SQLite's read connections, one transaction each."""
+
+    async def enter(self) -> _Slot:
+        slot = await self._take()
         try:
             slot.driver.run("BEGIN", ())
         except BaseException:
@@ -217,14 +255,7 @@ class _Readers:
             if slot.driver.in_transaction:
                 slot.driver.rollback_now()
         finally:
-            self._idle.append(slot)
-            self._gate.release()
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for slot in idle:
-            await slot.connection.close()
-        await self.engine.dispose()
+            self.give_back(slot)
 
 
 class _WriteLock:
@@ -309,58 +340,24 @@ class _WriteLock:
             self._fd = None
 
 
-class _HeldConnections:
+class _HeldConnections(_Lender):
     """``size`` PostgreSQL connections held for the life of the process, lent first
-    come, first served (the semaphore is the queue, as in ``_Readers``).
+    come, first served.
 
-    Taking a connection from SQLAlchemy's pool and giving it back cost about a
-    tenth of a small request (an ``AsyncConnection`` and a session made each
-    time, greenlet hand-offs, the pool's reset); lending a held one costs a list
-    pop. A connection the server has closed (a restart, an idle timeout) is
-    replaced when it is next lent, at no round trip; one a unit of work may have
-    left busy is closed rather than lent again (``_abandon``).
+    Taking a connection from SQLAlchemy's pool and giving it back (an
+    ``AsyncConnection`` and a session made each time, greenlet hand-offs, the
+    pool's reset) held userinfo at about 1,950 req/s, where held connections
+    serve 3,300 (bench/README.md); lending a held one costs a list pop. A
+    connection the server has closed (a restart, an idle timeout) is replaced
+    when it is next lent, at no round trip; one a unit of work may have left
+    busy is closed rather than lent again (``_abandon``).
     """
 
-    def __init__(self, engine: AsyncEngine, size: int, caches: dict[str, Any]) -> None:
-        self.engine = engine
-        self._caches = caches
-        self._gate = asyncio.Semaphore(size)
-        self._idle: list[_Slot] = []
+    def _usable(self, slot: _Slot) -> bool:
+        return not slot.driver.is_closed() and not slot.connection.invalidated
 
     async def enter(self) -> _Slot:
-        await self._gate.acquire()
-        try:
-            while self._idle:
-                slot = self._idle.pop()
-                if not slot.driver.is_closed() and not slot.connection.invalidated:
-                    return slot
-                await self._close(slot)
-            return await _Slot.open(self.engine, self._caches)
-        except BaseException:
-            self._gate.release()
-            raise
-
-    def give_back(self, slot: _Slot) -> None:
-        self._idle.append(slot)
-        self._gate.release()
-
-    async def discard(self, slot: _Slot) -> None:
-        try:
-            await self._close(slot)
-        finally:
-            self._gate.release()
-
-    @staticmethod
-    async def _close(slot: _Slot) -> None:
-        with contextlib.suppress(Exception):
-            await slot.connection.invalidate()  # closes the driver's connection
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for slot in idle:
-            with contextlib.suppress(Exception):
-                await slot.connection.close()
-        await self.engine.dispose()
+        return await self._take()
 
 
 class TransactionAborted(Exception):
