@@ -50,7 +50,7 @@ from guildhall.core.actor import SYSTEM, Actor
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.service import EntryType
 from guildhall.core.errors import Conflict, Invalid, LimitExceeded, NotFound, Unavailable
-from guildhall.core.hosting import suspension
+from guildhall.core.hosting import removal, suspension
 from guildhall.core.hosting.models import PanelUser, PowerState, Server
 from guildhall.core.hosting.panel import GamePanel, GameServerSpec, PanelError, PanelPerson
 from guildhall.core.hosting.suspension import JOB, PANEL_DRIVER
@@ -300,17 +300,13 @@ class GameServers:
                 select(Server).where(Server.public_id == public_id).with_for_update()
             )
             if row is not None:
-                await session.delete(row)
-                await session.flush()
-                await announce(
+                sentence = f"{actor.name} deleted game server {public_id} ({view.name})"
+                await removal.remove(
                     session,
+                    row,
                     actor,
-                    "server.deleted",
-                    f"{actor.name} deleted game server {public_id} ({view.name})"
-                    + (f": {why}" if why else ""),
-                    {**view.event_data(), "status": "deleted", "reason": why or None},
-                    target_account_id=view.account_id,
-                    target=f"server:{public_id}",
+                    sentence + (f": {why}" if why else ""),
+                    {**view.event_data(), "reason": why or None},
                 )
         await self._refresh_quietly(view.account_id)
         return view

@@ -41,6 +41,7 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import SYSTEM, Actor
 from guildhall.core.errors import Conflict, CoreError, Invalid, NotFound, Unavailable
+from guildhall.core.hosting import removal
 from guildhall.core.hosting.driver import DriverError, HostingDriver, ServerSpec
 from guildhall.core.hosting.models import PowerState, Server
 from guildhall.db.base import utcnow
@@ -433,15 +434,5 @@ class Hosting:
     async def _forget(self, session: AsyncSession, public_id: str, actor: Actor, why: str) -> None:
         """Remove the server's row, with its audit sentence and ``server.deleted`` event."""
         row = await self._row(session, public_id, None, lock=True)
-        view = self._view(row)
-        await session.delete(row)
-        await session.flush()
-        await announce(
-            session,
-            actor,
-            "server.deleted",
-            f"server {public_id} ({row.name}) {why}",
-            {**view.event_data(), "status": "deleted"},
-            target_account_id=row.account_id,
-            target=f"server:{public_id}",
-        )
+        sentence = f"server {public_id} ({row.name}) {why}"
+        await removal.remove(session, row, actor, sentence, self._view(row).event_data())
