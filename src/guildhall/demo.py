@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -117,7 +118,15 @@ class DemoResult:
 
 
 DEMO_CLASS = ("1", "Warrior", 5000, "123456789")
-DEMO_PROFILE = {"xp": 500, "level": 5, "daily_streak": 3}
+
+
+class DemoProfile(TypedDict):
+    xp: int
+    level: int
+    daily_streak: int
+
+
+DEMO_PROFILE: DemoProfile = {"xp": 500, "level": 5, "daily_streak": 3}
 """The first demo account's Aurora profile (the document's GET /api/users/:id)."""
 
 

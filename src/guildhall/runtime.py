@@ -486,18 +486,18 @@ class Runtime:
         await self.drain()
         # What did not finish in time stops here, before the database closes under it.
         unfinished = set(self._background)
-        for task in unfinished:
-            task.cancel()
+        for job in unfinished:
+            job.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
         if "rate_limiter" in self.__dict__:
             await self.rate_limiter.close()
         if "webhooks" in self.__dict__:
             await self.webhooks.close()
-        if self.__dict__.get("discord") is not None:
+        if "discord" in self.__dict__ and self.discord is not None:
             await self.discord.close()  # the supervisor does on cancel; this covers one never run
         if "hosting" in self.__dict__:
             await self.hosting.close()
-        if self.__dict__.get("games") is not None:
+        if "games" in self.__dict__ and self.games is not None:
             await self.games.panel.close()
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.

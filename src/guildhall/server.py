@@ -293,7 +293,7 @@ def run(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signum)
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, forward)
     try:

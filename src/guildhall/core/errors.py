@@ -7,6 +7,8 @@ sentence a person can read.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 
 class CoreError(Exception):
     """Base of every expected failure; never a bug."""
@@ -49,7 +51,7 @@ class LimitExceeded(CoreError):
     code = "limit_exceeded"
 
 
-def is_digits(value: object, max_length: int = 18) -> bool:
+def is_digits(value: object, max_length: int = 18) -> TypeGuard[str]:
     """A non-empty string of ASCII digits no longer than ``max_length``.
 
     ``str.isdigit`` alone also accepts "²" and other digits ``int`` refuses.

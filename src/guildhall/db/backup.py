@@ -125,7 +125,8 @@ def _decoder(table: Table) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 def _revision_of(connection: Connection) -> str:
-    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    revision: str = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    return revision
 
 
 def _dump_tables(connection: Connection, into: Path, progress: Progress) -> Manifest:
@@ -454,7 +455,8 @@ async def fill(
     except CommandError as exc:  # a revision this version does not know: a newer backup
         raise BackupError(f"the backup's schema is not one this Guildhall knows ({exc})") from None
     except SQLAlchemyError as exc:
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        # The driver's own error, where there is one (a DBAPIError's ``orig``).
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise BackupError(f"the backup could not be written into the database: {reason}") from None
 
 

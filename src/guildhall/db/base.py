@@ -9,8 +9,9 @@ sure they come back as aware UTC datetimes on both databases.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Table, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.type_api import _BindProcessorType, _ResultProcessorType
@@ -117,6 +118,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    if TYPE_CHECKING:
+        # Every model here declares a ``__tablename__``, so it is mapped to a Table
+        # (DeclarativeBase says only FromClause, which also covers mapping a SELECT).
+        __table__: ClassVar[Table]
 
 
 class TimestampMixin:

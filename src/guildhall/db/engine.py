@@ -294,7 +294,7 @@ class _WriteLock:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                pending = asyncio.ensure_future(
+                pending: asyncio.Future[None] = asyncio.ensure_future(
                     asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX)
                 )
                 pending.add_done_callback(self._let_go_unclaimed)
@@ -590,7 +590,8 @@ class _Checkpointer:
             connection = self._open()
             if connection is None:
                 return None
-            return connection.execute("PRAGMA data_version").fetchone()[0]
+            version: int = connection.execute("PRAGMA data_version").fetchone()[0]
+            return version
 
     def _checkpoint(self) -> bool:
         """One PASSIVE checkpoint; True if it copied the whole log."""
@@ -599,7 +600,7 @@ class _Checkpointer:
             if connection is None:
                 return False
             busy, in_log, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return busy == 0 and in_log == copied
+            return bool(busy == 0 and in_log == copied)
 
     def close(self) -> None:
         with self._lock:

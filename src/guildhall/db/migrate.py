@@ -66,6 +66,7 @@ async def run_schema_work(database: Database, work: Callable[[Connection], objec
     async with database.write_engine.connect() as connection:
         if database.is_sqlite:
             raw = await connection.get_raw_connection()
+            assert raw.driver_connection is not None  # None only once it is closed
             raw.driver_connection.run("PRAGMA foreign_keys=OFF", ())
         async with connection.begin():
             await connection.run_sync(work)

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 from guildhall.db import sqlite_inline
 from guildhall.db.engine import DRIVER_KEY
+from guildhall.db.sql import dialect_of
 
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any] | None
@@ -69,7 +71,8 @@ class Prepared:
         self._compiled: dict[tuple[bool, tuple[str, ...]], _Compiled] = {}
 
     def _compile(self, session: AsyncSession, keys: tuple[str, ...], sqlite: bool) -> _Compiled:
-        dialect = session.bind.dialect
+        dialect = dialect_of(session)
+        assert isinstance(self.statement, ClauseElement)  # every statement is one
         compiled = self.statement.compile(dialect=dialect, column_keys=sorted(keys))
         assert isinstance(compiled, SQLCompiler)
         results: tuple[Processor, ...] = tuple(
@@ -85,7 +88,9 @@ class Prepared:
                 for name, bind in compiled.binds.items()
                 if name not in keys
             },
-            binds=dict(compiled._bind_processors),
+            # A Sequence of processors is only for a tuple-typed parameter, which none
+            # of these statements has.
+            binds=dict(cast("Mapping[str, Callable[[Any], Any]]", compiled._bind_processors)),
             converted=tuple((index, process) for index, process in enumerate(results) if process),
         )
         self._compiled[(sqlite, keys)] = found

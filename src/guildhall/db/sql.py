@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, Result, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+def dialect_of(session: AsyncSession) -> Dialect:
+    """The dialect of the database behind ``session``. Every session here is made bound
+    to a connection (see :mod:`guildhall.db.engine`)."""
+    assert session.bind is not None, "the session is bound to no connection"
+    return session.bind.dialect
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows the UPDATE or DELETE that gave ``result`` matched. Executing one
+    returns a CursorResult, which ``AsyncSession.execute``'s signature does not say."""
+    return cast("CursorResult[*tuple[Any, ...]]", result).rowcount
+
+
 async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
     """INSERT a row unless one with the same key exists (ON CONFLICT DO NOTHING)."""
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session).name
     module = postgresql if dialect == "postgresql" else sqlite
     await session.execute(module.insert(table).values(**values).on_conflict_do_nothing())
 
@@ -22,7 +36,7 @@ async def upsert(
 ) -> None:
     """INSERT a row, or UPDATE the one with the same ``keys`` (ON CONFLICT DO UPDATE):
     safe when concurrent transactions write the same row."""
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session).name
     module = postgresql if dialect == "postgresql" else sqlite
     changes = {name: value for name, value in values.items() if name not in keys}
     statement = module.insert(table).values(**values)

@@ -20,7 +20,7 @@ left to wait on SQLite's lock.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -46,7 +46,7 @@ class Cursor:
     ) -> None:
         self._cursor.close()
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Cursor]:
         async def itself() -> Cursor:
             return self
 

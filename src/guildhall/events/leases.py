@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.db.base import utcnow
+from guildhall.db.sql import dialect_of
 from guildhall.events.models import Lease
 
 
@@ -22,7 +23,7 @@ async def acquire(session: AsyncSession, name: str, holder: str, seconds: float)
     """Take or renew ``name`` for ``holder`` for ``seconds``; False when another holds it."""
     now = utcnow()
     until = now + timedelta(seconds=seconds)
-    module = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    module = postgresql if dialect_of(session).name == "postgresql" else sqlite
     statement = module.insert(Lease).values(name=name, holder=holder, expires_at=until)
     statement = statement.on_conflict_do_update(
         index_elements=[Lease.name],

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
+from guildhall.db.sql import rowcount
 from guildhall.events.models import OutboxEvent
 
 EVENTS = (
@@ -64,7 +65,9 @@ async def emit(session: AsyncSession, event: str, data: dict[str, Any]) -> None:
     await _INSERT.all(session, {"created_at": utcnow(), "event": event, "payload": data})
 
 
-async def recent(session: AsyncSession, event: str | None = None, limit: int = 100) -> list[dict]:
+async def recent(
+    session: AsyncSession, event: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
     """The newest events first, as ``{event, data, timestamp}``."""
     query = select(OutboxEvent).order_by(OutboxEvent.id.desc()).limit(limit)
     if event is not None:
@@ -84,4 +87,4 @@ async def prune(session: AsyncSession, older_than: timedelta) -> int:
             OutboxEvent.dispatched_at.is_not(None), OutboxEvent.created_at < cutoff
         )
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0

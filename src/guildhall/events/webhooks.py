@@ -53,6 +53,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid, NotFound
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
+from guildhall.db.sql import rowcount
 from guildhall.events import audit, targets
 from guildhall.events.models import OutboxEvent, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from guildhall.events.outbox import EVENTS
@@ -320,7 +321,7 @@ class Webhooks:
                     .values(leased_until=now + self._lease())
                     .execution_options(synchronize_session=False)
                 )
-                if leased.rowcount:
+                if rowcount(leased):
                     claims.append(
                         (
                             delivery.id,

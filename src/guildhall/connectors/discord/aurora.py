@@ -44,6 +44,7 @@ from guildhall.core.community.models import Profile, Quest
 from guildhall.core.economy import service as economy
 from guildhall.core.errors import CoreError, Unavailable
 from guildhall.core.items import service as items
+from guildhall.core.items.models import InventoryEntry, Item
 from guildhall.db.engine import Database
 
 T = TypeVar("T")
@@ -363,8 +364,9 @@ class AuroraBot:
         )
 
     async def command_inventory(self, interaction: Any) -> Answer:
+        nothing: list[tuple[InventoryEntry, Item]] = []
         user, held = await self._look_up(
-            interaction, lambda session, account: items.inventory(session, account.id), []
+            interaction, lambda session, account: items.inventory(session, account.id), nothing
         )
         if not held:
             return Answer(f"{user.username} holds nothing yet.")

@@ -23,6 +23,7 @@ from typing import Any
 from guildhall.connectors.discord.connection import DiscordConnection
 from guildhall.core.actor import Actor
 from guildhall.core.moderation import cases
+from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.engine import Database
 from guildhall.events import jobs
 
@@ -40,7 +41,7 @@ class Moderation:
 
     async def _case(self, number: int) -> Any:
         async with self.database.unit_of_work(write=False) as session:
-            return await session.get(cases.ModerationCase, number)
+            return await session.get(ModerationCase, number)
 
     async def _record(self, number: int, what: str, outcome: str, detail: str) -> None:
         async with self.database.unit_of_work() as session:

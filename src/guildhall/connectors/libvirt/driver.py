@@ -269,8 +269,9 @@ class LibvirtDriver:
             except libvirt.libvirtError:
                 volume.delete(0)
                 raise
-            self._states[domain.name()] = domain.state()[0]
-            return domain.name()
+            name: str = domain.name()
+            self._states[name] = domain.state()[0]
+            return name
 
         return await self._call(define, "the machine could not be defined")
 

@@ -48,7 +48,7 @@ class OAuthProvider:
     timeout: float = 10
 
     def authorization_url(self, state: str) -> str:
-        return prepare_grant_uri(
+        url: str = prepare_grant_uri(
             self.authorize_url,
             self.client_id,
             "code",
@@ -56,6 +56,7 @@ class OAuthProvider:
             scope=self.scope,
             state=state,
         )
+        return url
 
     async def identify(self, code: str) -> Identity:
         """Trade the code for a token, and the token for who the person is, within ``timeout``."""

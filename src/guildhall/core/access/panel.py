@@ -18,14 +18,24 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, delete, select, update
+from sqlalchemy import (
+    Boolean,
+    CompoundSelect,
+    ForeignKey,
+    Select,
+    String,
+    UniqueConstraint,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
-from guildhall.db.sql import flush_unless_duplicate
+from guildhall.db.sql import flush_unless_duplicate, rowcount
 from guildhall.events import audit
 
 PERMISSIONS = (
@@ -117,7 +127,7 @@ async def finish_login(session: AsyncSession, state: str, browser_token: str) ->
         .values(used=True)
         .execution_options(synchronize_session=False)
     )
-    if not claimed.rowcount:
+    if not rowcount(claimed):
         raise Invalid("the login state was already used", code="bad_state")
     return row.next_path
 
@@ -169,7 +179,7 @@ async def close_session(session: AsyncSession, token: str) -> None:
 async def end_sessions(session: AsyncSession, account_id: int) -> int:
     """End every panel session of an account (it was banned); how many there were."""
     ended = await session.execute(delete(PanelSession).where(PanelSession.account_id == account_id))
-    return ended.rowcount or 0
+    return rowcount(ended) or 0
 
 
 # ---- permissions -----------------------------------------------------------
@@ -230,11 +240,12 @@ async def revoke(session: AsyncSession, grant_id: int, actor: Actor) -> None:
 
 async def held(session: AsyncSession, discord_id: str, role_ids: list[str]) -> set[str]:
     """The permissions a user holds directly or through one of their roles."""
-    query = select(PanelPermission.permission).where(
+    direct = select(PanelPermission.permission).where(
         (PanelPermission.subject_type == "user") & (PanelPermission.subject_id == discord_id)
     )
+    query: Select[str] | CompoundSelect[str] = direct
     if role_ids:
-        query = query.union(
+        query = direct.union(
             select(PanelPermission.permission).where(
                 (PanelPermission.subject_type == "role")
                 & (PanelPermission.subject_id.in_(role_ids))
@@ -248,4 +259,4 @@ async def purge_expired(session: AsyncSession) -> int:
     now = utcnow()
     states = await session.execute(delete(LoginState).where(LoginState.expires_at <= now))
     sessions = await session.execute(delete(PanelSession).where(PanelSession.expires_at <= now))
-    return (states.rowcount or 0) + (sessions.rowcount or 0)
+    return (rowcount(states) or 0) + (rowcount(sessions) or 0)

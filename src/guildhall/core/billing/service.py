@@ -22,6 +22,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.billing.models import Invoice, InvoiceStatus
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.db.base import utcnow
+from guildhall.db.sql import rowcount
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -170,7 +171,7 @@ async def _settle(
     row = await session.get(Invoice, invoice_id, populate_existing=True)
     if row is None:
         raise NotFound(f"invoice {public_id} not found", code="invoice_not_found")
-    if not changed.rowcount:
+    if not rowcount(changed):
         raise Conflict(f"invoice {public_id} is already {row.status}", code="invoice_settled")
     view = _view(row, now.date())
     verb = "paid" if target is InvoiceStatus.PAID else "voided"

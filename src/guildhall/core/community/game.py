@@ -44,14 +44,14 @@ from guildhall.core.errors import Conflict, Invalid, LimitExceeded, NotFound
 from guildhall.core.items import service as items
 from guildhall.core.items.models import Item
 from guildhall.db.base import utcnow
-from guildhall.db.sql import KEEP_ROW, ensure_row, insert_ignore
+from guildhall.db.sql import KEEP_ROW, ensure_row, insert_ignore, rowcount
 from guildhall.events.announce import announce
 
 STRANDED = timedelta(minutes=5)
 LOOTDROP_DEFAULTS = {"chance": 0.05, "minAmount": 10, "maxAmount": 50, "expirySeconds": 60}
 
 
-def _setting(document: dict[str, Any], section: str, key: str, default: Any) -> Any:
+def _setting(document: dict[str, Any], section: str, key: str, default: int) -> int:
     value = (document.get(section) or {}).get(key, default)
     return value if isinstance(value, type(default)) and not isinstance(value, bool) else default
 
@@ -360,7 +360,7 @@ async def claim_lootdrop(
         .execution_options(synchronize_session=False)
     )
     drop = await session.get(Lootdrop, drop_id, populate_existing=True)
-    if drop is None or not won.rowcount:
+    if drop is None or not rowcount(won):
         raise Conflict("someone else got it first, or it expired", code="lootdrop_gone")
     await economy.adjust(
         session,

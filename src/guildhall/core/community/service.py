@@ -47,7 +47,14 @@ from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
-from guildhall.db.sql import KEEP_ROW, ensure_row, flush_unless_duplicate, insert_ignore, upsert
+from guildhall.db.sql import (
+    KEEP_ROW,
+    ensure_row,
+    flush_unless_duplicate,
+    insert_ignore,
+    rowcount,
+    upsert,
+)
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -263,7 +270,7 @@ async def update_member(
             session, ref, change.balance, actor=actor, currency=currency, reason="set by Aurora"
         )
         changed.append("balance")
-    fields = {
+    fields: dict[str, object] = {
         "xp": change.xp,
         "level": change.level,
         "daily_streak": change.daily_streak,
@@ -687,11 +694,13 @@ async def set_maintenance(
         actor,
         event="maintenance.changed",
     )
-    return document["maintenance"]
+    changed: dict[str, Any] = document["maintenance"]
+    return changed
 
 
 async def maintenance(session: AsyncSession) -> dict[str, Any]:
-    return (await settings(session))["maintenance"]
+    found: dict[str, Any] = (await settings(session))["maintenance"]
+    return found
 
 
 # ---- directory -----------------------------------------------------------
@@ -737,7 +746,7 @@ async def remove_directory_entry(session: AsyncSession, kind: str, key: str) -> 
     result = await session.execute(
         delete(DirectoryEntry).where(DirectoryEntry.kind == kind, DirectoryEntry.key == key)
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def reload_commands(session: AsyncSession, actor: Actor) -> dict[str, Any]:
@@ -749,7 +758,8 @@ async def reload_commands(session: AsyncSession, actor: Actor) -> dict[str, Any]
         actor,
         event="commands.reloaded",
     )
-    return document["commands"]
+    reloaded: dict[str, Any] = document["commands"]
+    return reloaded
 
 
 async def put_member(
@@ -818,7 +828,7 @@ async def sync_members(session: AsyncSession, members: Sequence[MemberFacts]) ->
 async def remove_member(session: AsyncSession, member_id: str) -> bool:
     """A member left (or was removed): gone from the directory; their account stays."""
     result = await session.execute(delete(GuildMember).where(GuildMember.id == member_id))
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 async def sync_entries(
@@ -848,7 +858,12 @@ async def sync_entries(
             or 0
         )
     for position, (key, name, detail) in enumerate(entries, start):
-        values = {"kind": kind, "key": key, "name": name[:100], "detail": detail[:100]}
+        values: dict[str, str | int] = {
+            "kind": kind,
+            "key": key,
+            "name": name[:100],
+            "detail": detail[:100],
+        }
         if complete:
             values["position"] = position
             await upsert(session, DirectoryEntry.__table__, values, ("kind", "key"))

@@ -24,6 +24,7 @@ from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.items.models import Item
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
+from guildhall.db.sql import dialect_of
 from guildhall.events.announce import announce
 
 
@@ -73,7 +74,7 @@ async def activity(session: AsyncSession, currency: str) -> list[dict[str, Any]]
     """Transactions and moderation cases per hour, for the 24 hours up to now (oldest first)."""
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     since = now - timedelta(hours=23)
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session).name
     buckets = {
         (since + timedelta(hours=i)).strftime("%Y-%m-%d %H"): {"transactions": 0, "cases": 0}
         for i in range(24)

@@ -53,14 +53,14 @@ _LEDGER_SUM = Prepared(
         _ledger.c.currency == bindparam("unit"),
     )
 )
-_apply = (
+_apply_delta = (
     update(_balances)
     .where(_OWNER, (_balances.c.amount + bindparam("delta")).between(0, MAX_AMOUNT))
     .values(amount=_balances.c.amount + bindparam("delta"))
     .returning(_balances.c.amount)
 )
-_APPLY = Prepared(_apply)
-_APPLY_IF_UNCHANGED = Prepared(_apply.where(_balances.c.amount == bindparam("expected")))
+_APPLY = Prepared(_apply_delta)
+_APPLY_IF_UNCHANGED = Prepared(_apply_delta.where(_balances.c.amount == bindparam("expected")))
 _INSERT_ENTRY = Prepared(insert(_ledger))
 
 
@@ -89,7 +89,7 @@ async def _apply(
     if expected is not None:
         statement = _APPLY_IF_UNCHANGED
         params["expected"] = expected
-    new_amount = await statement.scalar(session, params)
+    new_amount: int | None = await statement.scalar(session, params)
     if new_amount is None:
         # Either out of range, or there was no row yet. The row may have been
         # committed by a concurrent first writer since the update looked, so try

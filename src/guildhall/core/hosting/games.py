@@ -141,7 +141,8 @@ def _unavailable(error: PanelError) -> Unavailable | Invalid:
 
 async def panel_view(session: AsyncSession, account_id: int) -> dict[str, Any] | None:
     """The panel's user object for the account, as last refreshed (None: never fetched)."""
-    return await _DOCUMENT_OF.scalar(session, {"account_id": account_id})
+    document: dict[str, Any] | None = await _DOCUMENT_OF.scalar(session, {"account_id": account_id})
+    return document
 
 
 class GameServers:
@@ -296,14 +297,14 @@ class GameServers:
             except PanelError as exc:
                 raise _unavailable(exc) from None
         async with self.database.unit_of_work() as session:
-            row = await session.scalar(
+            locked = await session.scalar(
                 select(Server).where(Server.public_id == public_id).with_for_update()
             )
-            if row is not None:
+            if locked is not None:
                 sentence = f"{actor.name} deleted game server {public_id} ({view.name})"
                 await removal.remove(
                     session,
-                    row,
+                    locked,
                     actor,
                     sentence + (f": {why}" if why else ""),
                     {**view.event_data(), "reason": why or None},

@@ -30,7 +30,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.items.models import InventoryEntry, Item, ItemImage
 from guildhall.db.base import utcnow
-from guildhall.db.sql import KEEP_ROW, flush_unless_duplicate
+from guildhall.db.sql import KEEP_ROW, dialect_of, flush_unless_duplicate, rowcount
 from guildhall.events import audit, outbox
 from guildhall.events.announce import announce
 
@@ -334,14 +334,14 @@ async def add(
     if not 1 <= quantity <= MAX_QUANTITY:
         raise Invalid("quantity must be a positive whole number", field="quantity")
     item = await get(session, item_id, lock=KEEP_ROW)  # not deleted before the upsert
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session).name
     values = {
         "account_id": owner.id,
         "item_id": item_id,
         "quantity": quantity,
         "updated_at": utcnow(),
     }
-    held = await session.scalar(_upsert(dialect, values))
+    held: int | None = await session.scalar(_upsert(dialect, values))
     if held is None:
         raise Invalid("that would hold more than the maximum quantity", field="quantity")
     await audit.record(
@@ -377,7 +377,7 @@ async def remove(
         .execution_options(synchronize_session=False)
     )
     left: int | None = 0
-    if not emptied.rowcount:
+    if not rowcount(emptied):
         left = await session.scalar(
             update(InventoryEntry)
             .where(mine, InventoryEntry.quantity > amount)

@@ -33,6 +33,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.moderation.models import ModerationCase
 from guildhall.db.base import utcnow
+from guildhall.db.sql import rowcount
 from guildhall.events import jobs
 from guildhall.events.announce import announce
 
@@ -233,7 +234,7 @@ async def clear(
     row = await session.get(ModerationCase, number, populate_existing=True)
     if row is None:
         raise NotFound(f"case {label} does not exist", code="case_not_found")
-    if not changed.rowcount:
+    if not rowcount(changed):
         raise Conflict(f"{case_label(number)} is already cleared", code="case_cleared")
     await announce(
         session,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.access import panel
@@ -23,12 +23,13 @@ from guildhall.core.errors import Invalid
 from guildhall.core.hosting import suspension
 from guildhall.core.moderation.models import Ban
 from guildhall.db.base import utcnow
+from guildhall.db.sql import rowcount
 from guildhall.events import audit, outbox
 
 DEFAULT_REASON = "No reason provided"
 
 
-def _active(now: datetime):
+def _active(now: datetime) -> ColumnElement[bool]:
     return (Ban.lifted_at.is_(None)) & (or_(Ban.expires_at.is_(None), Ban.expires_at > now))
 
 
@@ -52,7 +53,7 @@ async def _lift(session: AsyncSession, account_id: int, actor: Actor, now: datet
         .values(lifted_at=now, lifted_by=str(actor))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0
 
 
 async def ban(

@@ -38,6 +38,7 @@ Decisions where LD7 is silent:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hmac
 import re
 from collections.abc import Awaitable
@@ -537,7 +538,7 @@ class SessionService:
             await self._move(session, row, State.OFFLINE, actor, "restored from backup")
         return BackupView(handle, backup.created_at)
 
-    async def expire_pairings(self, session: AsyncSession, actor: Actor) -> list[str]:
+    async def expire_pairings(self, session: AsyncSession, actor: Actor) -> builtins.list[str]:
         """Move every session whose pairing code ran out to ``failed``; their handles."""
         now = utcnow()
         rows = await session.scalars(
@@ -554,7 +555,7 @@ class SessionService:
             expired.append(row.handle)
         return expired
 
-    async def resumable(self, session: AsyncSession) -> list[str]:
+    async def resumable(self, session: AsyncSession) -> builtins.list[str]:
         """The sessions that were online when Guildhall stopped, oldest first."""
         query = (
             select(BotSession.handle)

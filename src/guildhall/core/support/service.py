@@ -196,6 +196,7 @@ async def _allocate_channel(session: AsyncSession) -> str:
         .values(channel_counter=BotState.channel_counter + 1)
         .returning(BotState.channel_counter)
     )
+    assert counter is not None  # _state() made the row
     return str(CHANNEL_BASE + int(counter))
 
 

@@ -217,7 +217,8 @@ async def read_form(request: Request, file_limit: int) -> Form | Unreadable:
     """
     if _FORM not in request.scope:
         request.scope[_FORM] = await _FormReader(file_limit).read(request)
-    return request.scope[_FORM]
+    form: Form | Unreadable = request.scope[_FORM]
+    return form
 
 
 def close_form(request: Request) -> None:

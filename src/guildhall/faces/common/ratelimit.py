@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guildhall.faces.common.clients import Network, client_address, parse_networks
 from guildhall.ratelimit import Limit, RateLimiter, Verdict
@@ -103,7 +103,7 @@ class RateLimitMiddleware:
             return
         extra = [(k.lower().encode(), v.encode()) for k, v in headers_for(tightest).items()]
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)

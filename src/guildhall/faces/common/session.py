@@ -43,7 +43,8 @@ Handler = Callable[[Request, AsyncSession, Actor], Awaitable[Response]]
 
 
 def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def _named(

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from guildhall.config import RustmailFaceSettings
 from guildhall.connectors.discord.connection import LEASE
 from guildhall.connectors.oauth.provider import OAuthProvider, ProviderError
 from guildhall.core.access import panel
@@ -73,7 +74,7 @@ LOGIN_ACTOR = Actor("system", "Rustmail panel login")
 SUCCESS = {"success": True}
 
 
-def _settings(request: Request):
+def _settings(request: Request) -> RustmailFaceSettings:
     return runtime_of(request).settings.faces.rustmail
 
 
@@ -352,10 +353,17 @@ async def list_grants(_request: Request, session: AsyncSession, _caller: Actor) 
 async def add_grant(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.json_object(await read_json(request))
     fields = [body.get(name) for name in ("subject_type", "subject_id", "permission")]
-    if not all(isinstance(value, str) and value for value in fields):
+    texts = [value for value in fields if isinstance(value, str) and value]
+    if len(texts) != len(fields):
         raise bad_request("subject_type, subject_id and permission are required")
+    subject_type, subject_id, permission = texts
     grant_id = await panel.grant(
-        session, *fields, granted_by=request.state.panel.user.discord_id, actor=caller
+        session,
+        subject_type,
+        subject_id,
+        permission,
+        granted_by=request.state.panel.user.discord_id,
+        actor=caller,
     )
     return JSON({"success": True, "id": grant_id})
 

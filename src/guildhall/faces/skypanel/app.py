@@ -57,6 +57,7 @@ async def update_me(request: Request, caller: Actor) -> Response:
     runtime = runtime_of(request)
     checked = None
     if change.new_password is not None:
+        assert change.current_password is not None  # ProfileChange requires it then
         checked = await passwords.check_change(
             runtime.database, account_id, change.current_password, change.new_password
         )

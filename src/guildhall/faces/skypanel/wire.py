@@ -83,8 +83,9 @@ class ProfileChange:
         problems: dict[str, str] = {}
         self.first_name = self._name(fields, "firstName", problems)
         self.last_name = self._name(fields, "lastName", problems)
-        self.current_password = fields.get("currentPassword")
-        self.new_password = fields.get("newPassword")
+        # Strings or None once the checks below pass.
+        self.current_password: str | None = fields.get("currentPassword")
+        self.new_password: str | None = fields.get("newPassword")
         for name in ("currentPassword", "newPassword"):
             if fields.get(name) is not None and not isinstance(fields[name], str):
                 problems[name] = f"{name} must be a string"
@@ -112,7 +113,7 @@ def power_action(body: Any) -> str:
     """One of the document's actions, or ``kill`` (beyond it: end the server at once, a
     VM's power cut); the refusal names the document's four."""
     action = json_object(body).get("action")
-    if action not in ACTIONS:
+    if not isinstance(action, str) or action not in ACTIONS:
         raise _fields_error({"action": "action must be one of start, stop, restart, shutdown"})
     return action
 
