@@ -39,6 +39,20 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_ACTOR = Actor("operator", "test suite")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long-fuzz",
+        action="store_true",
+        help="fuzz every face with many more generated requests (tests/faces/test_openapi_fuzz.py)",
+    )
+    parser.addoption(
+        "--fuzz-seed",
+        type=int,
+        default=None,
+        help="the fuzzer's seed (default: a fixed one, or a random one with --long-fuzz)",
+    )
+
+
 def _unavailable(what: str, reason: object) -> None:
     message = f"{what} is not reachable ({reason}); start it or set GUILDHALL_TEST_{what.upper()}"
     if IN_CI:
@@ -102,7 +116,7 @@ def postgres_database() -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _empty_postgres(url: str) -> None:
+async def empty_postgres(url: str) -> None:
     tables = ", ".join(table.name for table in metadata.sorted_tables)
     database = Database(url, pool_size=1)
     try:
@@ -120,7 +134,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite+aiosqlite:///{path}"
     url = request.getfixturevalue("postgres_database")
-    asyncio.run(_empty_postgres(url))
+    asyncio.run(empty_postgres(url))
     return url
 
 

@@ -412,6 +412,22 @@ def demo_command(config: ConfigOption = None) -> None:
     out.print(result.api_key)
 
 
+@app.command("openapi")
+def openapi_command(
+    face: Annotated[str, typer.Argument(help="heliactyl, ld7, skypanel, aurora or rustmail")],
+) -> None:
+    """Print a face's OpenAPI 3.1 document as JSON (also served at /openapi.json when
+    ``[faces.FACE] serve_openapi = true``)."""
+    import json
+
+    from guildhall.faces import FACES
+    from guildhall.faces.common import openapi
+
+    if face not in FACES:
+        raise _fail(f"there is no face {face!r}; the faces are {', '.join(FACES)}")
+    sys.stdout.write(json.dumps(openapi.document(face), indent=2, ensure_ascii=False) + "\n")
+
+
 @users_app.command("create")
 def users_create(
     username: Annotated[str, typer.Option(help="Unique user name.")],

@@ -128,13 +128,18 @@ def _limits(**groups: tuple[int, int]) -> Any:
 
 
 class FaceSettings(_Strict):
-    """Where one face listens, whether it runs at all, and its rate limits per route group."""
+    """Where one face listens, whether it runs at all, and its rate limits per route group.
+
+    ``serve_openapi`` serves the face's OpenAPI document at ``/openapi.json`` and a
+    page reading it at ``/docs``; off by default, as the originals serve neither.
+    """
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
     rate_limits: dict[str, RateLimitSettings] = _limits(default=(6000, 60))
     cors_origins: list[str] | None = None
+    serve_openapi: bool = False
 
     @field_validator("cors_origins")
     @classmethod

@@ -236,7 +236,7 @@ async def create(
     last_name: str = "",
 ) -> Account:
     """Create an account with its local identity and any linked ones."""
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         raise Invalid(
             "a username is 1 to 64 letters, digits, dots, dashes or underscores", field="username"
         )

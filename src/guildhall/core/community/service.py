@@ -251,7 +251,7 @@ async def update_member(
     ref = await member_ref(session, discord_id)
     changed: list[str] = []
     if change.username is not None and change.username != ref.username:
-        if not USERNAME.match(change.username):
+        if not USERNAME.fullmatch(change.username):
             raise Invalid(
                 "a username is 1 to 64 letters, digits, dots, dashes or underscores",
                 field="username",

@@ -22,7 +22,7 @@ from guildhall.core.community import service as community
 from guildhall.core.community.stats import StatsCache, dashboard
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.service import EntryType
-from guildhall.core.errors import is_digits
+from guildhall.core.errors import NotFound, is_digits
 from guildhall.core.items import service as items
 from guildhall.core.moderation import cases
 from guildhall.faces.aurora import errors, live, wire
@@ -41,7 +41,7 @@ from guildhall.faces.common.body import (
 )
 from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
-from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
+from guildhall.faces.common.session import Handler, action_endpoint, endpoint, runtime_of
 from guildhall.runtime import Runtime
 
 CREATED = 201
@@ -53,7 +53,8 @@ def _currency(request: Request) -> str:
 
 
 def _stats_cache(request: Request) -> StatsCache:
-    return request.app.state.stats_cache
+    cache: StatsCache = request.app.state.stats_cache
+    return cache
 
 
 def _no_content() -> Response:
@@ -99,7 +100,7 @@ async def list_users(request: Request, session: AsyncSession, _caller: Actor) ->
     found, total = await community.members(
         session,
         _currency(request),
-        search=params.get("search") or None,
+        search=wire.param(params, "search"),
         sort_by=sort_by,
         descending=order == "desc",
         limit=limit,
@@ -109,7 +110,10 @@ async def list_users(request: Request, session: AsyncSession, _caller: Actor) ->
 
 
 async def get_user(request: Request, session: AsyncSession, _caller: Actor) -> Response:
-    view = await community.member(session, request.path_params["user_id"], _currency(request))
+    user_id = request.path_params["user_id"]
+    if "\x00" in user_id:  # nobody's id; PostgreSQL takes no NUL in a query
+        raise NotFound(f"no user has the Discord id {user_id}")
+    view = await community.member(session, user_id, _currency(request))
     return JSON(wire.user(view))
 
 
@@ -222,9 +226,9 @@ async def list_items(request: Request, session: AsyncSession, _caller: Actor) ->
     limit, offset = wire.page(params, 100, cap=200)
     found, total = await items.search(
         session,
-        text=params.get("search") or None,
-        item_type=params.get("type") or None,
-        rarity=params.get("rarity") or None,
+        text=wire.param(params, "search"),
+        item_type=wire.param(params, "type"),
+        rarity=wire.param(params, "rarity"),
         limit=limit,
         offset=offset,
     )
@@ -300,19 +304,28 @@ async def create_class(request: Request, session: AsyncSession, caller: Actor) -
         name=name.strip(),
         balance=wire.optional_big(body, "balance") or 0,
         role_id=wire.text(body, "roleId", 32),
-        class_id=wire.text(body, "id", 32),
+        class_id=wire.class_id(body),
     )
     return JSON({"success": True, "class": wire.guild_class(view)}, status_code=CREATED)
+
+
+def _class_id(request: Request) -> str:
+    class_id: str = request.path_params["class_id"]
+    if "\x00" in class_id:  # no class's; PostgreSQL takes no NUL in a query
+        raise NotFound(f"class {class_id} does not exist")
+    return class_id
 
 
 async def update_class(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.json_object(await read_json(request))
     name = wire.text(body, "name")
+    if name is not None and not name.strip():
+        raise bad_request("name must not be blank")
     view = await community.update_class(
         session,
-        request.path_params["class_id"],
+        _class_id(request),
         caller,
-        name=name.strip() if name else None,
+        name=name.strip() if name is not None else None,
         balance=wire.optional_big(body, "balance"),
         role_id=wire.text(body, "roleId", 32),
         role_given="roleId" in body,
@@ -321,7 +334,7 @@ async def update_class(request: Request, session: AsyncSession, caller: Actor) -
 
 
 async def delete_class(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    await community.delete_class(session, request.path_params["class_id"], caller)
+    await community.delete_class(session, _class_id(request), caller)
     return _no_content()
 
 
@@ -336,8 +349,8 @@ async def list_cases(request: Request, session: AsyncSession, _caller: Actor) ->
     limit, offset = wire.page(params, 50)
     found, total = await cases.search(
         session,
-        user_id=params.get("userId") or None,
-        moderator_id=params.get("moderatorId") or None,
+        user_id=wire.param(params, "userId"),
+        moderator_id=wire.param(params, "moderatorId"),
         case_type=case_type,
         active=wire.boolean_param(params.get("active"), "active"),
         limit=limit,
@@ -392,8 +405,9 @@ async def clear_case(request: Request, session: AsyncSession, caller: Actor) -> 
 async def list_transactions(request: Request, session: AsyncSession, _caller: Actor) -> Response:
     params = request.query_params
     entry_type = params.get("type") or None
-    if entry_type is not None and entry_type not in EntryType.__members__:
-        raise bad_request(f"type must be one of {', '.join(EntryType.__members__)}")
+    types = [kind.value for kind in EntryType]  # as stored and shown, not the enum's names
+    if entry_type is not None and entry_type not in types:
+        raise bad_request(f"type must be one of {', '.join(types)}")
     limit, offset = wire.page(params, 50)
     account_id = None
     if user_id := params.get("userId"):
@@ -462,6 +476,8 @@ async def get_settings(_request: Request, session: AsyncSession, _caller: Actor)
 
 async def update_settings(request: Request, session: AsyncSession, caller: Actor) -> Response:
     update = wire.json_object(await read_json(request))
+    if any("\x00" in key for key in update):  # the audit sentence names them
+        raise bad_request("A setting's name must not contain NUL")
     return JSON(
         {"success": True, "settings": await community.merge_settings(session, update, caller)}
     )
@@ -522,11 +538,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.stats_cache = StatsCache(ttl=runtime.settings.faces.aurora.activity_cache_seconds)
     errors.install(app)
     get, post, put, delete = ["GET"], ["POST"], ["PUT"], ["DELETE"]
-    open_routes = [
+    open_routes: list[tuple[str, Handler, list[str]]] = [
         ("/api/health", health, get),
         ("/assets/items/{filename}", asset, get),
     ]
-    routes = [
+    routes: list[tuple[str, Handler, list[str]]] = [
         ("/api/stats", stats, get),
         ("/api/stats/activity", activity, get),
         ("/api/users", list_users, get),

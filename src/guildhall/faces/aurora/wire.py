@@ -15,10 +15,16 @@ Decisions where the document is silent:
 - A transaction's ``relatedUserId`` is null (the shared ledger records who
   acted, not a counterpart), its ``description`` the ledger row's reason.
 - Times are ISO 8601 UTC with milliseconds.
+- A class id a client chooses is 1 to 32 letters, digits, ``_`` or ``-``: it
+  is a path segment, and a class its own path cannot name could never be
+  changed or deleted.
+- A NUL in a text filter (``search``, ``type``...) is a 400, and in a user or
+  class id in the path a 404: no stored text holds one.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from guildhall.core.community.service import ClassView, MemberView
@@ -97,6 +103,29 @@ def page(params: Any, default_limit: int, cap: int = 100) -> tuple[int, int]:
         return int(raw)
 
     return min(number("limit", default_limit), cap), number("offset", 0)
+
+
+def param(params: Any, name: str) -> str | None:
+    """A text query parameter; absent or empty is None. A NUL is refused: no stored
+    text holds one, and PostgreSQL takes none in a query."""
+    raw: str | None = params.get(name)
+    if not raw:
+        return None
+    if "\x00" in raw:
+        raise bad_request(f"{name} must be text without NUL")
+    return raw
+
+
+CLASS_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+"""A class id a client chooses: it is a path segment (``/api/classes/{id}``), so
+letters, digits, ``_`` and ``-`` only (Discord role ids, ``warrior``...)."""
+
+
+def class_id(body: dict[str, Any]) -> str | None:
+    value = text(body, "id", 32)
+    if value is not None and not CLASS_ID.fullmatch(value):
+        raise bad_request("id must be 1 to 32 letters, digits, _ or -")
+    return value
 
 
 def boolean_param(raw: str | None, name: str) -> bool | None:

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guildhall.faces.common import openapi
 from guildhall.faces.common.access_log import AccessLog
 from guildhall.faces.common.clients import parse_networks
 from guildhall.faces.common.cors import CorsPolicy
@@ -87,7 +88,7 @@ class FaceApp(FastAPI):
     access_log: bool = False
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = CloseUnreadBodies(super().build_middleware_stack())
+        stack: ASGIApp = CloseUnreadBodies(super().build_middleware_stack())
         if self.cors_origins:
             stack = CorsPolicy(stack, self.cors_origins)
         if self.express_paths:
@@ -100,7 +101,8 @@ class FaceApp(FastAPI):
 
 def face_app(runtime: Runtime, face: str, title: str, *, express_paths: bool = False) -> FastAPI:
     """An app with the runtime on ``app.state`` (``session.runtime_of`` reads it) and no
-    generated API docs: each face's contract is its seed document, not an OpenAPI page.
+    generated API docs: each face keeps its OpenAPI document by hand, served only when
+    ``serve_openapi`` says so (``faces/common/openapi.py``).
 
     No trailing-slash redirects: a redirect is an empty 307 pointing at whatever
     Host the client sent. A face whose original runs on Express
@@ -125,4 +127,6 @@ def face_app(runtime: Runtime, face: str, title: str, *, express_paths: bool = F
     app.access_log = runtime.settings.log_access
     app.cors_origins = tuple(getattr(runtime.settings.faces, face).allowed_origins)
     app.state.runtime = runtime
+    if getattr(runtime.settings.faces, face).serve_openapi:
+        openapi.install(app, face)
     return app

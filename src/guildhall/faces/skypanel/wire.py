@@ -109,6 +109,15 @@ class ProfileChange:
         return value.strip()
 
 
+def server_id(value: str) -> str:
+    """The server id of the path. One holding a NUL is no server's (PostgreSQL could not
+    even compare it): not found, as any id the caller has no server of."""
+    if "\x00" in value:
+        details = {"resource": "server", "id": value}
+        raise SkyError(404, "NOT_FOUND", f"Server {value} not found", details)
+    return value
+
+
 def power_action(body: Any) -> str:
     """One of the document's actions, or ``kill`` (beyond it: end the server at once, a
     VM's power cut); the refusal names the document's four."""

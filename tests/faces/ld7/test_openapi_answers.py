@@ -1,0 +1,197 @@
+"""Answers the fuzzer cannot reach, held to ``faces/ld7/openapi.yaml``.
+
+The fuzzer drives the face over HTTP only, so it never pairs a session (the
+phone's side), never meets a platform that refuses a login, a key, another
+site's page or the rate limit. Here each of those answers is produced in
+process and checked against the document: a documented status, its content
+type, its required headers and its body schema.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+
+from guildhall.faces.common import openapi
+from guildhall.runtime import Runtime
+from tests.faces.ld7.conftest import BOT, client_for, online_bot
+
+HANDLE = BOT["userId"]
+KEY = "k" * 40
+DOCUMENT = openapi.document("ld7")
+
+
+def _resolved(node: Any) -> Any:
+    """The node with every local ``$ref`` replaced by its target (the document has no cycles)."""
+    if isinstance(node, list):
+        return [_resolved(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target: Any = DOCUMENT
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        siblings = {key: value for key, value in node.items() if key != "$ref"}
+        return _resolved({**target, **siblings})
+    return {key: _resolved(value) for key, value in node.items()}
+
+
+def _template(path: str) -> str:
+    for template in DOCUMENT["paths"]:
+        pattern = re.sub(r"\{\w+\}", "[^/]+", template)
+        if re.fullmatch(pattern, path):
+            return template
+    raise AssertionError(f"no documented path for {path}")
+
+
+def conforms(response: httpx.Response) -> httpx.Response:
+    """Assert the answer is one the document describes for its operation; return it."""
+    request = response.request
+    path = request.url.raw_path.decode().split("?")[0]  # as sent: %2F is no separator
+    where = f"{request.method} {path}"
+    operation = DOCUMENT["paths"][_template(path)][request.method.lower()]
+    described = operation["responses"].get(str(response.status_code))
+    assert described is not None, f"{where}: {response.status_code} is not documented"
+    described = _resolved(described)
+    for name, header in described.get("headers", {}).items():
+        if header.get("required"):
+            assert name.lower() in response.headers, f"{where}: no {name} header"
+    media_type = response.headers["content-type"].split(";")[0].strip()
+    assert media_type in described["content"], f"{where}: {media_type} is not documented"
+    schema = described["content"][media_type]["schema"]
+    body = response.json() if media_type == "application/json" else response.text
+    errors = list(Draft202012Validator(schema).iter_errors(body))
+    assert not errors, f"{where} {response.status_code}: {errors[0].message}\n{body}"
+    return response
+
+
+async def test_a_whole_life_with_pairing_backup_and_restore_is_documented(
+    ld7: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    base = f"/api/sessions/{HANDLE}"
+    conforms(await ld7.get("/"))
+    await online_bot(ld7, runtime)
+    steps = [
+        ("GET", "/", 200),
+        ("GET", "/api/stats", 200),
+        ("GET", "/api/sessions", 200),
+        ("GET", base, 200),
+        ("POST", f"{base}/start", 409),  # already online
+        ("GET", f"{base}/pairing", 404),  # online: no pending code
+        ("POST", f"{base}/backup", 200),
+        ("POST", f"{base}/restore", 409),  # online
+        ("POST", f"{base}/stop", 200),
+        ("POST", f"{base}/stop", 409),  # not running
+        ("POST", f"{base}/restore", 200),
+        ("POST", f"{base}/start", 200),  # connects with the kept login
+        ("DELETE", base, 200),
+        ("POST", f"{base}/restore", 200),  # recreated from the backup
+        ("POST", f"{base}/logout", 200),
+        ("POST", f"{base}/restore", 404),  # the backup went with the logout
+        ("POST", f"{base}/start", 404),  # unknown, in LD7's words
+        ("POST", f"{base}/backup", 404),
+        ("DELETE", base, 200),  # unknown: success, as in the original
+    ]
+    for method, path, status in steps:
+        answer = conforms(await ld7.request(method, path))
+        assert answer.status_code == status, (method, path, answer.text)
+
+
+async def test_a_fresh_pairing_code_and_its_reading_are_documented(ld7: httpx.AsyncClient) -> None:
+    base = f"/api/sessions/{HANDLE}"
+    created = conforms(await ld7.post("/api/sessions", json={**BOT, "name": "John's Bot"}))
+    assert created.status_code == 200
+    assert conforms(await ld7.get(f"{base}/pairing")).status_code == 200
+    restarted = conforms(await ld7.post(f"{base}/start"))
+    assert "pairingCode" in restarted.json()
+    assert conforms(await ld7.post(f"{base}/backup")).status_code == 409  # never paired
+    assert conforms(await ld7.post("/api/sessions", json=BOT)).status_code == 400  # exists
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"userId": "a b", "phoneNumber": "1234567890"}',
+        b'{"userId": "bot", "phoneNumber": "123"}',
+        b'{"userId": "bot", "phoneNumber": -12345678}',
+        b'{"userId": "bot", "phoneNumber": "1234567890", "name": 5}',
+        b'{"userId": 5, "phoneNumber": "1234567890"}',
+        b"[" * 40 + b"]" * 40,
+    ],
+)
+async def test_refused_bodies_are_documented(ld7: httpx.AsyncClient, body: bytes) -> None:
+    response = conforms(
+        await ld7.post("/api/sessions", content=body, headers={"Content-Type": "application/json"})
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/sessions/a%20b"),
+        ("GET", "/api/sessions/" + "a" * 65 + "/pairing"),
+        ("POST", "/api/sessions/a.b/stop"),
+        ("DELETE", "/api/sessions/%C3%A9"),
+    ],
+)
+async def test_a_bad_user_id_in_the_path_is_documented(
+    ld7: httpx.AsyncClient, method: str, path: str
+) -> None:
+    assert conforms(await ld7.request(method, path)).status_code == 400
+
+
+async def test_an_encoded_slash_in_the_user_id_is_documented(ld7: httpx.AsyncClient) -> None:
+    # /api/sessions/x%2Fstop is routed as /api/sessions/x/stop, which takes POST only.
+    response = conforms(await ld7.get("/api/sessions/x%2Fstop"))
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+async def test_a_platform_that_refuses_the_login_is_documented(
+    ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
+) -> None:
+    await online_bot(ld7, runtime)
+    await ld7.post(f"/api/sessions/{HANDLE}/backup")
+    await ld7.post(f"/api/sessions/{HANDLE}/stop")
+    await ld7.post("/api/sessions", json={**BOT, "userId": "bot_pairing"})
+    stranger = other_runtime(secret_key="another installation's secret, 32+ characters")
+    async with client_for(stranger) as other:
+        assert conforms(await other.post(f"/api/sessions/{HANDLE}/start")).status_code == 502
+        assert conforms(await other.post(f"/api/sessions/{HANDLE}/restore")).status_code == 400
+        assert conforms(await other.post(f"/api/sessions/{HANDLE}/backup")).status_code == 409
+        assert conforms(await other.get("/api/sessions/bot_pairing/pairing")).status_code == 409
+        assert conforms(await other.get(f"/api/sessions/{HANDLE}")).status_code == 200
+
+
+async def test_keys_other_sites_and_the_rate_limit_are_documented(
+    other_runtime: Callable[..., Runtime], runtime: Runtime
+) -> None:
+    keyed = other_runtime(faces__ld7__api_key=KEY)
+    async with client_for(keyed, peer="203.0.113.9") as remote:
+        assert conforms(await remote.post("/api/sessions", json=BOT)).status_code == 401
+        assert conforms(await remote.get(f"/api/sessions/{HANDLE}/pairing")).status_code == 401
+        wrong = {"X-API-Key": "wrong"}
+        refused = await remote.delete(f"/api/sessions/{HANDLE}", headers=wrong)
+        assert conforms(refused).status_code == 401
+    async with client_for(runtime, peer="203.0.113.9") as remote:
+        # Keyless: the pairing code is for this machine only.
+        assert conforms(await remote.get(f"/api/sessions/{HANDLE}/pairing")).status_code == 401
+    async with client_for(runtime) as local:
+        page = {"Origin": "https://evil.example"}
+        for method, path in [("GET", "/"), ("GET", "/api/stats"), ("POST", "/api/sessions")]:
+            refused = conforms(await local.request(method, path, headers=page))
+            assert refused.status_code == 403
+    limited = other_runtime(faces__ld7__rate_limits={"default": {"requests": 1, "per_seconds": 60}})
+    async with client_for(limited) as client:
+        assert conforms(await client.get("/api/stats")).status_code == 200
+        over = conforms(await client.get("/api/stats"))
+        assert over.status_code == 429
+        assert conforms(await client.post("/api/sessions", json=BOT)).status_code == 429
