@@ -1,32 +1,40 @@
 """Schemathesis holds every served face to its OpenAPI document.
 
 Each face runs as ``guildhall serve --demo`` (a real process, on SQLite and on
-PostgreSQL) with ``serve_openapi = true``; Schemathesis reads the served
-``/openapi.json`` and sends generated requests, valid and invalid, with a real
-credential of the face. Every answer must be one the document describes
-(status, content type, headers, body schema), none may be a 5xx, and the
-stateful phase follows the documents' links (create, then read, then delete).
+PostgreSQL) with ``serve_openapi = true``, and is fuzzed twice with a real
+credential of the face:
 
-The run is short by default (``FUZZ_EXAMPLES`` cases per operation); ``pytest
---long-fuzz`` runs many more. Checks left out, and why:
+- Schemathesis's own runner (``st run``) reads the served ``/openapi.json`` and
+  sends generated requests, valid and invalid: every answer must be one the
+  document describes (status, content type, headers, body schema), none a 5xx,
+  and its stateful phase follows the documents' links (create, read, delete).
+- Only invalid requests, driven from this process: after each refusal the whole
+  database (every table, every row) must be what it was before, as the earlier
+  hand-written garbage tests check for Heliactyl.
+
+The run is short by default (``FUZZ_EXAMPLES`` cases per operation, a fixed seed);
+``pytest --long-fuzz`` runs many more with a fresh seed. Checks left out, and why:
 ``negative_data_rejection`` and ``positive_data_acceptance`` expect 4xx for any
 invalid input and 2xx for any valid one, but Heliactyl answers its errors with
-HTTP 200 as its document says, and a valid-looking id of nobody is a 404 on
-every face; ``unsupported_method`` and ``allow_header_conformance`` expect 405
-with ``Allow``, but the originals answer an unrouted method with their 404, as
-Guildhall does; ``missing_required_header`` expects a 4xx that the faces give as
-their own auth answer, which ``ignored_auth`` already checks.
+HTTP 200 as its document says, the faces do not judge a body's content type, and
+a valid-looking id of nobody is a 404 on every face; ``unsupported_method`` and
+``allow_header_conformance`` expect 405 with ``Allow``, but the originals answer
+an unrouted method with their 404, as Guildhall does; ``missing_required_header``
+expects a 4xx that the faces give as their own auth answer, which
+``ignored_auth`` already checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +78,9 @@ CHECKS = ",".join(
         "ensure_resource_availability",
     )
 )
+LEFT_TO_OTHER_TESTS = {"rustmail": ("logout",)}
+"""Operations the runner leaves out: logging out would end the session every other
+panel operation is fuzzed with (tests/faces/rustmail/test_openapi_answers.py covers it)."""
 RECORDS_OF_USE = {"api_keys": ("last_used_at",)}
 """Columns any authenticated request may write, refused or not (when a key was last used)."""
 DEMO_DISCORD_ID = "123456789"
@@ -104,10 +115,22 @@ def served(
     tables = {**limits, "sessions": {"pairing_ttl_seconds": 3600}}
     config = write_config(directory, database_url, tables=tables, **faces)
     process = serve(config, "--demo")
+    # Read what it prints while it serves: malformed requests are logged, and a full
+    # pipe would stop the server in the middle of a long run.
+    readers = [
+        threading.Thread(target=collections.deque, args=(stream, 0), daemon=True)
+        for stream in (process.process.stdout, process.process.stderr)
+    ]
+    for reader in readers:
+        reader.start()
     yield process
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.stop()
-    process.process.communicate(timeout=30)
+    for reader in readers:
+        reader.join(timeout=30)
+    for stream in (process.process.stdout, process.process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 async def _panel_session(config: Path) -> str:
@@ -180,11 +203,16 @@ def test_every_answer_is_the_one_the_document_describes(
     face: str, served: Served, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     headers = credentials(face, served)
-    result, seed = run_schemathesis(face, served, request, tmp_path, headers, "--checks", CHECKS)
+    left_out = LEFT_TO_OTHER_TESTS.get(face, ())
+    excluded = [option for name in left_out for option in ("--exclude-operation-id", name)]
+    result, seed = run_schemathesis(
+        face, served, request, tmp_path, headers, "--checks", CHECKS, *excluded
+    )
     assert result.returncode == 0, _report(result, seed)
     tested = re.search(r"Tested: (\d+)", result.stdout)
     assert tested, _report(result, seed)
-    assert int(tested[1]) == len(openapi.described_operations(openapi.document(face)))
+    described = openapi.described_operations(openapi.document(face))
+    assert int(tested[1]) == len(described) - len(left_out)
 
 
 async def _contents(runtime: Runtime) -> dict[str, list[tuple[object, ...]]]:

@@ -63,6 +63,7 @@ from guildhall.faces.rustmail.auth import (
     needs,
     panel_caller,
     public,
+    stamp_key,
 )
 from guildhall.faces.rustmail.errors import RustmailError, bad_request
 from guildhall.runtime import Runtime
@@ -248,7 +249,8 @@ async def get_config(_request: Request, session: AsyncSession, _caller: Actor) -
 
 async def put_config(request: Request, session: AsyncSession, caller: Actor) -> Response:
     sealer = runtime_of(request).secrets.sealer(support.SEAL_PURPOSE)
-    await support.update_config(session, wire.json_object(await read_json(request)), caller, sealer)
+    update = wire.config_update(wire.json_object(await read_json(request)))
+    await support.update_config(session, update, caller, sealer)
     return JSON(SUCCESS)
 
 
@@ -281,6 +283,7 @@ async def external_create(request: Request, caller: Actor) -> Response:
     else:
         async with runtime.database.unit_of_work() as session:
             opened = await support.open_ticket_for_member(session, discord_id, caller)
+    stamp_key(request)
     return JSON({"success": True, "ticket_id": opened.public_id, "channel_id": opened.channel_id})
 
 

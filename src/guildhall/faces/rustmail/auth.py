@@ -4,7 +4,9 @@ Panel routes take the session cookie only, and check one permission on every
 request (super admins from config hold them all; others hold what was granted
 to them or to one of their roles, read afresh each time). External routes
 take ``X-API-Key`` only: a ``rustmail_`` key (or a Guildhall key) whose
-permissions include the one the route needs.
+permissions include the one the route needs. The key's last use is stamped only
+when its request succeeds (:func:`stamp_key`): a refused one, for its body too,
+must not make a key look in use.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from guildhall.core.access import panel
+from guildhall.core.access import service as access
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
-from guildhall.faces.common.keys import identify_key
 from guildhall.faces.common.session import runtime_of
 from guildhall.faces.rustmail.errors import RustmailError, forbidden, unauthorized
 from guildhall.runtime import Runtime
@@ -86,14 +88,29 @@ def api_key(permission: str) -> Authenticator:
         token = request.headers.get("x-api-key", "").strip()
         if not token:
             raise RustmailError(401, "UNAUTHORIZED", "Missing API key")
-        principal = await identify_key(runtime_of(request), session, token, permission)
+        principal = await access.authenticate(session, token)
         if principal is None:
             raise RustmailError(401, "UNAUTHORIZED", "Invalid API key")
         if not principal.allows(permission):
             raise RustmailError(403, "FORBIDDEN", f"This API key lacks {permission}")
+        request.state.key_id = principal.id
         return principal.actor
 
     return check
+
+
+async def _stamp(runtime: Runtime, key_id: int) -> None:
+    async with runtime.database.unit_of_work() as session:
+        await access.stamp_last_used(session, key_id)
+
+
+def stamp_key(request: Request) -> None:
+    """Note the use of the request's key, now that it succeeded: at most once a minute
+    per process, after the request and outside its transaction."""
+    runtime = runtime_of(request)
+    key_id: int = request.state.key_id
+    if runtime.key_stamps.due(key_id):
+        runtime.spawn(_stamp(runtime, key_id))
 
 
 async def public(_request: Request, _session: AsyncSession) -> Actor:
