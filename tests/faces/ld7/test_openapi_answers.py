@@ -9,16 +9,14 @@ type, its required headers and its body schema.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
 
 from guildhall.faces.common import openapi
 from guildhall.runtime import Runtime
+from tests.faces.documented import Documented
 from tests.faces.ld7.conftest import BOT, client_for, online_bot
 
 HANDLE = BOT["userId"]
@@ -26,48 +24,7 @@ KEY = "k" * 40
 DOCUMENT = openapi.document("ld7")
 
 
-def _resolved(node: Any) -> Any:
-    """The node with every local ``$ref`` replaced by its target (the document has no cycles)."""
-    if isinstance(node, list):
-        return [_resolved(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target: Any = DOCUMENT
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        siblings = {key: value for key, value in node.items() if key != "$ref"}
-        return _resolved({**target, **siblings})
-    return {key: _resolved(value) for key, value in node.items()}
-
-
-def _template(path: str) -> str:
-    for template in DOCUMENT["paths"]:
-        pattern = re.sub(r"\{\w+\}", "[^/]+", template)
-        if re.fullmatch(pattern, path):
-            return template
-    raise AssertionError(f"no documented path for {path}")
-
-
-def conforms(response: httpx.Response) -> httpx.Response:
-    """Assert the answer is one the document describes for its operation; return it."""
-    request = response.request
-    path = request.url.raw_path.decode().split("?")[0]  # as sent: %2F is no separator
-    where = f"{request.method} {path}"
-    operation = DOCUMENT["paths"][_template(path)][request.method.lower()]
-    described = operation["responses"].get(str(response.status_code))
-    assert described is not None, f"{where}: {response.status_code} is not documented"
-    described = _resolved(described)
-    for name, header in described.get("headers", {}).items():
-        if header.get("required"):
-            assert name.lower() in response.headers, f"{where}: no {name} header"
-    media_type = response.headers["content-type"].split(";")[0].strip()
-    assert media_type in described["content"], f"{where}: {media_type} is not documented"
-    schema = described["content"][media_type]["schema"]
-    body = response.json() if media_type == "application/json" else response.text
-    errors = list(Draft202012Validator(schema).iter_errors(body))
-    assert not errors, f"{where} {response.status_code}: {errors[0].message}\n{body}"
-    return response
+conforms = Documented("ld7").conforms
 
 
 async def test_a_whole_life_with_pairing_backup_and_restore_is_documented(

@@ -10,19 +10,18 @@ its content type, its required headers and its body schema.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
 from sqlalchemy import func, select
 
 from guildhall.core.access.models import ApiKey
 from guildhall.core.community.models import BotSettings
 from guildhall.faces.common import openapi
 from guildhall.runtime import Runtime
+from tests.faces.documented import Documented
 from tests.faces.rustmail.conftest import MEMBER, client_for, logged_in
 from tests.faces.rustmail.test_bans import PERSON
 from tests.faces.rustmail.test_login import CALLBACK, _start, _through_provider
@@ -38,57 +37,7 @@ PANEL_ROUTES = [
 ]
 
 
-def _resolved(node: Any) -> Any:
-    """The node with every local ``$ref`` replaced by its target (the document has no cycles)."""
-    if isinstance(node, list):
-        return [_resolved(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        target: Any = DOCUMENT
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        siblings = {key: value for key, value in node.items() if key != "$ref"}
-        return _resolved({**target, **siblings})
-    return {key: _resolved(value) for key, value in node.items()}
-
-
-def _template(path: str) -> str:
-    for template in DOCUMENT["paths"]:
-        # {page} is a Starlette path parameter: it may hold "/".
-        pattern = re.sub(r"\{(?!page\})\w+\}", "[^/]+", template).replace("{page}", ".*")
-        if re.fullmatch(pattern, path):
-            return template
-    raise AssertionError(f"no documented path for {path}")
-
-
-def conforms(response: httpx.Response) -> httpx.Response:
-    """Assert the answer is one the document describes for its operation; return it."""
-    request = response.request
-    path = request.url.raw_path.decode().split("?")[0]
-    where = f"{request.method} {path}"
-    operation = DOCUMENT["paths"][_template(path)][request.method.lower()]
-    described = operation["responses"].get(str(response.status_code))
-    assert described is not None, f"{where}: {response.status_code} is not documented"
-    described = _resolved(described)
-    for name, header in described.get("headers", {}).items():
-        if header.get("required"):
-            assert name.lower() in response.headers, f"{where}: no {name} header"
-            schema = header["schema"]
-            if schema.get("type") == "string":
-                value = response.headers[name]
-                errors = list(Draft202012Validator(schema).iter_errors(value))
-                assert not errors, f"{where} {name}: {errors[0].message}"
-    if "content" not in described:
-        assert not response.content, f"{where}: a body where none is documented"
-        return response
-    media_type = response.headers["content-type"].split(";")[0].strip()
-    assert media_type in described["content"], f"{where}: {media_type} is not documented"
-    schema = described["content"][media_type]["schema"]
-    body = response.json() if media_type == "application/json" else response.text
-    errors = list(Draft202012Validator(schema).iter_errors(body))
-    assert not errors, f"{where} {response.status_code}: {errors[0].message}\n{body}"
-    return response
+conforms = Documented("rustmail").conforms
 
 
 async def test_a_whole_login_and_logout_is_documented(
