@@ -108,24 +108,19 @@ async def test_the_document_and_its_page_are_served_when_asked(
     assert openapi.drift(app, openapi.document(face)) == (set(), set())
 
 
+def _openapi_command(face: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "guildhall", "openapi", face]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
 def test_the_cli_prints_a_faces_document() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "guildhall", "openapi", "aurora"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = _openapi_command("aurora")
+    assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == openapi.document("aurora")
 
 
 def test_the_cli_names_the_faces_for_an_unknown_one() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "guildhall", "openapi", "heliactly"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _openapi_command("heliactly")
     assert result.returncode == 1
     assert "there is no face 'heliactly'" in result.stderr
     assert "heliactyl" in result.stderr
