@@ -604,11 +604,11 @@ def sessions_pair(
 ) -> None:
     """Enter a pairing code as the phone would (loopback connector); the session goes online."""
 
-    async def work(runtime: Runtime, session: AsyncSession) -> str:
-        paired = await runtime.sessions.complete_pairing(session, user_id, code, _operator())
+    async def work(runtime: Runtime) -> str:
+        paired = await runtime.sessions.complete_pairing(user_id, code, _operator())
         return paired.state.value
 
-    state = _transact(config, work)
+    state = _run(_with_runtime(_settings(config), work))
     out.print(f"session {user_id} paired; it is {state}")
 
 

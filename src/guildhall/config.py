@@ -456,13 +456,21 @@ class HttpSettings(_Strict):
     body_timeout_seconds: float = Field(default=30, gt=0, le=3600)
 
 
+class WhatsAppSettings(_Strict):
+    """Real WhatsApp multi-device links (connectors/whatsapp, the ``whatsapp`` extra)."""
+
+    store_dir: str = ""  # empty: data_dir/whatsapp; one store per session, mode 0600
+    reconnect_max_seconds: float = Field(default=300, gt=0, le=86400)
+
+
 class SessionsSettings(_Strict):
     """Messaging-bot sessions (the LD7 face): which connector, and pairing timing."""
 
-    connector: Literal["loopback"] = "loopback"
+    connector: Literal["loopback", "whatsapp"] = "loopback"
     pairing_ttl_seconds: float = Field(default=180, gt=0, le=3600)
     connector_timeout_seconds: float = Field(default=10, gt=0, le=120)
     sweep_interval_seconds: float = Field(default=5, gt=0, le=3600)
+    whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
 
 
 Snowflake = Annotated[str, Field(pattern=r"^[0-9]{1,20}$")]

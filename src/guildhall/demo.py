@@ -248,10 +248,6 @@ async def load(runtime: Runtime) -> DemoResult:
                 await _load_profile(session, demo.discord)
         await _load_hosting(runtime, session)
         await _load_community(session)
-        for handle, phone in DEMO_BOT_SESSIONS:
-            if not await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
-                await runtime.sessions.create(session, handle, phone, DEMO_ACTOR)
-                await runtime.sessions.stop(session, handle, DEMO_ACTOR)
         old_keys = await session.scalars(
             select(ApiKey.id).where(
                 ApiKey.name == DEMO_KEY_NAME,
@@ -265,4 +261,16 @@ async def load(runtime: Runtime) -> DemoResult:
             session, name=DEMO_KEY_NAME, scopes=["*"], actor=DEMO_ACTOR
         )
     await _load_server(runtime)
+    await _load_bot_sessions(runtime)
     return DemoResult(created, plaintext, notes)
+
+
+async def _load_bot_sessions(runtime: Runtime) -> None:
+    """LD7's example sessions, stopped; each change opens its own units of work, as the
+    session service calls its platform outside them."""
+    for handle, phone in DEMO_BOT_SESSIONS:
+        async with runtime.database.unit_of_work(write=False) as session:
+            exists = await session.scalar(select(BotSession.id).where(BotSession.handle == handle))
+        if not exists:
+            await runtime.sessions.create(handle, phone, DEMO_ACTOR)
+            await runtime.sessions.stop(handle, DEMO_ACTOR)

@@ -42,6 +42,8 @@ from guildhall.core.hosting.games import GameServers, RenewalRule
 from guildhall.core.hosting.service import Hosting, HostingPlan
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans.service import Catalogue, Resources
+from guildhall.core.sessions.connector import MessagingConnector
+from guildhall.core.sessions.service import WATCH_SECONDS as SESSION_WATCH_SECONDS
 from guildhall.core.sessions.service import SessionService
 from guildhall.core.support import service as support
 from guildhall.db import backup as backups
@@ -101,12 +103,26 @@ class Runtime:
     def sessions(self) -> SessionService:
         """Messaging-bot sessions over the configured connector."""
         config = self.settings.sessions
-        connector = LoopbackConnector(self.secrets.derive("connector:loopback"))
+        connector: MessagingConnector
+        if config.connector == "whatsapp":
+            # Raises ConfigError, in one sentence, when neonize is not installed.
+            from guildhall.connectors.whatsapp.connector import WhatsAppConnector
+
+            store = config.whatsapp.store_dir
+            connector = WhatsAppConnector(
+                Path(store) if store else self.settings.data_dir.resolve() / "whatsapp",
+                timeout=config.connector_timeout_seconds,
+            )
+        else:
+            connector = LoopbackConnector(self.secrets.derive("connector:loopback"))
         return SessionService(
+            self.database,
             connector,
             self.secrets.sealer("sessions:login-state"),
+            holder=self.holder,
             pairing_ttl=timedelta(seconds=config.pairing_ttl_seconds),
             connector_timeout=config.connector_timeout_seconds,
+            reconnect_max=config.whatsapp.reconnect_max_seconds,
         )
 
     @cached_property
@@ -276,7 +292,9 @@ class Runtime:
             worker = jobs.Worker(self.database, handlers, give_up)
             self._every(PLATFORM_JOBS_SECONDS, worker.run_once)
         if "ld7" in faces:
+            # The first watch reconnects the sessions that were online before a restart.
             self.spawn(self.resume_sessions())
+            self._every(SESSION_WATCH_SECONDS, self._watch_sessions)
             self._every(self.settings.sessions.sweep_interval_seconds, self._expire_pairings)
 
     def _start_discord(
@@ -347,26 +365,12 @@ class Runtime:
         return made
 
     async def resume_sessions(self) -> dict[str, str | None]:
-        """Reconnect the sessions that were online when Guildhall stopped.
+        """Reconnect the online sessions no live process holds (after a restart: all of
+        them), one at a time; each handle with why it could not reconnect, or None."""
+        return await self.sessions.resume_all(SYSTEM)
 
-        Each in its own short unit of work: a slow platform holds the
-        database (on SQLite, its one write lock) for one session at a time.
-        Returns each handle with why it could not reconnect, or None.
-        """
-        async with self.database.unit_of_work(write=False) as session:
-            handles = await self.sessions.resumable(session)
-        outcome: dict[str, str | None] = {}
-        for handle in handles:
-            try:
-                async with self.database.unit_of_work() as session:
-                    outcome[handle] = await self.sessions.resume(session, handle, SYSTEM)
-            except Exception as exc:  # one session's trouble must not strand the others
-                logger.exception("session %s could not be resumed", handle)
-                outcome[handle] = str(exc) or type(exc).__name__
-                continue
-            if outcome[handle]:
-                logger.warning("session %s could not reconnect: %s", handle, outcome[handle])
-        return outcome
+    async def _watch_sessions(self) -> None:
+        await self.sessions.watch(SYSTEM)
 
     async def _announce_expired_bans(self) -> None:
         async with self.database.unit_of_work() as session:
@@ -379,8 +383,7 @@ class Runtime:
             await outbox.prune(session, timedelta(days=OUTBOX_RETENTION_DAYS))
 
     async def _expire_pairings(self) -> None:
-        async with self.database.unit_of_work() as session:
-            await self.sessions.expire_pairings(session, SYSTEM)
+        await self.sessions.expire_pairings(SYSTEM)
 
     def _every(self, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
         async def loop() -> None:
@@ -428,6 +431,7 @@ class Runtime:
                 )
         await self._seal_stored_secrets()
         _ = self.modmail  # without hikari, the start stops here with what to install
+        _ = self.sessions  # so does connector = "whatsapp" without neonize
         if len(self.hosting.drivers) > 1:
             try:
                 await self.hosting.open()  # a hypervisor's machines, with their real state
@@ -501,5 +505,5 @@ class Runtime:
             await self.games.panel.close()
         if "sessions" in self.__dict__:
             # Connections close; sessions stay "online" so the next start resumes them.
-            await self.sessions.connector.close()
+            await self.sessions.close()
         await self.database.dispose()

@@ -24,8 +24,9 @@ PHONE = "1234567890"
 def test_every_state_has_its_moves_and_created_is_only_where_a_session_begins() -> None:
     assert set(TRANSITIONS) == set(State)
     assert State.CREATED not in {target for moves in TRANSITIONS.values() for target in moves}
-    # A logged-out session is deleted in the same transaction: nothing leaves that state.
-    assert TRANSITIONS[State.LOGGED_OUT] == frozenset()
+    # Logged out through the API, a session is deleted in the same transaction; logged out
+    # from the phone, it stays, and the only way on is a fresh pairing.
+    assert TRANSITIONS[State.LOGGED_OUT] == frozenset({State.PAIRING})
     assert {s for s in State if State.LOGGED_OUT in TRANSITIONS[s]} == set(State) - {
         State.CREATED,
         State.LOGGED_OUT,
@@ -53,8 +54,7 @@ async def test_a_move_outside_the_table_is_refused_and_writes_nothing(
     runtime: Runtime, state: State, target: State
 ) -> None:
     service = runtime.sessions
-    async with runtime.database.unit_of_work() as session:
-        await service.create(session, "bot_1", PHONE, TEST_ACTOR)
+    await service.create("bot_1", PHONE, TEST_ACTOR)
     await _force(runtime, "bot_1", state)
     before = await counts(runtime)
     async with runtime.database.unit_of_work() as session:
@@ -70,13 +70,11 @@ async def test_logout_is_a_move_too_refused_where_the_table_says_so(runtime: Run
     """A session still being created cannot be logged out: refused before the platform is
     asked, with nothing written."""
     service = runtime.sessions
-    async with runtime.database.unit_of_work() as session:
-        await service.create(session, "bot_1", PHONE, TEST_ACTOR)
+    await service.create("bot_1", PHONE, TEST_ACTOR)
     await _force(runtime, "bot_1", State.CREATED)
     before = await counts(runtime)
     with pytest.raises(Conflict, match="session bot_1 is created and cannot become logged out"):
-        async with runtime.database.unit_of_work() as session:
-            await service.logout(session, "bot_1", TEST_ACTOR)
+        await service.logout("bot_1", TEST_ACTOR)
     assert await counts(runtime) == before
 
 
@@ -84,8 +82,7 @@ async def test_every_public_method_moves_only_along_the_table(runtime: Runtime) 
     service = runtime.sessions
 
     async def run(method: str, *args: object) -> object:
-        async with runtime.database.unit_of_work() as session:
-            return await getattr(service, method)(session, *args)
+        return await getattr(service, method)(*args)
 
     # A whole life: create, pair, stop, start, back up, delete, restore, start, log out.
     _view, pairing = await run("create", "bot_1", PHONE, TEST_ACTOR)

@@ -33,6 +33,7 @@ EVENTS = (
     "user.updated",
     "coins.changed",
     "session.status",
+    "session.message",
     "ticket.message",
     "ticket.closed",
     "moderation.case_created",

@@ -55,8 +55,7 @@ async def counts(runtime: Runtime) -> Counts:
 
 async def pair(runtime: Runtime, handle: str, code: str) -> None:
     """What ``guildhall sessions pair`` does: the phone enters the code."""
-    async with runtime.database.unit_of_work() as session:
-        await runtime.sessions.complete_pairing(session, handle, code, TEST_ACTOR)
+    await runtime.sessions.complete_pairing(handle, code, TEST_ACTOR)
 
 
 async def online_bot(ld7: httpx.AsyncClient, runtime: Runtime, handle: str = BOT["userId"]) -> None:

@@ -55,8 +55,7 @@ async def test_an_expired_code_is_gone_and_the_session_fails_until_started_again
         with pytest.raises(Conflict, match="no pending pairing code"):
             await pair(runtime, "bot_1234567890", code)
 
-        async with runtime.database.unit_of_work() as session:
-            assert await runtime.sessions.expire_pairings(session, TEST_ACTOR) == ["bot_1234567890"]
+        assert await runtime.sessions.expire_pairings(TEST_ACTOR) == ["bot_1234567890"]
         info = await _info(ld7)
         assert (info["status"], info["state"]) == ("offline", "failed")
         assert info["failureReason"] == "pairing code expired"
@@ -207,66 +206,45 @@ async def test_a_backup_of_another_phone_is_not_restored_into_a_session(
 
 
 async def test_a_restore_racing_a_create_gets_a_clean_answer(
-    ld7: httpx.AsyncClient, runtime: Runtime
+    ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
 ) -> None:
-    """The create commits while the restore waits on it (PostgreSQL: on the unique index;
-    SQLite: for the write lock): the restore answers, it does not crash."""
+    """A create in one process and a restore in another, at once (PostgreSQL: the unique
+    index decides; SQLite: the write lock): the restore answers, it does not crash, and
+    one session exists."""
     await online_bot(ld7, runtime)
     await ld7.post("/api/sessions/bot_1234567890/backup")
     await ld7.delete("/api/sessions/bot_1234567890")
-    created, release = asyncio.Event(), asyncio.Event()
-
-    async def create() -> None:
-        async with runtime.database.unit_of_work() as session:
-            await runtime.sessions.create(session, "bot_1234567890", "1234567890", TEST_ACTOR)
-            created.set()
-            await release.wait()
-
-    async def restore() -> BackupView:
-        await created.wait()
-        async with runtime.database.unit_of_work() as session:
-            return await runtime.sessions.restore(session, "bot_1234567890", TEST_ACTOR)
-
-    creating, restoring = asyncio.create_task(create()), asyncio.create_task(restore())
-    await created.wait()
-    await asyncio.sleep(0.2)  # the restore is now waiting for the create
-    release.set()
-    await creating
-    outcome = (await asyncio.gather(restoring, return_exceptions=True))[0]
-    if isinstance(outcome, Conflict):  # it lost the race to insert
-        assert outcome.code == "session_exists"
-    else:  # it came second and restored into the new session
-        assert isinstance(outcome, BackupView), outcome
+    elsewhere = other_runtime()
+    creating = runtime.sessions.create("bot_1234567890", "1234567890", TEST_ACTOR)
+    restoring = elsewhere.sessions.restore("bot_1234567890", TEST_ACTOR)
+    created, restored = await asyncio.gather(creating, restoring, return_exceptions=True)
+    if isinstance(created, Conflict):  # the restore recreated the session first
+        assert created.code == "session_exists"
+        assert isinstance(restored, BackupView), restored
+    elif isinstance(restored, Conflict):  # the create inserted first; the restore lost
+        assert restored.code == "session_exists"
+    else:  # the create came first and the restore put the login into it
+        assert isinstance(restored, BackupView), restored
     assert (await counts(runtime)).sessions == 1
 
 
-async def test_a_restore_waiting_on_a_logout_finds_no_backup(
-    ld7: httpx.AsyncClient, runtime: Runtime
+async def test_a_restore_racing_a_logout_leaves_neither_session_nor_backup(
+    ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
 ) -> None:
-    """Logout removes the backup; a restore that waited for it must not bring it back."""
+    """Logout removes the backup; a restore racing it (in another process) either comes
+    first and is logged out with the rest, or finds no backup: nothing comes back."""
     await online_bot(ld7, runtime)
     await ld7.post("/api/sessions/bot_1234567890/backup")
     await ld7.post("/api/sessions/bot_1234567890/stop")
-    logged_out, release = asyncio.Event(), asyncio.Event()
-
-    async def logout() -> None:
-        async with runtime.database.unit_of_work() as session:
-            await runtime.sessions.logout(session, "bot_1234567890", TEST_ACTOR)
-            logged_out.set()
-            await release.wait()
-
-    async def restore() -> BackupView:
-        await logged_out.wait()
-        async with runtime.database.unit_of_work() as session:
-            return await runtime.sessions.restore(session, "bot_1234567890", TEST_ACTOR)
-
-    logging_out, restoring = asyncio.create_task(logout()), asyncio.create_task(restore())
-    await logged_out.wait()
-    await asyncio.sleep(0.2)  # the restore is now waiting for the logout
-    release.set()
-    await logging_out
-    with pytest.raises(NotFound, match="session bot_1234567890 has no backup"):
-        await restoring
+    elsewhere = other_runtime()
+    logging_out = runtime.sessions.logout("bot_1234567890", TEST_ACTOR)
+    restoring = elsewhere.sessions.restore("bot_1234567890", TEST_ACTOR)
+    logged_out, restored = await asyncio.gather(logging_out, restoring, return_exceptions=True)
+    assert logged_out is None, logged_out
+    if isinstance(restored, NotFound):
+        assert restored.code == "no_backup"
+    else:
+        assert isinstance(restored, BackupView), restored
     assert ((await counts(runtime)).sessions, (await counts(runtime)).backups) == (0, 0)
 
 
@@ -357,6 +335,7 @@ async def test_resume_reconnects_online_sessions_and_leaves_stopped_ones(
     await online_bot(ld7, runtime, "bot_stopped")
     await ld7.post("/api/sessions/bot_stopped/stop")
     stopped_before = await _info(ld7, "bot_stopped")
+    await runtime.sessions.close()  # the process stops: connections close, its leases go
 
     restarted = other_runtime()  # a new process: nothing connected yet
     assert restarted.sessions.connector.is_connected("bot_online") is False  # type: ignore[attr-defined]
@@ -370,6 +349,7 @@ async def test_only_a_served_ld7_face_resumes_sessions_and_sweeps_codes(
     ld7: httpx.AsyncClient, runtime: Runtime, other_runtime: Callable[..., Runtime]
 ) -> None:
     await online_bot(ld7, runtime, "bot_online")
+    await runtime.sessions.close()  # the process that paired it stops
     fast = {"sessions__pairing_ttl_seconds": 0.1, "sessions__sweep_interval_seconds": 0.05}
 
     heliactyl_only = other_runtime(**fast)

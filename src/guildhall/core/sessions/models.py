@@ -23,7 +23,7 @@ class State(StrEnum):
 class BotSession(Base):
     """One messaging-bot login, named by its ``handle`` (LD7's ``userId``).
 
-    ``login_state`` and ``pairing_code`` are sealed with the installation's
+    ``login_state``, ``pairing_code`` and ``pairing_qr`` are sealed with the installation's
     secret (``guildhall.secrets``): the database alone reveals neither.
     """
 
@@ -44,6 +44,7 @@ class BotSession(Base):
     state: Mapped[str] = mapped_column(String(16))
     login_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     pairing_code: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pairing_qr: Mapped[bytes | None] = mapped_column(LargeBinary)
     pairing_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

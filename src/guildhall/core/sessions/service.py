@@ -8,6 +8,29 @@ the restore of a deleted session insert it there) and ends when its row is
 deleted (``delete``, ``logout``); both are announced the same way (from
 ``none``, to ``deleted``) but are not moves.
 
+No transaction is open while the platform is called. A change that needs the
+platform reads and checks in one short unit of work, calls the connector,
+then records the outcome in another, after checking that nobody changed the
+session meanwhile (its ``updated_at`` is what was read; otherwise the
+platform's side is undone and the caller told ``session_changed``). Within
+one process, a lock per session keeps two requests from driving one
+connection at once; across processes, a lease per session
+(``session:<handle>``, ``events/leases.py``) makes one process its holder:
+the one whose connector holds the connection. :meth:`SessionService.watch`,
+run every few seconds by each serving process, renews what it holds, lets go
+of sessions stopped or deleted elsewhere, and takes over the online sessions
+whose holder died (its lease expired); the first run after a start is how
+sessions that were online reconnect after a restart.
+
+What the platform does on its own arrives through ``PlatformEvents``, which
+this service implements: a link made on the phone (``pairing`` -> ``online``),
+a dropped connection (``online`` -> ``offline``, then reconnects with doubling
+delays up to ``reconnect_max``; when one at the longest delay also fails, the
+session is ``failed`` with the reason, and kept), a logout from the phone
+(``logged_out`` with the reason, kept so it can be paired again; its backup
+goes, being worthless), incoming messages (``session.message`` events), and
+the pairing QR as the platform rotates it.
+
 Decisions where LD7 is silent:
 - A pairing code that expires unused moves the session to ``failed`` with
   the reason "pairing code expired": it reads so from the moment it expires
@@ -18,6 +41,8 @@ Decisions where LD7 is silent:
   the platform, which makes the backup worthless, so it removes that too.
 - ``logout`` always works: a login state this installation's secret cannot
   open (sealed elsewhere) is not sent, and the platform is told without it.
+  It needs no lease: the platform is told with the kept login, wherever the
+  connection is held (the holder then sees its session gone and lets go).
 - ``restore`` recreates a deleted session from its backup (``created``, then
   ``offline``), or puts the login state back into an existing one that is not
   online and has the backup's phone number; the session is then ``offline``
@@ -27,42 +52,50 @@ Decisions where LD7 is silent:
 - Methods that touch a backup lock the session row first, then the backup
   row, so a restore and a logout (which deletes both) wait for each other
   and a restore never brings back the backup of a logged-out session.
-- Connector calls run inside the request's transaction, bounded by
-  ``connector_timeout_seconds``, so a transition and what the platform did
-  are never out of step.
-- After a restart, each session that was online is reconnected in its own
-  short unit of work (see :meth:`SessionService.resume`), so a slow platform
-  holds the database for one session at a time.
+- Sending a message needs the connection: a session held by another process
+  answers ``session_elsewhere`` (409), naming nothing secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hmac
+import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
-from guildhall.core.sessions.connector import ConnectorError, MessagingConnector
+from guildhall.core.sessions.connector import ConnectorError, IncomingMessage, MessagingConnector
 from guildhall.core.sessions.models import BotSession, SessionBackup, State
 from guildhall.db.base import utcnow
-from guildhall.events import audit
+from guildhall.db.engine import Database
+from guildhall.events import audit, leases, outbox
 from guildhall.events.announce import announce
+from guildhall.events.models import Lease
 from guildhall.secrets import Sealer, UnsealError
 
 HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PHONE_PATTERN = re.compile(r"[0-9]{8,15}")
 MAX_NAME_LENGTH = 100
+MAX_TEXT_LENGTH = 4096
 PAIRING_EXPIRED = "pairing code expired"
+LEASE_SECONDS = 30
+"""How long a holder's claim on a session lasts unrenewed: a dead holder's online
+sessions are taken over within this (plus one ``WATCH_SECONDS``)."""
+WATCH_SECONDS = 5
+FIRST_RECONNECT_SECONDS = 1.0
+
+logger = logging.getLogger("guildhall.sessions")
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     # Only inside the transaction that inserts the row: created, then restored.
@@ -75,8 +108,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.FAILED: frozenset(
         {State.PAIRING, State.ONLINE, State.OFFLINE, State.FAILED, State.LOGGED_OUT}
     ),
-    # Logged out, the row is deleted in the same transaction.
-    State.LOGGED_OUT: frozenset(),
+    # Logged out through the API, the row is deleted in the same transaction; logged
+    # out from the phone, it stays, and can be paired again.
+    State.LOGGED_OUT: frozenset({State.PAIRING}),
 }
 """Every move a session can make (to itself: a fresh pairing code, a new failure)."""
 
@@ -191,21 +225,66 @@ def check_name(name: object) -> str | None:
     return name.strip() or None
 
 
+def check_text(text: object) -> str:
+    if (
+        not isinstance(text, str)
+        or not text.strip()
+        or len(text) > MAX_TEXT_LENGTH
+        or "\x00" in text
+    ):
+        raise Invalid(f"the text must be 1 to {MAX_TEXT_LENGTH} characters", code="invalid_text")
+    return text
+
+
+def _lease(handle: str) -> str:
+    return f"session:{handle}"
+
+
+def _changed(handle: str) -> Conflict:
+    return Conflict(
+        f"session {handle} was changed by another request meanwhile; try again",
+        code="session_changed",
+    )
+
+
+def _elsewhere(handle: str) -> Conflict:
+    return Conflict(
+        f"session {handle} is connected through another Guildhall process; "
+        "send through the process that holds it, or stop and start it here",
+        code="session_elsewhere",
+    )
+
+
 class SessionService:
-    """Session rules over one connector; every method runs in the caller's unit of work."""
+    """Session rules over one connector; each change opens its own short units of work."""
 
     def __init__(
         self,
+        database: Database,
         connector: MessagingConnector,
         sealer: Sealer,
         *,
+        holder: str,
         pairing_ttl: timedelta,
         connector_timeout: float,
+        reconnect_max: float,
     ) -> None:
+        self.database = database
         self.connector = connector
         self._sealer = sealer
+        self._holder = holder
         self._pairing_ttl = pairing_ttl
         self._timeout = connector_timeout
+        self._reconnect_max = reconnect_max
+        self._platform = Actor("system", f"{connector.name} platform")
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._held: set[str] = set()
+        self._qr: dict[str, str] = {}
+        self._reconnects: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        connector.attach(self)
+
+    # -- plumbing ---------------------------------------------------------------------------
 
     async def _call(self, work: Awaitable[T]) -> T:
         try:
@@ -216,13 +295,63 @@ class SessionService:
                 f"the {self.connector.name} platform did not answer within {self._timeout:g} s"
             ) from None
 
+    @contextlib.asynccontextmanager
+    async def _driving(self, handle: str) -> AsyncIterator[None]:
+        """One request at a time drives a session's connection in this process."""
+        lock = self._locks.setdefault(handle, asyncio.Lock())
+        async with lock:
+            yield
+
+    async def _take(self, handle: str) -> None:
+        """Become the session's holder (or stay it); ``session_elsewhere`` if another is."""
+        async with self.database.unit_of_work() as session:
+            taken = await leases.acquire(session, _lease(handle), self._holder, LEASE_SECONDS)
+        if not taken:
+            raise _elsewhere(handle)
+        self._held.add(handle)
+
+    async def _let_go(self, handle: str, *, disconnect: bool = True) -> None:
+        """Close this process's connection of the session (if any) and free its lease."""
+        task = self._reconnects.pop(handle, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        self._qr.pop(handle, None)
+        if disconnect:
+            try:
+                await self._call(self.connector.disconnect(handle))
+            except ConnectorError as exc:
+                logger.warning("session %s: disconnecting failed: %s", handle, exc)
+        if handle in self._held:
+            self._held.discard(handle)
+            async with self.database.unit_of_work() as session:
+                await leases.release(session, _lease(handle), self._holder)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def _row(self, session: AsyncSession, handle: str, *, lock: bool = True) -> BotSession:
+        row = await self._find(session, handle, lock=lock)
+        if row is None:
+            raise NotFound(f"session {handle} not found", code="session_not_found")
+        return row
+
+    async def _find(
+        self, session: AsyncSession, handle: str, *, lock: bool = True
+    ) -> BotSession | None:
         query = select(BotSession).where(BotSession.handle == handle)
         if lock:
             query = query.with_for_update()
-        row = await session.scalar(query)
-        if row is None:
-            raise NotFound(f"session {handle} not found", code="session_not_found")
+        row: BotSession | None = await session.scalar(query)
+        return row
+
+    async def _reread(self, session: AsyncSession, handle: str, seen: datetime) -> BotSession:
+        """The session again, locked, as it was read before the platform was called."""
+        row = await self._find(session, handle)
+        if row is None or row.updated_at != seen:
+            raise _changed(handle)
         return row
 
     async def _move(
@@ -241,10 +370,10 @@ class SessionService:
         row.state = target.value
         row.updated_at = now
         if target is not State.PAIRING:
-            row.pairing_code = row.pairing_expires_at = None
+            row.pairing_code = row.pairing_expires_at = row.pairing_qr = None
         if target is State.ONLINE:
             row.last_connected_at = now
-        if target is State.FAILED:
+        if target in (State.FAILED, State.LOGGED_OUT):
             row.failure_reason, row.failed_at = because, now
         await session.flush()
         await self._announce(session, row.handle, previous, target, actor, because)
@@ -304,43 +433,28 @@ class SessionService:
         except UnsealError:
             return None
 
-    async def _issue_pairing(
-        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
-    ) -> Pairing:
-        code = await self._call(self.connector.request_pairing_code(row.handle, row.phone_number))
+    def _record_pairing(self, row: BotSession, code: str) -> Pairing:
         expires_at = utcnow() + self._pairing_ttl
-        await self._move(session, row, State.PAIRING, actor, because)
         row.pairing_code = self._sealer.seal(code.encode())
         row.pairing_expires_at = expires_at
-        await session.flush()
+        qr = self._qr.get(row.handle)
+        row.pairing_qr = self._sealer.seal(qr.encode()) if qr else None
         return Pairing(code, expires_at)
 
-    async def create(
-        self,
-        session: AsyncSession,
-        handle: str,
-        phone_number: str,
-        actor: Actor,
-        name: str | None = None,
-    ) -> tuple[SessionView, Pairing]:
-        """A new session, waiting for its pairing code to be entered on the phone."""
-        handle, phone_number, name = check_handle(handle), check_phone(phone_number), name
-        if await session.scalar(select(BotSession.id).where(BotSession.handle == handle)):
-            raise _exists(handle)
-        row = BotSession(
-            handle=handle,
-            phone_number=phone_number,
-            name=check_name(name),
-            connector=self.connector.name,
-        )
-        await self._insert(session, row, actor, "created")
-        pairing = await self._issue_pairing(session, row, actor, "pairing code issued")
-        return _view(row), pairing
+    async def _ask_for_code(self, handle: str, phone_number: str) -> str:
+        """A pairing code from the platform; on failure this process lets the session go."""
+        try:
+            return await self._call(self.connector.request_pairing_code(handle, phone_number))
+        except BaseException:
+            await self._let_go(handle)
+            raise
+
+    # -- reads ------------------------------------------------------------------------------
 
     async def get(self, session: AsyncSession, handle: str) -> SessionView:
         return _view(await self._row(session, check_handle(handle), lock=False))
 
-    async def list(self, session: AsyncSession) -> list[SessionView]:
+    async def list(self, session: AsyncSession) -> builtins.list[SessionView]:
         rows = await session.scalars(select(BotSession).order_by(BotSession.created_at))
         return [_view(row) for row in rows]
 
@@ -349,9 +463,7 @@ class SessionService:
         row = (await session.execute(select(online, func.count()).select_from(BotSession))).one()
         return Stats(online=row[0], total=row[1])
 
-    async def pending_pairing(self, session: AsyncSession, handle: str) -> Pairing:
-        """The code waiting to be entered, if it has not expired."""
-        row = await self._row(session, check_handle(handle), lock=False)
+    def _pending(self, row: BotSession, handle: str) -> None:
         if (
             row.state != State.PAIRING.value
             or row.pairing_code is None
@@ -361,135 +473,255 @@ class SessionService:
             raise NotFound(
                 f"session {handle} has no pending pairing code", code="no_pending_pairing"
             )
+
+    async def pending_pairing(self, session: AsyncSession, handle: str) -> Pairing:
+        """The code waiting to be entered, if it has not expired."""
+        row = await self._row(session, check_handle(handle), lock=False)
+        self._pending(row, handle)
+        assert row.pairing_code is not None and row.pairing_expires_at is not None
         return Pairing(self._sealer.open(row.pairing_code).decode(), row.pairing_expires_at)
 
-    async def complete_pairing(
-        self, session: AsyncSession, handle: str, code: str, actor: Actor
-    ) -> SessionView:
-        """The phone entered ``code``: keep the new login and go online."""
-        row = await self._row(session, check_handle(handle))
-        now = utcnow()
-        expected = (
-            self._sealer.open(row.pairing_code).decode()
-            if row.state == State.PAIRING.value and row.pairing_code is not None
-            else None
-        )
-        if expected is None or row.pairing_expires_at is None or row.pairing_expires_at <= now:
-            raise Conflict(
-                f"session {handle} has no pending pairing code", code="no_pending_pairing"
+    async def pairing_qr(self, session: AsyncSession, handle: str) -> str:
+        """What the platform's current pairing QR code encodes, while a pairing is pending."""
+        row = await self._row(session, check_handle(handle), lock=False)
+        self._pending(row, handle)
+        if row.pairing_qr is None:
+            raise NotFound(
+                f"the {row.connector} platform gave session {handle} no QR code",
+                code="no_pairing_qr",
             )
-        entered = code.strip().upper().replace(" ", "")
-        if not hmac.compare_digest(entered.encode(), expected.encode()):
-            raise Invalid(
-                f"the pairing code for session {handle} is wrong", code="pairing_rejected"
-            )
-        login_state = await self._call(
-            self.connector.complete_pairing(row.handle, row.phone_number, now)
-        )
-        row.login_state = self._sealer.seal(login_state)
-        await self._call(self.connector.connect(row.handle, login_state))
-        await self._move(session, row, State.ONLINE, actor, "paired", now=now)
-        return _view(row)
+        return self._sealer.open(row.pairing_qr).decode()
 
-    async def _login(self, row: BotSession) -> str | None:
-        """Connect with the kept login; why it failed, or None."""
-        assert row.login_state is not None
+    # -- changes the API asks for -----------------------------------------------------------
+
+    async def create(
+        self, handle: str, phone_number: str, actor: Actor, name: str | None = None
+    ) -> tuple[SessionView, Pairing]:
+        """A new session, waiting for its pairing code to be entered on the phone."""
+        handle, phone_number = check_handle(handle), check_phone(phone_number)
+        name = check_name(name)
+        async with self._driving(handle):
+            async with self.database.unit_of_work(write=False) as session:
+                if await self._find(session, handle, lock=False) is not None:
+                    raise _exists(handle)
+            await self._take(handle)
+            code = await self._ask_for_code(handle, phone_number)
+            try:
+                async with self.database.unit_of_work() as session:
+                    row = BotSession(
+                        handle=handle,
+                        phone_number=phone_number,
+                        name=name,
+                        connector=self.connector.name,
+                    )
+                    await self._insert(session, row, actor, "created")
+                    await self._move(session, row, State.PAIRING, actor, "pairing code issued")
+                    pairing = self._record_pairing(row, code)
+                    await session.flush()
+                    view = _view(row)
+            except BaseException:
+                await self._let_go(handle)
+                raise
+        return view, pairing
+
+    async def start(self, handle: str, actor: Actor) -> StartOutcome:
+        """Connect a paired session, or issue a fresh pairing code to one that is not."""
+        handle = check_handle(handle)
+        async with self._driving(handle):
+            async with self.database.unit_of_work(write=False) as session:
+                row = await self._row(session, handle, lock=False)
+                if row.state == State.ONLINE.value:
+                    raise Conflict(f"session {handle} is already online", code="illegal_transition")
+                seen, phone, login = row.updated_at, row.phone_number, row.login_state
+            await self._take(handle)
+            if login is None:
+                code = await self._ask_for_code(handle, phone)
+                try:
+                    async with self.database.unit_of_work() as session:
+                        row = await self._reread(session, handle, seen)
+                        await self._move(
+                            session, row, State.PAIRING, actor, "started without a login"
+                        )
+                        pairing = self._record_pairing(row, code)
+                        await session.flush()
+                        return StartOutcome(_view(row), pairing=pairing)
+                except BaseException:
+                    await self._let_go(handle)
+                    raise
+            failure = await self._login(handle, login)
+            try:
+                async with self.database.unit_of_work() as session:
+                    row = await self._reread(session, handle, seen)
+                    if failure is not None:
+                        await self._move(session, row, State.FAILED, actor, failure)
+                    else:
+                        await self._move(session, row, State.ONLINE, actor, "started")
+                    view = _view(row)
+            except BaseException:
+                await self._let_go(handle)
+                raise
+            if failure is not None:
+                await self._let_go(handle)
+        return StartOutcome(view, failure=failure)
+
+    async def _login(self, handle: str, sealed: bytes) -> str | None:
+        """Connect with a kept (sealed) login; why it failed, or None."""
         try:
-            login_state = self._sealer.open(row.login_state)
-            await self._call(self.connector.connect(row.handle, login_state))
+            await self._call(self.connector.connect(handle, self._sealer.open(sealed)))
         except (ConnectorError, UnsealError) as exc:
             return str(exc)
         return None
 
-    async def _connect(
-        self, session: AsyncSession, row: BotSession, actor: Actor, because: str
-    ) -> str | None:
-        """Connect with the kept login; on failure the session is ``failed``, and why returned."""
-        failure = await self._login(row)
-        if failure is not None:
-            await self._move(session, row, State.FAILED, actor, failure)
-            return failure
-        await self._move(session, row, State.ONLINE, actor, because)
-        return None
+    async def stop(self, handle: str, actor: Actor) -> SessionView:
+        handle = check_handle(handle)
+        async with self._driving(handle):
+            reconnecting = handle in self._reconnects
+            async with self.database.unit_of_work() as session:
+                row = await self._row(session, handle)
+                if row.state in (State.ONLINE.value, State.PAIRING.value):
+                    await self._move(session, row, State.OFFLINE, actor, "stopped")
+                elif reconnecting and row.state == State.OFFLINE.value:
+                    row.updated_at = utcnow()  # the reconnect sees it was stopped
+                    await audit.record(
+                        session,
+                        actor,
+                        "session.stopped",
+                        f"{actor.name} stopped session {handle} while it was reconnecting",
+                        target=f"session:{handle}",
+                    )
+                else:
+                    raise Conflict(f"session {handle} is not running", code="illegal_transition")
+                view = _view(row)
+            # The holder, if another process, lets go at its next watch.
+            await self._let_go(handle)
+        return view
 
-    async def start(self, session: AsyncSession, handle: str, actor: Actor) -> StartOutcome:
-        """Connect a paired session, or issue a fresh pairing code to one that is not."""
-        row = await self._row(session, check_handle(handle))
-        if row.state == State.ONLINE.value:
-            raise Conflict(f"session {handle} is already online", code="illegal_transition")
-        if row.login_state is None:
-            pairing = await self._issue_pairing(session, row, actor, "started without a login")
-            return StartOutcome(_view(row), pairing=pairing)
-        failure = await self._connect(session, row, actor, "started")
-        return StartOutcome(_view(row), failure=failure)
-
-    async def stop(self, session: AsyncSession, handle: str, actor: Actor) -> SessionView:
-        row = await self._row(session, check_handle(handle))
-        if row.state not in (State.ONLINE.value, State.PAIRING.value):
-            raise Conflict(f"session {handle} is not running", code="illegal_transition")
-        await self._call(self.connector.disconnect(row.handle))
-        await self._move(session, row, State.OFFLINE, actor, "stopped")
-        return _view(row)
-
-    async def delete(self, session: AsyncSession, handle: str, actor: Actor) -> None:
+    async def delete(self, handle: str, actor: Actor) -> None:
         """Remove the session and its login state; its backup stays (see the module notes)."""
-        row = await self._row(session, check_handle(handle))
-        await self._call(self.connector.disconnect(row.handle))
-        await self._remove(session, row, actor, "deleted")
+        handle = check_handle(handle)
+        async with self._driving(handle):
+            async with self.database.unit_of_work() as session:
+                await self._remove(session, await self._row(session, handle), actor, "deleted")
+            await self._let_go(handle)
 
-    async def logout(self, session: AsyncSession, handle: str, actor: Actor) -> None:
+    async def logout(self, handle: str, actor: Actor) -> None:
         """Log out at the platform, then delete the session and its backup.
 
         A login state this installation cannot open is not sent (see the module notes).
         """
-        row = await self._row(session, check_handle(handle))
-        check_move(row, State.LOGGED_OUT)  # before the platform is told
-        backup = await session.get(SessionBackup, row.handle, with_for_update=True)
-        await self._call(self.connector.logout(row.handle, self._open_login(row)))
-        await self._move(session, row, State.LOGGED_OUT, actor, "logged out")
-        if backup is not None:
-            await session.delete(backup)
-        await self._remove(session, row, actor, "deleted")
+        handle = check_handle(handle)
+        async with self._driving(handle):
+            async with self.database.unit_of_work(write=False) as session:
+                row = await self._row(session, handle, lock=False)
+                check_move(row, State.LOGGED_OUT)  # before the platform is told
+                login = self._open_login(row)
+            await self._call(self.connector.logout(handle, login))
+            # The platform cannot take a logout back: whatever happened to the session
+            # meanwhile (a restore put a login back), it and its backup go now.
+            async with self.database.unit_of_work() as session:
+                current = await self._find(session, handle)
+                backup = await session.get(SessionBackup, handle, with_for_update=True)
+                if backup is not None:
+                    await session.delete(backup)
+                if current is not None:
+                    if State.LOGGED_OUT in TRANSITIONS[State(current.state)]:
+                        await self._move(session, current, State.LOGGED_OUT, actor, "logged out")
+                    await self._remove(session, current, actor, "deleted")
+            await self._let_go(handle, disconnect=False)
 
-    async def backup(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
-        """Keep the session's login state, sealed, replacing any earlier backup."""
-        row = await self._row(session, check_handle(handle))
-        if row.login_state is None:
-            raise Conflict(
-                f"session {handle} is not paired, so there is no login to back up",
-                code="not_paired",
+    async def complete_pairing(self, handle: str, code: str, actor: Actor) -> SessionView:
+        """The operator, standing in for the phone, entered ``code`` (the loopback platform)."""
+        handle = check_handle(handle)
+        async with self._driving(handle):
+            async with self.database.unit_of_work(write=False) as session:
+                row = await self._row(session, handle, lock=False)
+                expected = (
+                    self._sealer.open(row.pairing_code).decode()
+                    if row.state == State.PAIRING.value and row.pairing_code is not None
+                    else None
+                )
+                expires = row.pairing_expires_at
+                if expected is None or expires is None or expires <= utcnow():
+                    raise Conflict(
+                        f"session {handle} has no pending pairing code", code="no_pending_pairing"
+                    )
+                entered = code.strip().upper().replace(" ", "")
+                if not hmac.compare_digest(entered.encode(), expected.encode()):
+                    raise Invalid(
+                        f"the pairing code for session {handle} is wrong", code="pairing_rejected"
+                    )
+                seen, phone = row.updated_at, row.phone_number
+            login_state = await self._call(self.connector.complete_pairing(handle, phone, utcnow()))
+            await self._call(self.connector.connect(handle, login_state))
+            async with self.database.unit_of_work() as session:
+                row = await self._reread(session, handle, seen)
+                row.login_state = self._sealer.seal(login_state)
+                await self._move(session, row, State.ONLINE, actor, "paired")
+                return _view(row)
+
+    async def send_text(self, handle: str, to: str, text: str, actor: Actor) -> str:
+        """Send ``text`` from an online session to the phone number ``to``; the message id."""
+        handle, to, text = check_handle(handle), check_phone(to), check_text(text)
+        async with self.database.unit_of_work(write=False) as session:
+            row = await self._row(session, handle, lock=False)
+            if row.state != State.ONLINE.value:
+                raise Conflict(f"session {handle} is not online", code="not_online")
+        if handle not in self._held:
+            raise _elsewhere(handle)
+        message_id = await self._call(self.connector.send_text(handle, to, text))
+        async with self.database.unit_of_work() as session:
+            await audit.record(
+                session,
+                actor,
+                "session.message_sent",
+                f"{actor.name} sent a message from session {handle} to {to}",
+                target=f"session:{handle}",
             )
-        exported = self.connector.export_state(self._sealer.open(row.login_state))
-        now = utcnow()
-        backup = await session.get(SessionBackup, handle, with_for_update=True)
-        if backup is None:
-            backup = SessionBackup(handle=handle)
-            session.add(backup)
-        backup.phone_number = row.phone_number
-        backup.name = row.name
-        backup.connector = row.connector
-        backup.login_state = self._sealer.seal(exported)
-        backup.created_at = now
-        await session.flush()
-        await audit.record(
-            session,
-            actor,
-            "session.backup",
-            f"{actor.name} backed up session {handle}",
-            target=f"session:{handle}",
-        )
+        return message_id
+
+    async def backup(self, handle: str, actor: Actor) -> BackupView:
+        """Keep the session's login state, sealed, replacing any earlier backup."""
+        handle = check_handle(handle)
+        async with self.database.unit_of_work() as session:
+            row = await self._row(session, handle)
+            if row.login_state is None:
+                raise Conflict(
+                    f"session {handle} is not paired, so there is no login to back up",
+                    code="not_paired",
+                )
+            exported = self.connector.export_state(self._sealer.open(row.login_state))
+            now = utcnow()
+            backup = await session.get(SessionBackup, handle, with_for_update=True)
+            if backup is None:
+                backup = SessionBackup(handle=handle)
+                session.add(backup)
+            backup.phone_number = row.phone_number
+            backup.name = row.name
+            backup.connector = row.connector
+            backup.login_state = self._sealer.seal(exported)
+            backup.created_at = now
+            await session.flush()
+            await audit.record(
+                session,
+                actor,
+                "session.backup",
+                f"{actor.name} backed up session {handle}",
+                target=f"session:{handle}",
+            )
         return BackupView(handle, now)
 
-    async def restore(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
+    async def restore(self, handle: str, actor: Actor) -> BackupView:
         """Put the backed-up login back (recreating a deleted session); it can then start.
 
         Refused, changing nothing, into a session that is online or has another phone number.
         """
         handle = check_handle(handle)
+        async with self.database.unit_of_work() as session:
+            return await self._restore(session, handle, actor)
+
+    async def _restore(self, session: AsyncSession, handle: str, actor: Actor) -> BackupView:
         # Session row first, then backup: the order logout takes them in.
-        row = await session.scalar(
-            select(BotSession).where(BotSession.handle == handle).with_for_update()
-        )
+        row = await self._find(session, handle)
         backup = await session.get(SessionBackup, handle, with_for_update=True)
         if backup is None:
             raise NotFound(f"session {handle} has no backup", code="no_backup")
@@ -527,6 +759,7 @@ class SessionService:
             )
         row.login_state = self._sealer.seal(login_state)
         if row.state == State.OFFLINE.value:  # not a move: the same state, a new login
+            row.updated_at = utcnow()
             await audit.record(
                 session,
                 actor,
@@ -538,57 +771,261 @@ class SessionService:
             await self._move(session, row, State.OFFLINE, actor, "restored from backup")
         return BackupView(handle, backup.created_at)
 
-    async def expire_pairings(self, session: AsyncSession, actor: Actor) -> builtins.list[str]:
+    # -- background: expiry, holding, taking over ---------------------------------------------
+
+    async def expire_pairings(self, actor: Actor) -> builtins.list[str]:
         """Move every session whose pairing code ran out to ``failed``; their handles."""
         now = utcnow()
-        rows = await session.scalars(
-            select(BotSession)
-            .where(
-                BotSession.state == State.PAIRING.value,
-                BotSession.pairing_expires_at <= now,
+        async with self.database.unit_of_work() as session:
+            rows = await session.scalars(
+                select(BotSession)
+                .where(
+                    BotSession.state == State.PAIRING.value,
+                    BotSession.pairing_expires_at <= now,
+                )
+                .with_for_update(skip_locked=True)
             )
-            .with_for_update(skip_locked=True)
-        )
-        expired = []
-        for row in rows:
-            await self._move(session, row, State.FAILED, actor, PAIRING_EXPIRED, now=now)
-            expired.append(row.handle)
+            expired = []
+            for row in rows:
+                await self._move(session, row, State.FAILED, actor, PAIRING_EXPIRED, now=now)
+                expired.append(row.handle)
+        for handle in expired:
+            if handle in self._held:
+                await self._let_go(handle)
         return expired
 
-    async def resumable(self, session: AsyncSession) -> builtins.list[str]:
-        """The sessions that were online when Guildhall stopped, oldest first."""
+    async def watch(self, actor: Actor) -> dict[str, str | None]:
+        """Renew what this process holds, let go of what is no longer wanted here, and take
+        over online sessions nobody holds; each taken-over handle with why it failed, or None.
+        """
+        for handle in builtins.list(self._held):
+            await self._renew(handle)
+        return await self.resume_all(actor)
+
+    async def _renew(self, handle: str) -> None:
+        failure: str | None = None
+        async with self._driving(handle):
+            if handle not in self._held:
+                return
+            async with self.database.unit_of_work() as session:
+                row = await self._find(session, handle, lock=False)
+                wanted = row is not None and (
+                    row.state in (State.ONLINE.value, State.PAIRING.value)
+                    or handle in self._reconnects
+                )
+                kept = wanted and await leases.acquire(
+                    session, _lease(handle), self._holder, LEASE_SECONDS
+                )
+            if not kept:
+                await self._let_go(handle)
+                return
+            assert row is not None
+            if (
+                row.state == State.ONLINE.value
+                and handle not in self._reconnects
+                and not self.connector.is_connected(handle)
+                and row.login_state is not None
+            ):
+                # Online without a connection here (paired through another process, or
+                # lost without a word from the platform): connect again.
+                failure = await self._login(handle, row.login_state)
+                if failure is None:
+                    return
+        if failure is not None:
+            await self.dropped(handle, failure)
+
+    async def resumable(self) -> builtins.list[str]:
+        """Online sessions no live process holds (after a restart, or their holder died)."""
+        now = utcnow()
+        held = select(Lease.name).where(Lease.expires_at >= now)
         query = (
             select(BotSession.handle)
-            .where(BotSession.state == State.ONLINE.value)
+            .where(
+                BotSession.state == State.ONLINE.value,
+                ("session:" + BotSession.handle).not_in(held),
+            )
             .order_by(BotSession.id)
         )
-        return list(await session.scalars(query))
+        async with self.database.unit_of_work(write=False) as session:
+            return builtins.list(await session.scalars(query))
 
-    async def resume(self, session: AsyncSession, handle: str, actor: Actor) -> str | None:
-        """Reconnect one session that was online when Guildhall stopped; why it failed, or None.
+    async def resume_all(self, actor: Actor) -> dict[str, str | None]:
+        """Reconnect every resumable session, one at a time; each with why it failed, or None."""
+        outcome: dict[str, str | None] = {}
+        for handle in await self.resumable():
+            if handle in self._held:
+                continue
+            try:
+                outcome[handle] = await self.resume(handle, actor)
+            except Conflict:
+                continue  # another process took it first
+            if outcome[handle]:
+                logger.warning("session %s could not reconnect: %s", handle, outcome[handle])
+        return outcome
 
-        Run each in its own unit of work (see :meth:`resumable`). A session that
-        is no longer online, or whose row another process holds, is left alone.
-        """
-        row = await session.scalar(
-            select(BotSession)
-            .where(BotSession.handle == handle, BotSession.state == State.ONLINE.value)
-            .with_for_update(skip_locked=True)
-        )
-        if row is None:
-            return None
-        failure = await self._login(row)
-        if failure is not None:
-            await self._move(session, row, State.FAILED, actor, failure)
+    async def resume(self, handle: str, actor: Actor) -> str | None:
+        """Reconnect one online session nobody holds; why it failed, or None."""
+        async with self._driving(handle):
+            await self._take(handle)
+            async with self.database.unit_of_work(write=False) as session:
+                row = await self._find(session, handle, lock=False)
+            if row is None or row.state != State.ONLINE.value or row.login_state is None:
+                await self._let_go(handle, disconnect=False)
+                return None
+            seen = row.updated_at
+            failure = await self._login(handle, row.login_state)
+            try:
+                async with self.database.unit_of_work() as session:
+                    row = await self._reread(session, handle, seen)
+                    if failure is not None:
+                        await self._move(session, row, State.FAILED, actor, failure)
+                    else:
+                        # online -> online is not a move; reconnecting is bookkeeping.
+                        row.last_connected_at = utcnow()
+                        await audit.record(
+                            session,
+                            actor,
+                            "session.resumed",
+                            f"{actor.name} reconnected session {handle} after a restart",
+                            target=f"session:{handle}",
+                        )
+            except BaseException:
+                await self._let_go(handle)
+                raise
+            if failure is not None:
+                await self._let_go(handle)
             return failure
-        # online -> online is not a move; reconnecting is bookkeeping on the same state.
-        row.last_connected_at = utcnow()
-        await session.flush()
-        await audit.record(
-            session,
-            actor,
-            "session.resumed",
-            f"{actor.name} reconnected session {row.handle} after a restart",
-            target=f"session:{row.handle}",
+
+    async def close(self) -> None:
+        """Drop this process's connections and leases; online sessions stay online, so the
+        next start (or another process) resumes them at once."""
+        for task in builtins.list(self._reconnects.values()) + builtins.list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._reconnects.clear()
+        await self.connector.close()
+        held, self._held = self._held, set()
+        if held:
+            try:
+                async with self.database.unit_of_work() as session:
+                    for handle in held:
+                        await leases.release(session, _lease(handle), self._holder)
+            except Exception:  # closing must finish; the leases expire on their own
+                logger.warning("could not release the session leases", exc_info=True)
+
+    # -- what the platform did (PlatformEvents) ----------------------------------------------
+
+    async def linked(self, handle: str, login_state: bytes) -> None:
+        async with self._driving(handle):
+            async with self.database.unit_of_work() as session:
+                row = await self._find(session, handle)
+                wanted = row is not None and row.state == State.PAIRING.value
+                if row is not None and wanted:
+                    row.login_state = self._sealer.seal(login_state)
+                    await self._move(session, row, State.ONLINE, self._platform, "paired")
+            if not wanted:
+                await self._let_go(handle)
+
+    async def saved(self, handle: str, login_state: bytes) -> None:
+        await self._keep(
+            handle,
+            BotSession.state != State.LOGGED_OUT.value,
+            login_state=self._sealer.seal(login_state),
         )
-        return None
+
+    async def _keep(self, handle: str, condition: Any, **values: bytes) -> None:
+        """Store what the platform handed over without touching ``updated_at``: it is not
+        a change a request made, and must not make one in flight read ``session_changed``."""
+        async with self.database.unit_of_work() as session:
+            await session.execute(
+                update(BotSession)
+                .where(BotSession.handle == handle, condition)
+                .values(updated_at=BotSession.updated_at, **values)
+            )
+
+    async def dropped(self, handle: str, reason: str) -> None:
+        async with self._driving(handle):
+            async with self.database.unit_of_work() as session:
+                row = await self._find(session, handle)
+                if row is None or row.state != State.ONLINE.value:
+                    return
+                await self._move(session, row, State.OFFLINE, self._platform, reason)
+                seen = row.updated_at
+            self._reconnects[handle] = self._spawn(self._reconnect(handle, seen, reason))
+
+    async def _reconnect(self, handle: str, seen: datetime, reason: str) -> None:
+        """Reconnect a dropped session with doubling delays; give up (``failed``) when an
+        attempt at the longest delay fails too, or stop when someone changed the session."""
+        delay, last = min(FIRST_RECONNECT_SECONDS, self._reconnect_max), reason
+        while True:
+            await asyncio.sleep(delay)
+            async with self._driving(handle):
+                async with self.database.unit_of_work(write=False) as session:
+                    row = await self._find(session, handle, lock=False)
+                if row is None or row.updated_at != seen or row.login_state is None:
+                    self._reconnects.pop(handle, None)
+                    return
+                failure = await self._login(handle, row.login_state)
+                gave_up = failure is not None and delay >= self._reconnect_max
+                if failure is None or gave_up:
+                    self._reconnects.pop(handle, None)
+                    try:
+                        async with self.database.unit_of_work() as session:
+                            row = await self._reread(session, handle, seen)
+                            if failure is None:
+                                await self._move(
+                                    session, row, State.ONLINE, self._platform, "reconnected"
+                                )
+                            else:
+                                await self._move(
+                                    session,
+                                    row,
+                                    State.FAILED,
+                                    self._platform,
+                                    f"could not reconnect: {failure}",
+                                )
+                    except Conflict:
+                        await self._let_go(handle)
+                        return
+                    if failure is not None:
+                        await self._let_go(handle)
+                    return
+                last = failure or last
+            logger.info("session %s: reconnect failed (%s); next in %g s", handle, last, delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+    async def logged_out(self, handle: str, reason: str) -> None:
+        async with self._driving(handle):
+            async with self.database.unit_of_work() as session:
+                row = await self._find(session, handle)
+                if row is not None and row.state != State.LOGGED_OUT.value:
+                    backup = await session.get(SessionBackup, handle, with_for_update=True)
+                    row.login_state = None
+                    await self._move(session, row, State.LOGGED_OUT, self._platform, reason)
+                    if backup is not None:
+                        await session.delete(backup)
+            await self._let_go(handle)
+
+    async def message(self, handle: str, message: IncomingMessage) -> None:
+        async with self.database.unit_of_work() as session:
+            await outbox.emit(
+                session,
+                "session.message",
+                {
+                    "session": handle,
+                    "from": message.sender,
+                    "from_id": message.sender_id,
+                    "chat": message.chat,
+                    "text": message.text,
+                    "message_id": message.message_id,
+                    "sent_at": message.sent_at.isoformat(),
+                },
+            )
+
+    async def qr(self, handle: str, code: str) -> None:
+        self._qr[handle] = code
+        await self._keep(
+            handle,
+            BotSession.state == State.PAIRING.value,
+            pairing_qr=self._sealer.seal(code.encode()),
+        )

@@ -1,7 +1,8 @@
 """Routes of the LD7 V1 multi-user API face.
 
-Each handler runs in the request's unit of work (``faces/common/session``),
-calls the core's session service and renders LD7's ``{success, ...}``
+Reads run in the request's unit of work (``faces/common/session``); changes
+open their own around the platform's call (``action_endpoint``). Each calls
+the core's session service and renders LD7's ``{success, ...}``
 bodies; errors become LD7's ``{success: false, message}`` in ``errors.py``.
 """
 
@@ -22,7 +23,7 @@ from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.origin import LocalOriginGuard
 from guildhall.faces.common.responses import JSON
-from guildhall.faces.common.session import endpoint, runtime_of
+from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
 from guildhall.faces.ld7 import dashboard, errors, wire
 from guildhall.faces.ld7.auth import authenticate, pairing_reader, public
 from guildhall.runtime import Runtime
@@ -61,11 +62,9 @@ async def session_info(request: Request, session: AsyncSession, _caller: Actor) 
     return JSON(wire.info(await runtime_of(request).sessions.get(session, _handle(request))))
 
 
-async def create(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def create(request: Request, caller: Actor) -> Response:
     handle, phone, name = wire.create_request(await read_json(request))
-    created, pairing = await runtime_of(request).sessions.create(
-        session, handle, phone, caller, name=name
-    )
+    created, pairing = await runtime_of(request).sessions.create(handle, phone, caller, name=name)
     return JSON(
         {
             "success": True,
@@ -92,9 +91,9 @@ def _unknown_is_done() -> Iterator[None]:
             raise
 
 
-async def start(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def start(request: Request, caller: Actor) -> Response:
     try:
-        outcome = await runtime_of(request).sessions.start(session, _handle(request), caller)
+        outcome = await runtime_of(request).sessions.start(_handle(request), caller)
     except NotFound as error:
         if error.code != "session_not_found":
             raise
@@ -115,29 +114,29 @@ async def start(request: Request, session: AsyncSession, caller: Actor) -> Respo
     return JSON({"success": True, "message": "Session started successfully", "userId": handle})
 
 
-async def stop(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def stop(request: Request, caller: Actor) -> Response:
     handle = _handle(request)
     with _unknown_is_done():
-        await runtime_of(request).sessions.stop(session, handle, caller)
+        await runtime_of(request).sessions.stop(handle, caller)
     return JSON({"success": True, "message": f"Session {handle} stopped"})
 
 
-async def delete(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def delete(request: Request, caller: Actor) -> Response:
     handle = _handle(request)
     with _unknown_is_done():
-        await runtime_of(request).sessions.delete(session, handle, caller)
+        await runtime_of(request).sessions.delete(handle, caller)
     return JSON({"success": True, "message": f"Session {handle} deleted"})
 
 
-async def logout(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def logout(request: Request, caller: Actor) -> Response:
     handle = _handle(request)
     with _unknown_is_done():
-        await runtime_of(request).sessions.logout(session, handle, caller)
+        await runtime_of(request).sessions.logout(handle, caller)
     return JSON({"success": True, "message": f"Session {handle} logged out and deleted"})
 
 
-async def backup(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    made = await runtime_of(request).sessions.backup(session, _handle(request), caller)
+async def backup(request: Request, caller: Actor) -> Response:
+    made = await runtime_of(request).sessions.backup(_handle(request), caller)
     return JSON(
         {
             "success": True,
@@ -148,8 +147,8 @@ async def backup(request: Request, session: AsyncSession, caller: Actor) -> Resp
     )
 
 
-async def restore(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    restored = await runtime_of(request).sessions.restore(session, _handle(request), caller)
+async def restore(request: Request, caller: Actor) -> Response:
+    restored = await runtime_of(request).sessions.restore(_handle(request), caller)
     return JSON(
         {
             "success": True,
@@ -165,27 +164,49 @@ async def pending_pairing(request: Request, session: AsyncSession, _caller: Acto
     return JSON({"success": True, **wire.pairing(code)})
 
 
+async def pairing_qr(request: Request, session: AsyncSession, _caller: Actor) -> Response:
+    """Beyond the document: the platform's current pairing QR code as a PNG (it rotates;
+    fetch it again rather than caching it)."""
+    qr = await runtime_of(request).sessions.pairing_qr(session, _handle(request))
+    return Response(wire.qr_png(qr), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+async def send_message(request: Request, caller: Actor) -> Response:
+    """Beyond the document: send a text from an online session."""
+    handle = _handle(request)
+    to, text = wire.message_request(await read_json(request))
+    message_id = await runtime_of(request).sessions.send_text(handle, to, text, caller)
+    return JSON({"success": True, "userId": handle, "to": to, "messageId": message_id})
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     app = face_app(runtime, "ld7", "Guildhall: LD7 V1 multi-user API", express_paths=True)
     errors.install(app)
     get, post, delete_ = ["GET"], ["POST"], ["DELETE"]
     session_path = "/api/sessions/{user_id}"
-    routes = [
+    reads = [
         ("/", home, get, public),
         ("/api/stats", stats, get, public),
         ("/api/sessions", list_sessions, get, public),
         (session_path, session_info, get, public),
-        ("/api/sessions", create, post, authenticate),
-        (f"{session_path}/start", start, post, authenticate),
-        (f"{session_path}/stop", stop, post, authenticate),
-        (session_path, delete, delete_, authenticate),
-        (f"{session_path}/logout", logout, post, authenticate),
-        (f"{session_path}/backup", backup, post, authenticate),
-        (f"{session_path}/restore", restore, post, authenticate),
         (f"{session_path}/pairing", pending_pairing, get, pairing_reader),
+        (f"{session_path}/qr", pairing_qr, get, pairing_reader),
     ]
-    for path, handler, methods, check in routes:
+    for path, handler, methods, check in reads:
         app.add_route(path, endpoint(handler, check), methods=methods)
+    # Changes call the platform, so they open their own units of work around the call.
+    changes = [
+        ("/api/sessions", create, post),
+        (f"{session_path}/start", start, post),
+        (f"{session_path}/stop", stop, post),
+        (session_path, delete, delete_),
+        (f"{session_path}/logout", logout, post),
+        (f"{session_path}/backup", backup, post),
+        (f"{session_path}/restore", restore, post),
+        (f"{session_path}/messages", send_message, post),
+    ]
+    for path, action, methods in changes:
+        app.add_route(path, action_endpoint(action, authenticate), methods=methods)
     settings = runtime.settings.faces.ld7
     if settings.keyless:
         app.add_middleware(

@@ -20,11 +20,19 @@ Decisions where the document is silent:
 - ``backup`` and ``restore`` answer ``{success, message, userId,
   backedUpAt}``.
 - Times are ISO 8601 in UTC with milliseconds, as ``expiresAt`` is shown.
+- Beyond the document: ``GET .../qr`` is the platform's current pairing QR
+  as a PNG (404 ``no_pending_pairing`` outside a pairing), and
+  ``POST .../messages`` ``{to, text}`` sends a text from an online session
+  (``to`` kept as its digits like ``phoneNumber``; the answer is
+  ``{success, userId, to, messageId}``).
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
+
+import segno
 
 from guildhall.core.errors import Invalid
 from guildhall.core.sessions.service import Pairing, SessionView, check_handle
@@ -98,3 +106,26 @@ def info(session: SessionView) -> dict[str, Any]:
 
 def pairing(code: Pairing) -> dict[str, Any]:
     return {"pairingCode": code.code, "expiresAt": iso(code.expires_at)}
+
+
+def message_request(body: Any) -> tuple[str, Any]:
+    """``to`` (its digits) and ``text`` from a send's body; the core checks their values."""
+    if body is MALFORMED:
+        raise LD7Error(400, "Request body must be valid JSON")
+    if body is TOO_DEEP:
+        raise LD7Error(400, f"Request body may nest at most {MAX_JSON_DEPTH} levels deep")
+    if body is ABSENT or not isinstance(body, dict) or body.get("to") in (None, ""):
+        raise LD7Error(400, "to and text are required")
+    to = body["to"]
+    if isinstance(to, int) and not isinstance(to, bool) and to >= 0:
+        to = str(to)
+    if not isinstance(to, str):
+        raise LD7Error(400, "to must be a string of digits")
+    return digits_of(to), body.get("text")
+
+
+def qr_png(content: str) -> bytes:
+    """A QR code a phone's camera reads off a screen: 8 pixels a module, quiet zone of 4."""
+    out = io.BytesIO()
+    segno.make(content, error="m").save(out, kind="png", scale=8, border=4)
+    return out.getvalue()
