@@ -55,7 +55,7 @@ async def keyed_runtime(database_url: str, tmp_path: Path) -> AsyncIterator[Runt
         None,
         data_dir=str(tmp_path),
         database_url=database_url,
-        faces={"aurora": {"require_key": True}},
+        faces={"aurora": {"require_key": True}, "ld7": {"require_key": True}},
     )
     runtime = Runtime(settings)
     yield runtime
@@ -95,3 +95,27 @@ async def test_a_request_refused_for_scope_does_not_stamp_the_key(keyed_runtime:
         answered = await heliactyl.get("/api", headers={"Authorization": f"Bearer {key}"})
         assert answered.status_code == 200
     assert await _last_used(runtime) is not None
+
+
+@pytest.mark.parametrize(
+    ("face", "method", "path", "body"),
+    [
+        ("heliactyl", "POST", "/api/addcoins", {"id": "123", "coins": "lots"}),
+        ("aurora", "GET", "/api/users/404404404404404404", None),
+        ("ld7", "POST", "/api/sessions", {"userId": "bad id!", "phoneNumber": "1"}),
+        ("rustmail", "POST", "/api/externals/tickets/create", {"discord_id": "not digits"}),
+    ],
+)
+async def test_a_request_refused_after_its_key_was_accepted_does_not_stamp_it(
+    keyed_runtime: Runtime, face: str, method: str, path: str, body: object
+) -> None:
+    """One rule for every face: a key is stamped when its request succeeds, not when the
+    key is merely good (a refused body or a missing record is no use)."""
+    runtime = keyed_runtime
+    key = await make_key(runtime, "*")
+    transport = httpx.ASGITransport(app=FACES[face](runtime))
+    headers = {"Authorization": f"Bearer {key}", "X-API-Key": key}
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        refused = await client.request(method, path, json=body, headers=headers)
+    assert refused.status_code >= 400 or refused.json().get("status") != "success", refused.text
+    assert await _last_used(runtime) is None

@@ -33,3 +33,45 @@ async def test_without_libvirts_binding_a_libvirt_plan_stops_the_start(
         "library's development package (Debian: apt install libvirt-dev pkg-config), then "
         "pip install 'guildhall[libvirt]'."
     )
+
+
+async def test_without_neonize_the_whatsapp_connector_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "neonize", None)  # as if the extra were not installed
+    settings = load_settings(None, data_dir=str(tmp_path), sessions={"connector": "whatsapp"})
+    runtime = Runtime(settings)
+    with pytest.raises(ConfigError) as refused:
+        await runtime.prepare()
+    await runtime.close()
+    assert str(refused.value) == (
+        "The WhatsApp connector needs the neonize library: pip install 'guildhall[whatsapp]'."
+    )
+
+
+async def test_the_whatsapp_connector_keeps_its_stores_where_the_settings_say(
+    tmp_path: Path,
+) -> None:
+    """``[sessions.whatsapp] store_dir``: empty is ``data_dir/whatsapp``; a path is taken
+    as given. ``reconnect_max_seconds`` bounds the core's reconnect delays."""
+    default = Runtime(
+        load_settings(None, data_dir=str(tmp_path / "a"), sessions={"connector": "whatsapp"})
+    )
+    chosen = Runtime(
+        load_settings(
+            None,
+            data_dir=str(tmp_path / "b"),
+            sessions={
+                "connector": "whatsapp",
+                "whatsapp": {"store_dir": str(tmp_path / "stores"), "reconnect_max_seconds": 30},
+            },
+        )
+    )
+    try:
+        assert default.sessions.connector.name == "whatsapp"
+        assert default.sessions.connector.store_dir == (tmp_path / "a" / "whatsapp").resolve()  # type: ignore[attr-defined]
+        assert chosen.sessions.connector.store_dir == tmp_path / "stores"  # type: ignore[attr-defined]
+        assert chosen.settings.sessions.whatsapp.reconnect_max_seconds == 30
+    finally:
+        await default.close()
+        await chosen.close()

@@ -14,12 +14,19 @@ import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from guildhall.config import Settings
 from guildhall.connectors.whatsapp.connector import WhatsAppConnector
 from guildhall.core.sessions.connector import ConnectorError
+from guildhall.core.sessions.models import BotSession, State
+from guildhall.core.sessions.service import SessionService
+from guildhall.db.engine import Database
+from guildhall.secrets import Secrets, master_secret
+from tests.conftest import TEST_ACTOR
 from tests.peers.whatsapp.fake_client import link_store
 
 PHONE = "15550001111"
@@ -89,3 +96,54 @@ async def test_connect_fails_fast_when_whatsapp_cannot_be_reached(
     assert str(failed.value).startswith("WhatsApp could not be reached: ")
     assert "connection refused" in str(failed.value)
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
+
+
+async def test_a_session_whose_link_cannot_reach_whatsapp_is_failed_with_the_reason(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Through the core, on each database: starting a paired session whose connection
+    is refused moves it to ``failed`` with the library's reason, quickly, and keeps it."""
+    connector = WhatsAppConnector(
+        tmp_path / "whatsapp", proxy=f"socks5://127.0.0.1:{closed_port()}", timeout=10
+    )
+    secrets_ = Secrets(master_secret(settings))
+    sealer = secrets_.sealer("sessions:login-state")
+    database = Database(settings.resolved_database_url)
+    service = SessionService(
+        database,
+        connector,
+        sealer,
+        holder="test",
+        pairing_ttl=timedelta(minutes=3),
+        connector_timeout=10,
+        reconnect_max=1,
+    )
+    try:
+        # A session paired earlier: its kept login is a linked store the library accepts.
+        with pytest.raises(ConnectorError):
+            await connector.request_pairing_code("alice", PHONE)
+        store = tmp_path / "whatsapp" / "alice.db"
+        link_store(store, f"{PHONE}:7@s.whatsapp.net")
+        async with database.unit_of_work() as session:
+            session.add(
+                BotSession(
+                    handle="alice",
+                    phone_number=PHONE,
+                    connector="whatsapp",
+                    state=State.OFFLINE.value,
+                    login_state=sealer.seal(connector.export_state(store.read_bytes())),
+                )
+            )
+
+        started = time.monotonic()
+        outcome = await service.start("alice", TEST_ACTOR)
+
+        assert time.monotonic() - started < 5
+        assert outcome.session.state is State.FAILED
+        assert outcome.failure is not None
+        assert outcome.failure.startswith("WhatsApp could not be reached: ")
+        assert outcome.session.failure_reason == outcome.failure
+        assert outcome.session.paired  # the login is kept for the next start
+    finally:
+        await service.close()
+        await database.dispose()

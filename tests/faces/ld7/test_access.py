@@ -30,6 +30,8 @@ PROTECTED = [
     ("POST", "/api/sessions/bot_1234567890/backup"),
     ("POST", "/api/sessions/bot_1234567890/restore"),
     ("GET", "/api/sessions/bot_1234567890/pairing"),
+    ("GET", "/api/sessions/bot_1234567890/qr"),
+    ("POST", "/api/sessions/bot_1234567890/messages"),
 ]
 PUBLIC = ["/", "/api/stats", "/api/sessions", "/api/sessions/bot_1234567890"]
 

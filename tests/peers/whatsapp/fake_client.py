@@ -229,6 +229,7 @@ class FakeWhatsApp:
         self.logouts: list[str] = []
         self.reconnect_delay = 0.05
         self._dial_error: str | None = None
+        self.unreachable: str | None = None
         self._refusal: tuple[int, str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._errors: list[BaseException] = []
@@ -278,9 +279,16 @@ class FakeWhatsApp:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def go_unreachable(self, message: str = DIAL_REFUSED) -> None:
+        """Every dial fails with ``message`` until ``come_back`` (the network is down)."""
+        self.unreachable = message
+
+    def come_back(self) -> None:
+        self.unreachable = None
+
     def _take_dial_error(self) -> str | None:
         error, self._dial_error = self._dial_error, None
-        return error
+        return error or self.unreachable
 
     def _take_refusal(self) -> tuple[int, str] | None:
         refusal, self._refusal = self._refusal, None

@@ -192,7 +192,7 @@ class WhatsAppConnector:
         self._failure_reason = ConnectFailureReason
         self._pair_success = PairStatus.SUCCESS
         self._proxy_settings = ProxySettings(proxy_address=proxy) if proxy else None
-        self._store_dir = Path(store_dir)
+        self.store_dir = Path(store_dir)
         self._factory = client_factory or _neonize_client
         self._timeout = timeout
         self._sessions: dict[str, _Session] = {}
@@ -227,7 +227,7 @@ class WhatsAppConnector:
         store = self._store_path(handle)
         _checked_state(login_state)
         await self._forget(handle)
-        private_directory(self._store_dir)
+        private_directory(self.store_dir)
         await asyncio.to_thread(_write_store, store, login_state)
         await self._start(handle, store, "login")
 
@@ -295,11 +295,11 @@ class WhatsAppConnector:
     def _store_path(self, handle: str) -> Path:
         if not HANDLE_PATTERN.fullmatch(handle):
             raise ConnectorError(f"session handle {handle!r} cannot name a WhatsApp store")
-        return self._store_dir / f"{handle}.db"
+        return self.store_dir / f"{handle}.db"
 
     def _prepare_store(self, store: Path) -> None:
         """An empty 0600 file before whatsmeow makes it with the umask's mode."""
-        private_directory(self._store_dir)
+        private_directory(self.store_dir)
         _write_store(store, b"")
 
     async def _start(

@@ -25,8 +25,9 @@ sessions that were online reconnect after a restart.
 What the platform does on its own arrives through ``PlatformEvents``, which
 this service implements: a link made on the phone (``pairing`` -> ``online``),
 a dropped connection (``online`` -> ``offline``, then reconnects with doubling
-delays up to ``reconnect_max``; when one at the longest delay also fails, the
-session is ``failed`` with the reason, and kept), a logout from the phone
+delays, from 1 s (or an eighth of the longest) up to ``reconnect_max``; when an
+attempt at the longest delay also fails, the session is ``failed`` with the
+reason, and kept), a logout from the phone
 (``logged_out`` with the reason, kept so it can be paired again; its backup
 goes, being worthless), incoming messages (``session.message`` events), and
 the pairing QR as the platform rotates it.
@@ -956,7 +957,7 @@ class SessionService:
     async def _reconnect(self, handle: str, seen: datetime, reason: str) -> None:
         """Reconnect a dropped session with doubling delays; give up (``failed``) when an
         attempt at the longest delay fails too, or stop when someone changed the session."""
-        delay, last = min(FIRST_RECONNECT_SECONDS, self._reconnect_max), reason
+        delay, last = min(FIRST_RECONNECT_SECONDS, self._reconnect_max / 8), reason
         while True:
             await asyncio.sleep(delay)
             async with self._driving(handle):

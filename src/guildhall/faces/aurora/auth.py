@@ -34,7 +34,9 @@ def presented_key(connection: HTTPConnection) -> str:
     return key
 
 
-async def check(runtime: Runtime, session: AsyncSession, token: str) -> Actor | None:
+async def check(
+    runtime: Runtime, session: AsyncSession, token: str, connection: HTTPConnection
+) -> Actor | None:
     settings = runtime.settings.faces.aurora
     if settings.keyless:
         return OPEN_ACTOR
@@ -42,12 +44,12 @@ async def check(runtime: Runtime, session: AsyncSession, token: str) -> Actor | 
         return None
     if settings.api_key and hmac.compare_digest(token.encode(), settings.api_key.encode()):
         return STATIC_KEY_ACTOR
-    principal = await verify_key(runtime, session, token, SCOPE)
+    principal = await verify_key(runtime, session, token, SCOPE, connection)
     return principal.actor if principal else None
 
 
 async def authenticate(request: Request, session: AsyncSession) -> Actor:
-    actor = await check(request.app.state.runtime, session, presented_key(request))
+    actor = await check(request.app.state.runtime, session, presented_key(request), request)
     if actor is None:
         raise AuroraError(401, "Unauthorized", "Send the API key as Bearer or X-API-Key")
     return actor

@@ -38,6 +38,7 @@ from guildhall.core.community.stats import dashboard
 from guildhall.events.models import OutboxEvent
 from guildhall.faces.aurora.auth import check, presented_key
 from guildhall.faces.common.clients import client_address, parse_networks
+from guildhall.faces.common.keys import stamp_used
 from guildhall.runtime import Runtime
 from guildhall.times import iso_millis
 
@@ -185,11 +186,12 @@ async def _serve(hub: LiveHub, websocket: WebSocket) -> None:
         return
     try:
         async with hub.runtime.database.unit_of_work(write=False) as session:
-            allowed = await check(hub.runtime, session, presented_key(websocket))
+            allowed = await check(hub.runtime, session, presented_key(websocket), websocket)
         if allowed is None:
             await websocket.close(code=1008)
             return
         await websocket.accept()
+        stamp_used(hub.runtime, websocket)
         await hub.join(websocket)
         while True:
             try:

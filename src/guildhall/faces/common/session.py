@@ -34,6 +34,7 @@ from starlette.responses import Response
 
 from guildhall.core.actor import Actor
 from guildhall.faces.common.body import close_form, read_body
+from guildhall.faces.common.keys import stamp_used
 from guildhall.runtime import Runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -86,15 +87,24 @@ def endpoint(
         if request.method in SAFE_METHODS:
             async with database.unit_of_work(write=bool(write)) as session:
                 caller = await authenticate(request, session)
-                return await handler(request, session, caller)
+                response = await handler(request, session, caller)
+            return _succeeded(request, response)
         try:
             caller = await _authenticated_body(request, authenticate, uploads)
             async with database.unit_of_work(write=write is not False) as session:
-                return await handler(request, session, caller)
+                response = await handler(request, session, caller)
+            return _succeeded(request, response)
         finally:
             close_form(request)
 
     return _named(route, handler)
+
+
+def _succeeded(request: Request, response: Response) -> Response:
+    """The handler's answer, committed: a success stamps the key that asked for it."""
+    if response.status_code < 400:
+        stamp_used(runtime_of(request), request)
+    return response
 
 
 ActionHandler = Callable[[Request, Actor], Awaitable[Response]]
@@ -108,6 +118,7 @@ def action_endpoint(
     authenticated in a short read transaction first, then the body is read."""
 
     async def route(request: Request) -> Response:
-        return await handler(request, await _authenticated_body(request, authenticate, None))
+        caller = await _authenticated_body(request, authenticate, None)
+        return _succeeded(request, await handler(request, caller))
 
     return _named(route, handler)

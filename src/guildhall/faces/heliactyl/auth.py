@@ -32,7 +32,7 @@ async def authenticate(request: Request, session: AsyncSession) -> Actor:
         raise AuthError(403, "Invalid API key")
     if settings.api_code and hmac.compare_digest(token.encode(), settings.api_code.encode()):
         return API_CODE_ACTOR
-    principal = await verify_key(runtime, session, token, SCOPE)
+    principal = await verify_key(runtime, session, token, SCOPE, request)
     if principal is None:
         raise AuthError(403, "Invalid API key")
     return principal.actor

@@ -44,7 +44,7 @@ async def authenticate(request: Request, session: AsyncSession) -> Actor:
         raise LD7Error(401, UNAUTHORIZED)
     if settings.api_key and hmac.compare_digest(token.encode(), settings.api_key.encode()):
         return STATIC_KEY_ACTOR
-    principal = await verify_key(runtime, session, token, SCOPE)
+    principal = await verify_key(runtime, session, token, SCOPE, request)
     if principal is None:
         raise LD7Error(401, UNAUTHORIZED)
     return principal.actor

@@ -63,7 +63,6 @@ from guildhall.faces.rustmail.auth import (
     needs,
     panel_caller,
     public,
-    stamp_key,
 )
 from guildhall.faces.rustmail.errors import RustmailError, bad_request
 from guildhall.runtime import Runtime
@@ -283,7 +282,6 @@ async def external_create(request: Request, caller: Actor) -> Response:
     else:
         async with runtime.database.unit_of_work() as session:
             opened = await support.open_ticket_for_member(session, discord_id, caller)
-    stamp_key(request)
     return JSON({"success": True, "ticket_id": opened.public_id, "channel_id": opened.channel_id})
 
 

@@ -5,8 +5,8 @@ request (super admins from config hold them all; others hold what was granted
 to them or to one of their roles, read afresh each time). External routes
 take ``X-API-Key`` only: a ``rustmail_`` key (or a Guildhall key) whose
 permissions include the one the route needs. The key's last use is stamped only
-when its request succeeds (:func:`stamp_key`): a refused one, for its body too,
-must not make a key look in use.
+when its request succeeds (``faces/common/keys``): a refused one, for its body
+too, must not make a key look in use.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from guildhall.core.access import panel
 from guildhall.core.access import service as access
 from guildhall.core.actor import Actor
 from guildhall.core.community import service as community
+from guildhall.faces.common.keys import note_used
 from guildhall.faces.common.session import runtime_of
 from guildhall.faces.rustmail.errors import RustmailError, forbidden, unauthorized
 from guildhall.runtime import Runtime
@@ -93,24 +94,10 @@ def api_key(permission: str) -> Authenticator:
             raise RustmailError(401, "UNAUTHORIZED", "Invalid API key")
         if not principal.allows(permission):
             raise RustmailError(403, "FORBIDDEN", f"This API key lacks {permission}")
-        request.state.key_id = principal.id
+        note_used(request, principal)
         return principal.actor
 
     return check
-
-
-async def _stamp(runtime: Runtime, key_id: int) -> None:
-    async with runtime.database.unit_of_work() as session:
-        await access.stamp_last_used(session, key_id)
-
-
-def stamp_key(request: Request) -> None:
-    """Note the use of the request's key, now that it succeeded: at most once a minute
-    per process, after the request and outside its transaction."""
-    runtime = runtime_of(request)
-    key_id: int = request.state.key_id
-    if runtime.key_stamps.due(key_id):
-        runtime.spawn(_stamp(runtime, key_id))
 
 
 async def public(_request: Request, _session: AsyncSession) -> Actor:
