@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guildhall.core.access.models import ApiKey
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid, NotFound
+from guildhall.core.text import require_storable
 from guildhall.db.base import utcnow
 from guildhall.db.engine import LOCAL_CACHES
 from guildhall.db.prepared import Prepared
@@ -155,7 +156,7 @@ async def create(
     token: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; the plaintext is returned here once and never again."""
-    name = name.strip()
+    name = require_storable(name.strip(), "a key name", field="name")
     if not name or len(name) > 100:
         raise Invalid("a key name is 1 to 100 characters", field="name")
     if expires_at is not None and expires_at <= utcnow():

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guildhall.core.accounts.models import Account
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid, NotFound
+from guildhall.core.text import storable
 from guildhall.db.engine import Database
 from guildhall.events import audit
 
@@ -72,17 +73,12 @@ class Credentials:
 
 async def login(session: AsyncSession, email: str, password: str) -> Credentials | None:
     """The account whose email and password these are, else None (same cost either way)."""
-    row = (
-        await session.execute(
-            select(
-                Account.id,
-                Account.role,
-                Account.token_version,
-                Account.uuid,
-                Account.password_hash,
-            ).where(func.lower(Account.email) == email.strip().lower())
-        )
-    ).first()
+    row = None
+    if storable(email):  # no account's email holds a NUL
+        query = select(
+            Account.id, Account.role, Account.token_version, Account.uuid, Account.password_hash
+        ).where(func.lower(Account.email) == email.strip().lower())
+        row = (await session.execute(query)).first()
     if not await verify(row.password_hash if row else None, password[:MAX_PASSWORD_LENGTH]):
         return None
     assert row is not None

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guildhall.core.accounts.models import Account, Identity, Provider, Role
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
+from guildhall.core.text import storable
 from guildhall.db.prepared import Prepared, Row
 from guildhall.events import audit
 
@@ -126,7 +127,7 @@ MAX_DISCORD_ID = 32
 def _plausible_subject(subject: str) -> bool:
     # Longer than any stored id, or with a NUL (which PostgreSQL refuses in
     # text): no account can have it, so do not ask the database.
-    return 0 < len(subject) <= MAX_SUBJECT and "\x00" not in subject
+    return 0 < len(subject) <= MAX_SUBJECT and storable(subject)
 
 
 async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | None:

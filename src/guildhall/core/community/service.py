@@ -20,6 +20,7 @@ existed can still be changed by merges that do not grow it past what it was
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from guildhall.core.community.models import (
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
+from guildhall.core.text import require_storable, storable
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
 from guildhall.db.sql import (
@@ -196,7 +198,11 @@ def _member(row: Any) -> MemberView:
 
 
 async def member(session: AsyncSession, discord_id: str, currency: str) -> MemberView:
-    row = await _ONE_MEMBER.first(session, {"subject": discord_id, "unit": currency})
+    row = (
+        await _ONE_MEMBER.first(session, {"subject": discord_id, "unit": currency})
+        if storable(discord_id)
+        else None
+    )
     if row is None:
         raise NotFound(f"no user has the Discord id {discord_id}", code="user_not_found")
     return _member(row)
@@ -315,6 +321,10 @@ async def member_ref(session: AsyncSession, discord_id: str) -> AccountRef:
 
 # ---- classes -------------------------------------------------------------
 
+CLASS_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+"""A class id a client chooses: it names the class in paths (``/api/classes/{id}``), so
+letters, digits, ``_`` and ``-`` only (Discord role ids, ``warrior``...)."""
+
 
 def _class_view(row: GuildClass) -> ClassView:
     return ClassView(row.id, row.name, row.balance, row.role_id)
@@ -345,6 +355,8 @@ async def create_class(
     await _name_free(session, name)
     if class_id is None:
         class_id = secrets.token_hex(6)  # clients usually name it (a Discord-style id)
+    elif not CLASS_ID.fullmatch(class_id):
+        raise Invalid("the id must be 1 to 32 letters, digits, _ or -", field="id")
     elif await session.get(GuildClass, class_id) is not None:
         raise Conflict(f"class {class_id} already exists", code="duplicate_id")
     row = GuildClass(id=class_id, name=name, balance=balance, role_id=role_id)
@@ -372,9 +384,7 @@ async def update_class(
     role_id: str | None = None,
     role_given: bool = False,
 ) -> ClassView:
-    row = await session.get(GuildClass, class_id, with_for_update=True)
-    if row is None:
-        raise NotFound(f"class {class_id} does not exist", code="class_not_found")
+    row = await _class_row(session, class_id)
     if name is not None:
         await _name_free(session, name, except_id=class_id)
         row.name = name
@@ -396,10 +406,20 @@ async def update_class(
     return _class_view(row)
 
 
-async def delete_class(session: AsyncSession, class_id: str, actor: Actor) -> None:
-    row = await session.get(GuildClass, class_id, with_for_update=True)
+async def _class_row(session: AsyncSession, class_id: str) -> GuildClass:
+    """The class, locked; NotFound for an id no class has (one with a NUL never is)."""
+    row = (
+        await session.get(GuildClass, class_id, with_for_update=True)
+        if storable(class_id)
+        else None
+    )
     if row is None:
         raise NotFound(f"class {class_id} does not exist", code="class_not_found")
+    return row
+
+
+async def delete_class(session: AsyncSession, class_id: str, actor: Actor) -> None:
+    row = await _class_row(session, class_id)
     await session.delete(row)
     await session.flush()
     await announce(
@@ -622,7 +642,7 @@ def _check_types(update: Any, known: Any, path: str) -> None:
                 f"{where} must be a {type(expected).__name__.replace('str', 'string')}",
                 field=where,
             )
-        if isinstance(value, str) and (len(value) > MAX_SETTING_TEXT or "\x00" in value):
+        if isinstance(value, str) and (len(value) > MAX_SETTING_TEXT or not storable(value)):
             raise Invalid(
                 f"{where} must be at most {MAX_SETTING_TEXT} characters, without NUL",
                 field=where,
@@ -632,6 +652,13 @@ def _check_types(update: Any, known: Any, path: str) -> None:
                 f"{where} must be between -{MAX_SETTING_INTEGER} and {MAX_SETTING_INTEGER}",
                 field=where,
             )
+
+
+def _check_names(update: dict[str, Any]) -> None:
+    """The settings' names can be stored: the audit sentence names them. Deeper keys are
+    the operator's data, kept as sent (the document is stored as JSON text)."""
+    for key in update:
+        require_storable(key, "a setting's name", field="settings")
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -660,6 +687,7 @@ async def merge_settings(
     """Deep-merge ``update`` into the stored document, after checking the known keys' types;
     refused, changing nothing, when the result would pass a cap (see the module's docstring)."""
     _check_types(update, document.defaults, "")
+    _check_names(update)
     row = await ensure_row(session, BotSettings, {"id": document.id, "document": {}})
     stored = deep_merge(row.document or {}, update)
     merged = deep_merge(document.defaults, stored)

@@ -57,6 +57,7 @@ from guildhall.core.hosting.suspension import JOB, PANEL_DRIVER
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
 from guildhall.core.plans.service import Catalogue
+from guildhall.core.text import storable
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
 from guildhall.db.prepared import Prepared
@@ -179,7 +180,7 @@ class GameServers:
     ) -> GameServerView:
         """Create a server for ``owner`` on the panel if the owner's package still covers it."""
         name = name.strip()
-        if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        if not name or len(name) > MAX_NAME_LENGTH or not storable(name):
             raise Invalid(f"a server name is 1 to {MAX_NAME_LENGTH} characters", field="name")
         if egg not in self.eggs:
             known = ", ".join(self.eggs) or "none configured"

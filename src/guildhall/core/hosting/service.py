@@ -44,6 +44,7 @@ from guildhall.core.errors import Conflict, CoreError, Invalid, NotFound, Unavai
 from guildhall.core.hosting import removal
 from guildhall.core.hosting.driver import DriverError, HostingDriver, ServerSpec
 from guildhall.core.hosting.models import PowerState, Server
+from guildhall.core.text import storable
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
 from guildhall.db.prepared import Prepared
@@ -267,7 +268,7 @@ class Hosting:
         """Record a stopped server of ``plan`` in the caller's transaction; after commit,
         ``provision`` makes it exist on its driver (a virtual machine is defined then)."""
         name = name.strip()
-        if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        if not name or len(name) > MAX_NAME_LENGTH or not storable(name):
             raise Invalid(f"a server name is 1 to {MAX_NAME_LENGTH} characters", field="name")
         chosen = self._plans.get(plan)
         if chosen is None or chosen.driver not in self.drivers:
@@ -328,6 +329,8 @@ class Hosting:
     async def _row(
         self, session: AsyncSession, public_id: str, owner_id: int | None, *, lock: bool = False
     ) -> Server:
+        if not storable(public_id):  # no server's id holds a NUL
+            raise NotFound(f"server {public_id} not found", code="server_not_found", field="server")
         query = select(Server).where(Server.public_id == public_id)
         if owner_id is not None:
             # Someone else's server does not exist, as far as the caller can tell.

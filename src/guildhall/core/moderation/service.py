@@ -22,6 +22,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Invalid
 from guildhall.core.hosting import suspension
 from guildhall.core.moderation.models import Ban
+from guildhall.core.text import NUL
 from guildhall.db.base import utcnow
 from guildhall.db.sql import rowcount
 from guildhall.events import audit, outbox
@@ -68,7 +69,7 @@ async def ban(
     now = utcnow()
     if expires_at is not None and expires_at <= now:
         raise Invalid("the expiration must be in the future", code="expiry_in_past")
-    reason = (reason or "").replace("\x00", "").strip() or DEFAULT_REASON
+    reason = (reason or "").replace(NUL, "").strip() or DEFAULT_REASON
     if len(reason) > 500:
         raise Invalid("the reason must be at most 500 characters", field="reason")
     await _lift(session, account.id, actor, now)

@@ -78,6 +78,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.sessions.connector import ConnectorError, IncomingMessage, MessagingConnector
 from guildhall.core.sessions.models import BotSession, SessionBackup, State
+from guildhall.core.text import storable
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
 from guildhall.events import audit, leases, outbox
@@ -219,7 +220,7 @@ def _exists(handle: str) -> Conflict:
 def check_name(name: object) -> str | None:
     if name is None:
         return None
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not storable(name):
         raise Invalid(
             f"the name must be text of at most {MAX_NAME_LENGTH} characters", code="invalid_name"
         )
@@ -231,7 +232,7 @@ def check_text(text: object) -> str:
         not isinstance(text, str)
         or not text.strip()
         or len(text) > MAX_TEXT_LENGTH
-        or "\x00" in text
+        or not storable(text)
     ):
         raise Invalid(f"the text must be 1 to {MAX_TEXT_LENGTH} characters", code="invalid_text")
     return text

@@ -58,6 +58,7 @@ from guildhall.core.support.models import (
     Ticket,
     TicketMessage,
 )
+from guildhall.core.text import storable
 from guildhall.db.base import utcnow
 from guildhall.db.sql import ensure_row, flush_unless_duplicate
 from guildhall.events import audit, jobs, leases, outbox
@@ -171,7 +172,12 @@ async def restart(session: AsyncSession, actor: Actor) -> None:
 
 def _check_presence(text: object, field: str) -> None:
     """The bot's status, whether set on its own or in the configuration."""
-    if not isinstance(text, str) or not text.strip() or len(text) > MAX_PRESENCE or "\x00" in text:
+    if (
+        not isinstance(text, str)
+        or not text.strip()
+        or len(text) > MAX_PRESENCE
+        or not storable(text)
+    ):
         raise Invalid(f"the status must be 1 to {MAX_PRESENCE} characters", field=field)
 
 

@@ -22,7 +22,7 @@ from guildhall.core.community import service as community
 from guildhall.core.community.stats import StatsCache, dashboard
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.service import EntryType
-from guildhall.core.errors import NotFound, is_digits
+from guildhall.core.errors import is_digits
 from guildhall.core.items import service as items
 from guildhall.core.moderation import cases
 from guildhall.faces.aurora import errors, live, wire
@@ -110,10 +110,7 @@ async def list_users(request: Request, session: AsyncSession, _caller: Actor) ->
 
 
 async def get_user(request: Request, session: AsyncSession, _caller: Actor) -> Response:
-    user_id = request.path_params["user_id"]
-    if "\x00" in user_id:  # nobody's id; PostgreSQL takes no NUL in a query
-        raise NotFound(f"no user has the Discord id {user_id}")
-    view = await community.member(session, user_id, _currency(request))
+    view = await community.member(session, request.path_params["user_id"], _currency(request))
     return JSON(wire.user(view))
 
 
@@ -309,13 +306,6 @@ async def create_class(request: Request, session: AsyncSession, caller: Actor) -
     return JSON({"success": True, "class": wire.guild_class(view)}, status_code=CREATED)
 
 
-def _class_id(request: Request) -> str:
-    class_id: str = request.path_params["class_id"]
-    if "\x00" in class_id:  # no class's; PostgreSQL takes no NUL in a query
-        raise NotFound(f"class {class_id} does not exist")
-    return class_id
-
-
 async def update_class(request: Request, session: AsyncSession, caller: Actor) -> Response:
     body = wire.json_object(await read_json(request))
     name = wire.text(body, "name")
@@ -323,7 +313,7 @@ async def update_class(request: Request, session: AsyncSession, caller: Actor) -
         raise bad_request("name must not be blank")
     view = await community.update_class(
         session,
-        _class_id(request),
+        request.path_params["class_id"],
         caller,
         name=name.strip() if name is not None else None,
         balance=wire.optional_big(body, "balance"),
@@ -334,7 +324,7 @@ async def update_class(request: Request, session: AsyncSession, caller: Actor) -
 
 
 async def delete_class(request: Request, session: AsyncSession, caller: Actor) -> Response:
-    await community.delete_class(session, _class_id(request), caller)
+    await community.delete_class(session, request.path_params["class_id"], caller)
     return _no_content()
 
 
@@ -476,8 +466,6 @@ async def get_settings(_request: Request, session: AsyncSession, _caller: Actor)
 
 async def update_settings(request: Request, session: AsyncSession, caller: Actor) -> Response:
     update = wire.json_object(await read_json(request))
-    if any("\x00" in key for key in update):  # the audit sentence names them
-        raise bad_request("A setting's name must not contain NUL")
     return JSON(
         {"success": True, "settings": await community.merge_settings(session, update, caller)}
     )

@@ -17,14 +17,13 @@ Decisions where the document is silent:
 - Times are ISO 8601 UTC with milliseconds.
 - A class id a client chooses is 1 to 32 letters, digits, ``_`` or ``-``: it
   is a path segment, and a class its own path cannot name could never be
-  changed or deleted.
+  changed or deleted (the core's rule, ``core/community``).
 - A NUL in a text filter (``search``, ``type``...) is a 400, and in a user or
-  class id in the path a 404: no stored text holds one.
+  class id in the path a 404: no stored text holds one (``core/text.py``).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from guildhall.core.community.service import ClassView, MemberView
@@ -32,6 +31,7 @@ from guildhall.core.errors import is_digits
 from guildhall.core.items.models import InventoryEntry, Item
 from guildhall.core.moderation.cases import case_label
 from guildhall.core.moderation.models import ModerationCase
+from guildhall.core.text import storable
 from guildhall.faces.aurora.errors import bad_request
 from guildhall.faces.common.body import json_object as body_json_object
 from guildhall.times import iso_millis
@@ -70,7 +70,7 @@ def text(body: dict[str, Any], field: str, maximum: int = 100) -> str | None:
     value = body.get(field)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > maximum or "\x00" in value:
+    if not isinstance(value, str) or len(value) > maximum or not storable(value):
         raise bad_request(f"{field} must be text of at most {maximum} characters")
     return value
 
@@ -111,21 +111,14 @@ def param(params: Any, name: str) -> str | None:
     raw: str | None = params.get(name)
     if not raw:
         return None
-    if "\x00" in raw:
+    if not storable(raw):
         raise bad_request(f"{name} must be text without NUL")
     return raw
 
 
-CLASS_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-"""A class id a client chooses: it is a path segment (``/api/classes/{id}``), so
-letters, digits, ``_`` and ``-`` only (Discord role ids, ``warrior``...)."""
-
-
 def class_id(body: dict[str, Any]) -> str | None:
-    value = text(body, "id", 32)
-    if value is not None and not CLASS_ID.fullmatch(value):
-        raise bad_request("id must be 1 to 32 letters, digits, _ or -")
-    return value
+    """The id a client chose, as text; the core checks its form."""
+    return text(body, "id", 32)
 
 
 def boolean_param(raw: str | None, name: str) -> bool | None:

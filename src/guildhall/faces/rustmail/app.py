@@ -248,7 +248,7 @@ async def get_config(_request: Request, session: AsyncSession, _caller: Actor) -
 
 async def put_config(request: Request, session: AsyncSession, caller: Actor) -> Response:
     sealer = runtime_of(request).secrets.sealer(support.SEAL_PURPOSE)
-    update = wire.config_update(wire.json_object(await read_json(request)))
+    update = wire.json_object(await read_json(request))
     await support.update_config(session, update, caller, sealer)
     return JSON(SUCCESS)
 

@@ -118,8 +118,6 @@ def new_key_request(body: dict[str, Any]) -> tuple[str, list[str], datetime | No
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise bad_request("name is required")
-    if "\x00" in name:  # PostgreSQL text cannot hold it
-        raise bad_request("name must not contain NUL")
     permissions = body.get("permissions")
     if (
         not isinstance(permissions, list)
@@ -136,21 +134,6 @@ def new_key_request(body: dict[str, Any]) -> tuple[str, list[str], datetime | No
         return name, permissions, datetime.fromtimestamp(expires, UTC)
     except (OverflowError, OSError, ValueError):
         raise bad_request("expires_at is out of range") from None
-
-
-def config_update(body: dict[str, Any]) -> dict[str, Any]:
-    """A configuration update whose keys, at any depth, hold no NUL: the audit log names
-    the keys it changes, and PostgreSQL text cannot hold one."""
-    pending: list[Any] = [body]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            if any("\x00" in key for key in value):
-                raise bad_request("configuration keys must not contain NUL")
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return body
 
 
 def grant(row: PanelPermission) -> dict[str, Any]:

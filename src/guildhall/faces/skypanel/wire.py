@@ -22,6 +22,7 @@ from typing import Any
 from guildhall.core.accounts.service import AccountView
 from guildhall.core.billing.service import InvoiceView
 from guildhall.core.hosting.service import ACTIONS, ServerView
+from guildhall.core.text import storable
 from guildhall.faces.common.body import json_object as body_json_object
 from guildhall.faces.skypanel.errors import SkyError
 from guildhall.times import iso_millis
@@ -103,19 +104,10 @@ class ProfileChange:
         value = fields.get(name)
         if value is None:
             return None
-        if not isinstance(value, str) or len(value.strip()) > MAX_NAME or "\x00" in value:
+        if not isinstance(value, str) or len(value.strip()) > MAX_NAME or not storable(value):
             problems[name] = f"{name} must be a string of at most {MAX_NAME} characters"
             return None
         return value.strip()
-
-
-def server_id(value: str) -> str:
-    """The server id of the path. One holding a NUL is no server's (PostgreSQL could not
-    even compare it): not found, as any id the caller has no server of."""
-    if "\x00" in value:
-        details = {"resource": "server", "id": value}
-        raise SkyError(404, "NOT_FOUND", f"Server {value} not found", details)
-    return value
 
 
 def power_action(body: Any) -> str:
