@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from guildhall.faces import FACES
 
@@ -96,13 +98,34 @@ def last_line(output: str) -> str:
     return output.strip().splitlines()[-1].strip()
 
 
+def _keep(stream: IO[str], lines: list[str]) -> None:
+    """Every line of ``stream`` until the process closes it; then close our end."""
+    with stream:
+        lines.extend(stream)
+
+
 @dataclass
 class Served:
-    """A ``guildhall serve`` process and what it printed on start."""
+    """A ``guildhall serve`` process and what it printed on start.
+
+    Once it is ready, what it prints is read as it comes (``listen``), so a long run
+    whose server logs a lot never stops it on a full pipe; ``output`` returns it all.
+    """
 
     process: subprocess.Popen[str]
     config: Path
     banner: list[str] = field(default_factory=list)
+    _printed: dict[str, list[str]] = field(default_factory=lambda: {"out": [], "err": []})
+    _readers: list[threading.Thread] = field(default_factory=list)
+
+    def listen(self) -> None:
+        """Read the rest of stdout and stderr in the background, keeping it."""
+        for name, stream in (("out", self.process.stdout), ("err", self.process.stderr)):
+            if stream is None:
+                continue
+            reader = threading.Thread(target=_keep, args=(stream, self._printed[name]), daemon=True)
+            reader.start()
+            self._readers.append(reader)
 
     @property
     def demo_key(self) -> str:
@@ -134,8 +157,11 @@ class Served:
             raise
 
     def output(self) -> str:
+        """All it printed: the banner, then the rest of stdout, then stderr."""
         assert self.process.poll() is not None
-        out, err = self.process.communicate()
+        for reader in self._readers:
+            reader.join(timeout=30)
+        out, err = "".join(self._printed["out"]), "".join(self._printed["err"])
         return "\n".join(self.banner) + out + err
 
 
@@ -158,6 +184,7 @@ def serve(config: Path, *args: str, timeout: float = 60) -> Served:
             raise AssertionError(f"guildhall serve exited early:\n{served.banner}\n{err}")
         served.banner.append(line.rstrip("\n"))
         if line.strip() == READY_LINE:
+            served.listen()
             return served
     process.kill()
     raise AssertionError(f"guildhall serve not ready after {timeout}s: {served.banner}")

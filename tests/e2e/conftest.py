@@ -29,4 +29,4 @@ def served_heliactyl(database_url: str, tmp_path: Path) -> Iterator[Callable[...
         # would leave running with the output pipes open.
         with contextlib.suppress(subprocess.TimeoutExpired):
             served.stop()
-        served.process.communicate(timeout=30)  # waits, and closes the pipes
+        served.output()  # its readers finish, closing the pipes

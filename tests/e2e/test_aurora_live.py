@@ -45,7 +45,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     running = serve(config, "--demo", "--face", "aurora", "--face", "heliactyl")
     yield running
     running.stop()
-    running.process.communicate()
+    running.output()
 
 
 def _ws_url(served: Served) -> str:
@@ -187,4 +187,4 @@ async def test_with_a_key_a_browser_may_pass_it_in_the_query(
             await _next(ws, "STATS_UPDATE")
     finally:
         running.stop()
-        running.process.communicate()
+        running.output()

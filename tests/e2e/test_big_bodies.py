@@ -153,7 +153,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     yield run
     for served in started:
         served.stop()
-        served.process.communicate()
+        served.output()
 
 
 def port_of(served: Served, face: str) -> int:

@@ -31,5 +31,5 @@ def test_spoofed_forwarded_for_does_not_dodge_the_limit(database_url: str, tmp_p
         ]
     finally:
         served.stop()
-        served.process.communicate()
+        served.output()
     assert statuses == [200, 200, 429]

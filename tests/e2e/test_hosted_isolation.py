@@ -79,7 +79,7 @@ def test_a_hosted_server_keeps_no_port_after_guildhall_stops(
         assert descriptors[1] == descriptors[2] == str(workdir / "console.log")
     finally:
         assert served.stop(signal.SIGINT) == 0
-        served.process.communicate()
+        served.output()
 
     assert processes_in(workdir) == [pid]  # a hosted server outlives Guildhall
     again = serve(config, "--workers", str(workers))  # the same ports are free again
@@ -93,4 +93,4 @@ def test_a_hosted_server_keeps_no_port_after_guildhall_stops(
         assert processes_in(workdir) == []
     finally:
         again.stop(signal.SIGTERM)
-        again.process.communicate()
+        again.output()

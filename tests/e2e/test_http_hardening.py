@@ -35,7 +35,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     running = serve(config, "--demo")
     yield running
     running.stop()
-    running.process.communicate()
+    running.output()
 
 
 def _address(served: Served, face: str) -> tuple[str, int]:

@@ -116,7 +116,7 @@ def served_ld7(database_url: str, tmp_path: Path) -> Iterator[Served]:
     yield served
     if served.process.poll() is None:
         served.stop()
-    served.process.communicate()
+    served.output()
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +155,7 @@ def _curl(command: str) -> dict:
 
 def _stop(served: Served) -> None:
     assert served.stop() == 0, served.output()
-    served.process.communicate()
+    served.output()
 
 
 def test_the_documented_curl_examples(served_ld7: Served) -> None:

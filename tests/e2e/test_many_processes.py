@@ -25,7 +25,7 @@ def _stop(*processes: Served, sig: int = signal.SIGTERM) -> None:
     for served in processes:
         if served.process.poll() is None:
             served.stop(sig)
-        served.process.communicate()
+        served.output()
 
 
 def _configs(tmp_path: Path, database_url: str, redis_url: str) -> list[Path]:

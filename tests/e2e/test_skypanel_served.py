@@ -97,7 +97,7 @@ def test_operator_setup_then_login_power_and_billing(database_url: str, tmp_path
             ]
     finally:
         served.stop(signal.SIGTERM)
-        served.process.communicate()
+        served.output()
 
     # A hosted server outlives a restart of the panel; deleting it ends its process.
     workdir = (tmp_path / "var" / "servers" / server_id).resolve()

@@ -27,14 +27,12 @@ expects a 4xx that the faces give as their own auth answer, which
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import random
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -114,23 +112,11 @@ def served(
     # Sessions the fuzzer pairs expire long after the run, not in the middle of a check.
     tables = {**limits, "sessions": {"pairing_ttl_seconds": 3600}}
     config = write_config(directory, database_url, tables=tables, **faces)
-    process = serve(config, "--demo")
-    # Read what it prints while it serves: malformed requests are logged, and a full
-    # pipe would stop the server in the middle of a long run.
-    readers = [
-        threading.Thread(target=collections.deque, args=(stream, 0), daemon=True)
-        for stream in (process.process.stdout, process.process.stderr)
-    ]
-    for reader in readers:
-        reader.start()
+    process = serve(config, "--demo")  # its output is read as it serves (tests/process.py)
     yield process
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.stop()
-    for reader in readers:
-        reader.join(timeout=30)
-    for stream in (process.process.stdout, process.process.stderr):
-        if stream is not None:
-            stream.close()
+    process.output()  # the readers finish and the pipes close
 
 
 async def _panel_session(config: Path) -> str:
