@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,41 +13,42 @@ from guildhall.config import ConfigError, load_settings
 from guildhall.runtime import Runtime
 
 
-async def test_without_libvirts_binding_a_libvirt_plan_stops_the_start(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize(
+    ("module", "settings", "sentence"),
+    [
+        (
+            "libvirt",
+            {
+                "hosting": {
+                    "libvirt": {"uri": "test:///default", "base_images": {"debian-12": "d.qcow2"}},
+                    "plans": {"VM": {"driver": "libvirt", "image": "debian-12"}},
+                }
+            },
+            "The libvirt hosting driver needs libvirt's Python binding: install the system "
+            "library's development package (Debian: apt install libvirt-dev pkg-config), then "
+            "pip install 'guildhall[libvirt]'.",
+        ),
+        (
+            "neonize",
+            {"sessions": {"connector": "whatsapp"}},
+            "The WhatsApp connector needs the neonize library: pip install 'guildhall[whatsapp]'.",
+        ),
+    ],
+    ids=["libvirt plan", "whatsapp connector"],
+)
+async def test_a_feature_whose_library_is_missing_stops_the_start_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    module: str,
+    settings: dict[str, Any],
+    sentence: str,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "libvirt", None)  # as if the extra were not installed
-    settings = load_settings(
-        None,
-        data_dir=str(tmp_path),
-        hosting={
-            "libvirt": {"uri": "test:///default", "base_images": {"debian-12": "d.qcow2"}},
-            "plans": {"VM": {"driver": "libvirt", "image": "debian-12"}},
-        },
-    )
-    runtime = Runtime(settings)
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    runtime = Runtime(load_settings(None, data_dir=str(tmp_path), **settings))
     with pytest.raises(ConfigError) as refused:
         await runtime.prepare()
     await runtime.close()
-    assert str(refused.value) == (
-        "The libvirt hosting driver needs libvirt's Python binding: install the system "
-        "library's development package (Debian: apt install libvirt-dev pkg-config), then "
-        "pip install 'guildhall[libvirt]'."
-    )
-
-
-async def test_without_neonize_the_whatsapp_connector_stops_the_start(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setitem(sys.modules, "neonize", None)  # as if the extra were not installed
-    settings = load_settings(None, data_dir=str(tmp_path), sessions={"connector": "whatsapp"})
-    runtime = Runtime(settings)
-    with pytest.raises(ConfigError) as refused:
-        await runtime.prepare()
-    await runtime.close()
-    assert str(refused.value) == (
-        "The WhatsApp connector needs the neonize library: pip install 'guildhall[whatsapp]'."
-    )
+    assert str(refused.value) == sentence
 
 
 async def test_the_whatsapp_connector_keeps_its_stores_where_the_settings_say(

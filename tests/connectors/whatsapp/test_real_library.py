@@ -57,6 +57,16 @@ def tables(store: Path) -> set[str]:
         database.close()
 
 
+async def whatsmeows_linked_store(connector: WhatsAppConnector, store_dir: Path) -> bytes:
+    """A login state the real library accepts: a store whatsmeow made and migrated (by a
+    pairing attempt that could not reach WhatsApp), holding a linked device."""
+    with pytest.raises(ConnectorError):
+        await connector.request_pairing_code("alice", PHONE)
+    store = store_dir / "alice.db"
+    link_store(store, f"{PHONE}:7@s.whatsapp.net")
+    return connector.export_state(store.read_bytes())
+
+
 async def test_a_sessions_store_is_private_and_whatsmeows(
     connector: WhatsAppConnector, tmp_path: Path
 ) -> None:
@@ -82,12 +92,8 @@ async def test_pairing_fails_fast_when_whatsapp_cannot_be_reached(
 async def test_connect_fails_fast_when_whatsapp_cannot_be_reached(
     connector: WhatsAppConnector, tmp_path: Path
 ) -> None:
-    # A login state the real library accepts: a store it migrated, holding a device.
-    with pytest.raises(ConnectorError):
-        await connector.request_pairing_code("alice", PHONE)
+    state = await whatsmeows_linked_store(connector, tmp_path / "whatsapp")
     store = tmp_path / "whatsapp" / "alice.db"
-    link_store(store, f"{PHONE}:7@s.whatsapp.net")
-    state = connector.export_state(store.read_bytes())
 
     started = time.monotonic()
     with pytest.raises(ConnectorError) as failed:
@@ -120,10 +126,7 @@ async def test_a_session_whose_link_cannot_reach_whatsapp_is_failed_with_the_rea
     )
     try:
         # A session paired earlier: its kept login is a linked store the library accepts.
-        with pytest.raises(ConnectorError):
-            await connector.request_pairing_code("alice", PHONE)
-        store = tmp_path / "whatsapp" / "alice.db"
-        link_store(store, f"{PHONE}:7@s.whatsapp.net")
+        state = await whatsmeows_linked_store(connector, tmp_path / "whatsapp")
         async with database.unit_of_work() as session:
             session.add(
                 BotSession(
@@ -131,7 +134,7 @@ async def test_a_session_whose_link_cannot_reach_whatsapp_is_failed_with_the_rea
                     phone_number=PHONE,
                     connector="whatsapp",
                     state=State.OFFLINE.value,
-                    login_state=sealer.seal(connector.export_state(store.read_bytes())),
+                    login_state=sealer.seal(state),
                 )
             )
 
