@@ -316,6 +316,19 @@ async def test_a_text_message_reaches_the_core(
     assert abs((datetime.now(UTC) - message.sent_at).total_seconds()) < 60
 
 
+async def test_while_messages_flow_the_store_is_saved_at_most_once_a_minute(
+    connector: WhatsAppConnector, whatsapp: FakeWhatsApp, recorder: Recorder
+) -> None:
+    """Each message moves the keys on; a crash must not lose more than a minute of them."""
+    client = await online(connector, whatsapp, "alice")
+    for text in ("one", "two", "three"):
+        client.incoming_text("15552223333:4@s.whatsapp.net", text)
+        await whatsapp.settle()
+    assert len(recorder.of("message")) == 3
+    [state] = recorder.of("saved")  # the first message's; the next two came within a minute
+    assert devices_in(state) == [f"{PHONE}:7@s.whatsapp.net"]
+
+
 async def test_a_sender_known_by_lid_is_named_by_senderalts_phone_number(
     connector: WhatsAppConnector, whatsapp: FakeWhatsApp, recorder: Recorder
 ) -> None:

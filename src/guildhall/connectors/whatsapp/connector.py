@@ -11,7 +11,8 @@ decisions, and why:
   logout. Bytes are taken with SQLite's backup API into memory, so they are a
   consistent snapshot even while whatsmeow writes, never a torn file read.
   Keys ratchet as messages flow, so a fresh snapshot goes to the core
-  (``saved``) whenever a connection ends: a clean disconnect, a drop, close.
+  (``saved``) whenever a connection ends (a clean disconnect, a drop, close)
+  and, while messages arrive, at most once a minute.
 - **Reconnects are the core's.** It backs off, records failures and moves
   leases between processes; a second reconnect loop here would fight it. On a
   drop the connector reports ``dropped`` and stops the client. neonize does
@@ -66,6 +67,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 HANDLE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PHONE_PATTERN = re.compile(r"[0-9]{5,20}")
 
+SAVE_EVERY_SECONDS = 60
+"""While messages flow, the store goes to the core at most this often (and at every end)."""
 NOT_A_STORE = "the login state is not a WhatsApp device store"
 NO_DEVICE = "the login state holds no linked WhatsApp device"
 DROPPED = "the connection to WhatsApp was lost"
@@ -166,6 +169,8 @@ class _Session:
     """QR codes already reported."""
     order: asyncio.Lock = field(default_factory=asyncio.Lock)
     """neonize runs each event in its own task; this keeps one client's events in order."""
+    saved_at: float = 0.0
+    """When the store was last handed to the core (the event loop's clock)."""
 
 
 class WhatsAppConnector:
@@ -386,6 +391,7 @@ class WhatsAppConnector:
         except (sqlite3.Error, ConnectorError) as exc:
             logger.warning("WhatsApp session %s: no login state to save: %s", session.handle, exc)
             return
+        session.saved_at = asyncio.get_running_loop().time()
         await self._report("saved", session.handle, state)
 
     async def _report(self, what: str, *args: Any) -> None:
@@ -523,6 +529,9 @@ class WhatsAppConnector:
             sent_at=sent_at,
         )
         await self._report("message", session.handle, message)
+        # Every message moves the keys on: keep a recent copy, so a crash loses little.
+        if asyncio.get_running_loop().time() - session.saved_at >= SAVE_EVERY_SECONDS:
+            await self._save(session)
 
     async def _phone_number(self, session: _Session, source: Any) -> str | None:
         sender, alternative = source.Sender, source.SenderAlt
