@@ -253,6 +253,24 @@ async def test_a_link_that_cannot_come_back_fails_with_the_reason_and_is_kept(
     assert outcome.session.state is State.ONLINE
 
 
+async def test_a_session_reconnecting_when_its_process_stops_is_reconnected_by_the_next(
+    platform: Platform,
+) -> None:
+    first = platform.make("first")
+    await _online(platform, first)
+    platform.phone.go_unreachable()
+    await platform.phone.drop(first, HANDLE)
+    await eventually(lambda: _view(first), lambda v: v.state is State.OFFLINE)
+    await first.close()  # a deploy in the middle of the backoff
+
+    platform.phone.come_back()
+    restarted = platform.make("second")
+    assert await restarted.resume_all(TEST_ACTOR) == {HANDLE: None}
+    assert (await _view(restarted)).state is State.ONLINE
+    assert restarted.connector.is_connected(HANDLE)
+    assert (await _moves(restarted))[-1] == ("offline", "online", "reconnected after a restart")
+
+
 async def test_a_logout_from_the_phone_is_recorded_with_its_reason(platform: Platform) -> None:
     service = platform.make("one")
     await _online(platform, service)

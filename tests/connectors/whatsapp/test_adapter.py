@@ -407,10 +407,12 @@ async def test_disconnect_saves_the_latest_login_and_stops(
     connector: WhatsAppConnector, whatsapp: FakeWhatsApp, recorder: Recorder
 ) -> None:
     client = await online(connector, whatsapp, "alice")
+    assert client.store.exists()
     await connector.disconnect("alice")
     [state] = recorder.of("saved")
     assert devices_in(state) == [f"{PHONE}:7@s.whatsapp.net"]
     assert client.stopped
+    assert not client.store.exists()  # the core keeps the keys sealed; none left in the clear
     await connector.disconnect("alice")  # nothing left: no-op
     await connector.disconnect("nobody")
     assert len(recorder.of("saved")) == 1

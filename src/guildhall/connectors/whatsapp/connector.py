@@ -7,8 +7,9 @@ decisions, and why:
   sessions and pre-keys in its own SQLite store; that whole store, as bytes,
   is what the core seals and keeps. Each session gets one store file,
   ``<store_dir>/<handle>.db`` (0600, in a 0700 directory: it holds the
-  account's keys), written from the kept bytes at ``connect`` and removed at
-  logout. Bytes are taken with SQLite's backup API into memory, so they are a
+  account's keys), written from the kept bytes at ``connect`` and removed when
+  the connection ends (the core keeps it sealed): at rest it is never in the
+  clear. Bytes are taken with SQLite's backup API into memory, so they are a
   consistent snapshot even while whatsmeow writes, never a torn file read.
   Keys ratchet as messages flow, so a fresh snapshot goes to the core
   (``saved``) whenever a connection ends (a clean disconnect, a drop, close)
@@ -234,7 +235,11 @@ class WhatsAppConnector:
         await self._forget(handle)
         private_directory(self.store_dir)
         await asyncio.to_thread(_write_store, store, login_state)
-        await self._start(handle, store, "login")
+        try:
+            await self._start(handle, store, "login")
+        except ConnectorError:
+            _remove_store(store)  # kept sealed by the core; nothing stays in the clear
+            raise
 
     def is_connected(self, handle: str) -> bool:
         session = self._sessions.get(handle)
@@ -246,6 +251,7 @@ class WhatsAppConnector:
             return
         await self._save(session)
         await self._forget(handle)
+        _remove_store(session.store)  # the core keeps it, sealed; nothing stays in the clear
 
     async def logout(self, handle: str, login_state: bytes | None) -> None:
         store = self._store_path(handle)
@@ -294,6 +300,7 @@ class WhatsAppConnector:
                 await self._save(session)
             finally:
                 await self._forget(handle)
+                _remove_store(session.store)
 
     # --- clients ----------------------------------------------------------------------
 
@@ -507,6 +514,7 @@ class WhatsAppConnector:
             return  # a pairing websocket going away: the core expires the pairing
         await self._save(session)
         await self._forget(session.handle)
+        _remove_store(session.store)  # the core reconnects from its sealed copy
         await self._report("dropped", session.handle, DROPPED)
 
     async def _on_message(self, session: _Session, event: Any) -> None:

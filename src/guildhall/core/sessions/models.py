@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, LargeBinary, String, Text
+from sqlalchemy import Boolean, CheckConstraint, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
@@ -45,6 +45,9 @@ class BotSession(Base):
     login_state: Mapped[bytes | None] = mapped_column(LargeBinary)
     pairing_code: Mapped[bytes | None] = mapped_column(LargeBinary)
     pairing_qr: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reconnecting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Offline because the link dropped, not because anyone stopped it: a restart or a
+    takeover reconnects it like an online session."""
     pairing_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,7 +20,15 @@ the one whose connector holds the connection. :meth:`SessionService.watch`,
 run every few seconds by each serving process, renews what it holds, lets go
 of sessions stopped or deleted elsewhere, and takes over the online sessions
 whose holder died (its lease expired); the first run after a start is how
-sessions that were online reconnect after a restart.
+sessions that were online (or reconnecting after a drop) reconnect after a
+restart. A lease lasts at least three connector timeouts, so a slow connect
+never outlives it. A login state the platform hands over (``saved``) is kept
+only from the session's holder while the session is live: a late save from a
+process that lost the session, or after a stop, cannot overwrite a login
+restored or taken over meanwhile (the holder stops its connection before it
+records a stop, so its last keys are kept). The pairing-code sweeper takes
+each session's lock and reads it again, so a start that issued a fresh code
+meanwhile is left alone.
 
 What the platform does on its own arrives through ``PlatformEvents``, which
 this service implements: a link made on the phone (``pairing`` -> ``online``),
@@ -43,7 +51,9 @@ Decisions where LD7 is silent:
 - ``logout`` always works: a login state this installation's secret cannot
   open (sealed elsewhere) is not sent, and the platform is told without it.
   It needs no lease: the platform is told with the kept login, wherever the
-  connection is held (the holder then sees its session gone and lets go).
+  connection is held (the holder then sees its session gone and lets go). A
+  platform that fails or does not answer is logged, and the session ends here
+  all the same.
 - ``restore`` recreates a deleted session from its backup (``created``, then
   ``offline``), or puts the login state back into an existing one that is not
   online and has the backup's phone number; the session is then ``offline``
@@ -92,8 +102,9 @@ MAX_NAME_LENGTH = 100
 MAX_TEXT_LENGTH = 4096
 PAIRING_EXPIRED = "pairing code expired"
 LEASE_SECONDS = 30
-"""How long a holder's claim on a session lasts unrenewed: a dead holder's online
-sessions are taken over within this (plus one ``WATCH_SECONDS``)."""
+"""How long a holder's claim on a session lasts unrenewed (at least three connector
+timeouts, so a slow connect never outlasts it): a dead holder's online sessions are
+taken over within this, plus one ``WATCH_SECONDS``."""
 WATCH_SECONDS = 5
 FIRST_RECONNECT_SECONDS = 1.0
 
@@ -278,6 +289,7 @@ class SessionService:
         self._pairing_ttl = pairing_ttl
         self._timeout = connector_timeout
         self._reconnect_max = reconnect_max
+        self._lease_seconds = max(LEASE_SECONDS, 3 * connector_timeout)
         self._platform = Actor("system", f"{connector.name} platform")
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: set[str] = set()
@@ -307,16 +319,22 @@ class SessionService:
     async def _take(self, handle: str) -> None:
         """Become the session's holder (or stay it); ``session_elsewhere`` if another is."""
         async with self.database.unit_of_work() as session:
-            taken = await leases.acquire(session, _lease(handle), self._holder, LEASE_SECONDS)
+            taken = await leases.acquire(session, _lease(handle), self._holder, self._lease_seconds)
         if not taken:
             raise _elsewhere(handle)
         self._held.add(handle)
 
-    async def _let_go(self, handle: str, *, disconnect: bool = True) -> None:
-        """Close this process's connection of the session (if any) and free its lease."""
-        task = self._reconnects.pop(handle, None)
+    def _end_reconnect(self, handle: str) -> None:
+        """Stop the session's reconnect loop here, if one runs (unless it is the caller)."""
+        task = self._reconnects.get(handle)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+        if task is not None:
+            del self._reconnects[handle]
+
+    async def _let_go(self, handle: str, *, disconnect: bool = True) -> None:
+        """Close this process's connection of the session (if any) and free its lease."""
+        self._end_reconnect(handle)
         self._qr.pop(handle, None)
         if disconnect:
             try:
@@ -365,12 +383,14 @@ class SessionService:
         because: str,
         *,
         now: datetime | None = None,
+        reconnecting: bool = False,
     ) -> None:
         check_move(row, target)
         previous = State(row.state)
         now = now or utcnow()
         row.state = target.value
         row.updated_at = now
+        row.reconnecting = reconnecting  # only a drop's move to offline sets it
         if target is not State.PAIRING:
             row.pairing_code = row.pairing_expires_at = row.pairing_qr = None
         if target is State.ONLINE:
@@ -530,6 +550,7 @@ class SessionService:
         """Connect a paired session, or issue a fresh pairing code to one that is not."""
         handle = check_handle(handle)
         async with self._driving(handle):
+            self._end_reconnect(handle)  # starting now replaces a pending reconnect
             async with self.database.unit_of_work(write=False) as session:
                 row = await self._row(session, handle, lock=False)
                 if row.state == State.ONLINE.value:
@@ -577,13 +598,25 @@ class SessionService:
     async def stop(self, handle: str, actor: Actor) -> SessionView:
         handle = check_handle(handle)
         async with self._driving(handle):
-            reconnecting = handle in self._reconnects
+            async with self.database.unit_of_work(write=False) as session:
+                row = await self._row(session, handle, lock=False)
+                running = row.state in (State.ONLINE.value, State.PAIRING.value)
+                if not (running or row.reconnecting or handle in self._reconnects):
+                    raise Conflict(f"session {handle} is not running", code="illegal_transition")
+            if handle in self._held:
+                # The holder ends the connection first, so its store is saved while live.
+                self._end_reconnect(handle)
+                try:
+                    await self._call(self.connector.disconnect(handle))
+                except ConnectorError as exc:
+                    logger.warning("session %s: disconnecting failed: %s", handle, exc)
             async with self.database.unit_of_work() as session:
                 row = await self._row(session, handle)
                 if row.state in (State.ONLINE.value, State.PAIRING.value):
                     await self._move(session, row, State.OFFLINE, actor, "stopped")
-                elif reconnecting and row.state == State.OFFLINE.value:
-                    row.updated_at = utcnow()  # the reconnect sees it was stopped
+                elif row.state == State.OFFLINE.value:  # was reconnecting: not a move
+                    row.updated_at = utcnow()  # a reconnect elsewhere sees it was stopped
+                    row.reconnecting = False
                     await audit.record(
                         session,
                         actor,
@@ -617,7 +650,12 @@ class SessionService:
                 row = await self._row(session, handle, lock=False)
                 check_move(row, State.LOGGED_OUT)  # before the platform is told
                 login = self._open_login(row)
-            await self._call(self.connector.logout(handle, login))
+            try:
+                await self._call(self.connector.logout(handle, login))
+            except ConnectorError as exc:
+                # The session is ended here either way; the platform forgets the device
+                # on its own once it is never used again.
+                logger.warning("session %s: logging out at the platform failed: %s", handle, exc)
             # The platform cannot take a logout back: whatever happened to the session
             # meanwhile (a restore put a login back), it and its backup go now.
             async with self.database.unit_of_work() as session:
@@ -749,7 +787,7 @@ class SessionService:
             await self._insert(session, row, actor, "recreated from its backup")
             await self._move(session, row, State.OFFLINE, actor, "restored from backup")
             return BackupView(handle, backup.created_at)
-        if row.state == State.ONLINE.value:
+        if row.state == State.ONLINE.value or row.reconnecting:
             raise Conflict(
                 f"session {handle} is online; stop it before restoring", code="illegal_transition"
             )
@@ -776,24 +814,38 @@ class SessionService:
     # -- background: expiry, holding, taking over ---------------------------------------------
 
     async def expire_pairings(self, actor: Actor) -> builtins.list[str]:
-        """Move every session whose pairing code ran out to ``failed``; their handles."""
+        """Move every session whose pairing code ran out to ``failed``; their handles.
+
+        Each under its own lock, read again: a start that issued a fresh code
+        meanwhile wins, and its new pairing is left alone.
+        """
         now = utcnow()
-        async with self.database.unit_of_work() as session:
-            rows = await session.scalars(
-                select(BotSession)
-                .where(
-                    BotSession.state == State.PAIRING.value,
-                    BotSession.pairing_expires_at <= now,
-                )
-                .with_for_update(skip_locked=True)
-            )
-            expired = []
-            for row in rows:
-                await self._move(session, row, State.FAILED, actor, PAIRING_EXPIRED, now=now)
-                expired.append(row.handle)
-        for handle in expired:
-            if handle in self._held:
-                await self._let_go(handle)
+        due = (
+            select(BotSession.handle)
+            .where(BotSession.state == State.PAIRING.value, BotSession.pairing_expires_at <= now)
+            .order_by(BotSession.id)
+        )
+        async with self.database.unit_of_work(write=False) as session:
+            handles = builtins.list(await session.scalars(due))
+        expired = []
+        for handle in handles:
+            async with self._driving(handle):
+                async with self.database.unit_of_work() as session:
+                    row = await session.scalar(
+                        select(BotSession)
+                        .where(
+                            BotSession.handle == handle,
+                            BotSession.state == State.PAIRING.value,
+                            BotSession.pairing_expires_at <= now,
+                        )
+                        .with_for_update(skip_locked=True)
+                    )
+                    if row is None:
+                        continue
+                    await self._move(session, row, State.FAILED, actor, PAIRING_EXPIRED, now=now)
+                expired.append(handle)
+                if handle in self._held:
+                    await self._let_go(handle)
         return expired
 
     async def watch(self, actor: Actor) -> dict[str, str | None]:
@@ -812,11 +864,10 @@ class SessionService:
             async with self.database.unit_of_work() as session:
                 row = await self._find(session, handle, lock=False)
                 wanted = row is not None and (
-                    row.state in (State.ONLINE.value, State.PAIRING.value)
-                    or handle in self._reconnects
+                    row.state in (State.ONLINE.value, State.PAIRING.value) or row.reconnecting
                 )
                 kept = wanted and await leases.acquire(
-                    session, _lease(handle), self._holder, LEASE_SECONDS
+                    session, _lease(handle), self._holder, self._lease_seconds
                 )
             if not kept:
                 await self._let_go(handle)
@@ -837,13 +888,14 @@ class SessionService:
             await self.dropped(handle, failure)
 
     async def resumable(self) -> builtins.list[str]:
-        """Online sessions no live process holds (after a restart, or their holder died)."""
+        """Online (or reconnecting) sessions no live process holds: after a restart, or
+        when their holder died."""
         now = utcnow()
         held = select(Lease.name).where(Lease.expires_at >= now)
         query = (
             select(BotSession.handle)
             .where(
-                BotSession.state == State.ONLINE.value,
+                (BotSession.state == State.ONLINE.value) | BotSession.reconnecting,
                 ("session:" + BotSession.handle).not_in(held),
             )
             .order_by(BotSession.id)
@@ -866,21 +918,32 @@ class SessionService:
         return outcome
 
     async def resume(self, handle: str, actor: Actor) -> str | None:
-        """Reconnect one online session nobody holds; why it failed, or None."""
+        """Reconnect one online (or reconnecting) session nobody holds; why it failed, or
+        None. A reconnecting one that fails goes on reconnecting here, with backoff."""
         async with self._driving(handle):
+            if handle in self._held:
+                return None  # resumed meanwhile (the start's resume and the first watch)
             await self._take(handle)
             async with self.database.unit_of_work(write=False) as session:
                 row = await self._find(session, handle, lock=False)
-            if row is None or row.state != State.ONLINE.value or row.login_state is None:
+            resumable = row is not None and (row.state == State.ONLINE.value or row.reconnecting)
+            if row is None or not resumable or row.login_state is None:
                 await self._let_go(handle, disconnect=False)
                 return None
-            seen = row.updated_at
+            seen, was_online = row.updated_at, row.state == State.ONLINE.value
             failure = await self._login(handle, row.login_state)
+            if failure is not None and not was_online:
+                self._reconnects[handle] = self._spawn(self._reconnect(handle, seen, failure))
+                return failure
             try:
                 async with self.database.unit_of_work() as session:
                     row = await self._reread(session, handle, seen)
                     if failure is not None:
                         await self._move(session, row, State.FAILED, actor, failure)
+                    elif not was_online:
+                        await self._move(
+                            session, row, State.ONLINE, actor, "reconnected after a restart"
+                        )
                     else:
                         # online -> online is not a move; reconnecting is bookkeeping.
                         row.last_connected_at = utcnow()
@@ -929,9 +992,22 @@ class SessionService:
                 await self._let_go(handle)
 
     async def saved(self, handle: str, login_state: bytes) -> None:
+        # Only the holder's store counts, and only while the session is live: a late save
+        # from a process that lost the session, or after a stop, must not overwrite a login
+        # restored or taken over meanwhile.
+        mine = (
+            select(Lease.name)
+            .where(
+                Lease.name == _lease(handle),
+                Lease.holder == self._holder,
+                Lease.expires_at >= utcnow(),
+            )
+            .exists()
+        )
+        live = BotSession.state.in_([State.ONLINE.value, State.PAIRING.value])
         await self._keep(
             handle,
-            BotSession.state != State.LOGGED_OUT.value,
+            mine & (live | BotSession.reconnecting),
             login_state=self._sealer.seal(login_state),
         )
 
@@ -951,8 +1027,11 @@ class SessionService:
                 row = await self._find(session, handle)
                 if row is None or row.state != State.ONLINE.value:
                     return
-                await self._move(session, row, State.OFFLINE, self._platform, reason)
+                await self._move(
+                    session, row, State.OFFLINE, self._platform, reason, reconnecting=True
+                )
                 seen = row.updated_at
+            self._end_reconnect(handle)
             self._reconnects[handle] = self._spawn(self._reconnect(handle, seen, reason))
 
     async def _reconnect(self, handle: str, seen: datetime, reason: str) -> None:
@@ -965,12 +1044,12 @@ class SessionService:
                 async with self.database.unit_of_work(write=False) as session:
                     row = await self._find(session, handle, lock=False)
                 if row is None or row.updated_at != seen or row.login_state is None:
-                    self._reconnects.pop(handle, None)
+                    self._end_reconnect(handle)
                     return
                 failure = await self._login(handle, row.login_state)
                 gave_up = failure is not None and delay >= self._reconnect_max
                 if failure is None or gave_up:
-                    self._reconnects.pop(handle, None)
+                    self._end_reconnect(handle)
                     try:
                         async with self.database.unit_of_work() as session:
                             row = await self._reread(session, handle, seen)
