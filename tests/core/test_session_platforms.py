@@ -48,6 +48,7 @@ class Phone(Protocol):
     async def drop(self, service: SessionService, handle: str) -> None: ...
     async def log_out(self, service: SessionService, handle: str) -> None: ...
     async def write(self, service: SessionService, handle: str, sender: str, text: str) -> None: ...
+    def unlink_while_away(self, handle: str) -> None: ...
     def go_unreachable(self) -> None: ...
     def come_back(self) -> None: ...
     def texts_sent(self) -> list[tuple[str, str]]: ...
@@ -60,11 +61,16 @@ class LoopbackPhone:
 
     key: bytes
     made: list[LoopbackConnector] = field(default_factory=list)
+    unlinked: set[str] = field(default_factory=set)
 
     def connector(self, store: Path) -> LoopbackConnector:
         made = LoopbackConnector(self.key)
+        made.unlinked = self.unlinked  # one platform, whichever process connects
         self.made.append(made)
         return made
+
+    def unlink_while_away(self, handle: str) -> None:
+        self.unlinked.add(handle)
 
     async def enter_code(self, service: SessionService, handle: str, code: str) -> None:
         await service.complete_pairing(handle, code, TEST_ACTOR)
@@ -98,13 +104,17 @@ class WhatsAppPhone:
     """WhatsApp through the fake of neonize's client: the phone's owner types the code."""
 
     network: FakeWhatsApp = field(default_factory=FakeWhatsApp)
+    devices: dict[str, str] = field(default_factory=dict)
 
     def connector(self, store: Path) -> WhatsAppConnector:
         return WhatsAppConnector(store, client_factory=self.network.factory, timeout=5)
 
     async def enter_code(self, service: SessionService, handle: str, code: str) -> None:
-        self.network.client(handle).phone_enters_code()
+        self.devices[handle] = self.network.client(handle).phone_enters_code()
         await self.network.settle()
+
+    def unlink_while_away(self, handle: str) -> None:
+        self.network.unlinked.add(self.devices[handle])
 
     async def drop(self, service: SessionService, handle: str) -> None:
         self.network.client(handle).drop()
@@ -287,6 +297,26 @@ async def test_a_logout_from_the_phone_is_recorded_with_its_reason(platform: Pla
     # Paired again from the start.
     outcome = await service.start(HANDLE, TEST_ACTOR)
     assert outcome.session.state is State.PAIRING and outcome.pairing is not None
+
+
+async def test_a_logout_from_the_phone_while_guildhall_was_away_is_found_on_return(
+    platform: Platform,
+) -> None:
+    first = platform.make("first")
+    await _online(platform, first)
+    await first.backup(HANDLE, TEST_ACTOR)
+    await first.close()
+    platform.phone.unlink_while_away(HANDLE)
+
+    restarted = platform.make("second")
+    reason = (await restarted.resume_all(TEST_ACTOR))[HANDLE]
+
+    gone = await _view(restarted)
+    assert gone.state is State.LOGGED_OUT  # not "failed": retrying could never help
+    assert reason is not None and gone.failure_reason == reason
+    assert not gone.paired
+    async with restarted.database.unit_of_work(write=False) as session:
+        assert await session.get(SessionBackup, HANDLE) is None
 
 
 async def test_messages_become_events_and_texts_go_out(platform: Platform) -> None:

@@ -22,7 +22,7 @@ from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WAMessage
 from guildhall.config import ConfigError
 from guildhall.connectors.whatsapp import load_neonize
 from guildhall.connectors.whatsapp.connector import WhatsAppConnector
-from guildhall.core.sessions.connector import ConnectorError, IncomingMessage
+from guildhall.core.sessions.connector import ConnectorError, IncomingMessage, LoggedOut
 from tests.peers.whatsapp.fake_client import FakeClient, FakeWhatsApp, linked_state
 
 PHONE = "15550001111"
@@ -234,7 +234,13 @@ async def test_connect_refused_by_whatsapp(
     connector: WhatsAppConnector, whatsapp: FakeWhatsApp
 ) -> None:
     whatsapp.refuse_next_login("SERVICE_UNAVAILABLE")
-    with pytest.raises(ConnectorError, match=r"refused the connection \(SERVICE_UNAVAILABLE\)"):
+    with pytest.raises(
+        ConnectorError, match=r"refused the connection \(SERVICE_UNAVAILABLE\)"
+    ) as e:
+        await connector.connect("alice", linked_state(PHONE))
+    assert not isinstance(e.value, LoggedOut)  # worth retrying
+    whatsapp.refuse_next_login("LOGGED_OUT")
+    with pytest.raises(LoggedOut, match=r"refused the connection \(LOGGED_OUT\)"):
         await connector.connect("alice", linked_state(PHONE))
 
 
@@ -296,8 +302,8 @@ async def test_a_logout_from_the_phone_is_reported_with_its_reason_and_the_store
     await whatsapp.settle()
     assert recorder.of("logged_out") == ["logged out from the phone (LOGGED_OUT)"]
     assert not client.store.exists()
-    # The old login is worthless now.
-    with pytest.raises(ConnectorError, match=r"logged this device out \(LOGGED_OUT\)"):
+    # The old login is worthless now, and the error says so (retrying cannot help).
+    with pytest.raises(LoggedOut, match=r"logged this device out \(LOGGED_OUT\)"):
         await connector.connect("alice", state)
 
 

@@ -24,7 +24,12 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from guildhall.core.sessions.connector import ConnectorError, IncomingMessage, PlatformEvents
+from guildhall.core.sessions.connector import (
+    ConnectorError,
+    IncomingMessage,
+    LoggedOut,
+    PlatformEvents,
+)
 
 # No 0/O, 1/I/L: a code read aloud or off a screen cannot be mistyped.
 PAIRING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -46,6 +51,8 @@ class LoopbackConnector:
         self._events: PlatformEvents | None = None
         self.sent: list[tuple[str, str, str]] = []
         """Every text sent, as (session, to, text): what the stand-in's network carried."""
+        self.unlinked: set[str] = set()
+        """Sessions whose device the phone unlinked: their old login is refused."""
 
     def attach(self, events: PlatformEvents) -> None:
         self._events = events
@@ -84,6 +91,7 @@ class LoopbackConnector:
         return code
 
     async def complete_pairing(self, handle: str, phone_number: str, paired_at: datetime) -> bytes:
+        self.unlinked.discard(handle)  # a new device
         fields = {
             "platform": PLATFORM,
             "handle": handle,
@@ -98,6 +106,8 @@ class LoopbackConnector:
         if self._refusal is not None:
             raise ConnectorError(self._refusal)
         fields = self._verify(login_state)
+        if handle in self.unlinked:
+            raise LoggedOut("the phone unlinked this device")
         if fields["handle"] != handle:
             raise ConnectorError(f"the login state belongs to session {fields['handle']}")
         self._connected.add(handle)
@@ -141,9 +151,11 @@ class LoopbackConnector:
             await self.events.dropped(handle, reason)
 
     async def phone_logs_out(self, handle: str, reason: str = "logged out from the phone") -> None:
-        """The phone's owner unlinks the bot."""
-        self._connected.discard(handle)
-        await self.events.logged_out(handle, reason)
+        """The phone's owner unlinks the bot (reported at once if it is connected here)."""
+        self.unlinked.add(handle)
+        if handle in self._connected:
+            self._connected.discard(handle)
+            await self.events.logged_out(handle, reason)
 
     async def incoming_text(self, handle: str, sender: str, text: str) -> None:
         """Someone with the phone number ``sender`` writes to the session's bot."""

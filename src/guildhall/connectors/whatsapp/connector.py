@@ -57,7 +57,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guildhall.connectors.whatsapp import load_neonize
-from guildhall.core.sessions.connector import ConnectorError, IncomingMessage, PlatformEvents
+from guildhall.core.sessions.connector import (
+    ConnectorError,
+    IncomingMessage,
+    LoggedOut,
+    PlatformEvents,
+)
 from guildhall.filemodes import PRIVATE_FILE, private_directory
 
 PLATFORM = "whatsapp"
@@ -486,7 +491,10 @@ class WhatsAppConnector:
 
     async def _on_connect_failure(self, session: _Session, event: Any) -> None:
         detail = self._reason(event.Reason) + (f": {event.Message}" if event.Message else "")
-        failure = ConnectorError(f"WhatsApp refused the connection ({detail})")
+        unlinked = event.Reason == self._failure_reason.Value("LOGGED_OUT")
+        failure = (LoggedOut if unlinked else ConnectorError)(
+            f"WhatsApp refused the connection ({detail})"
+        )
         if not session.ready.done():
             session.ready.set_exception(failure)
         else:
@@ -496,9 +504,7 @@ class WhatsAppConnector:
         reason = self._reason(event.Reason)
         if not session.ready.done():
             _remove_store(session.store)
-            session.ready.set_exception(
-                ConnectorError(f"WhatsApp logged this device out ({reason})")
-            )
+            session.ready.set_exception(LoggedOut(f"WhatsApp logged this device out ({reason})"))
             return
         await self._forget(session.handle)
         _remove_store(session.store)

@@ -25,6 +25,11 @@ class ConnectorError(Exception):
     """The platform refused or failed; the message says why, for the session's failure reason."""
 
 
+class LoggedOut(ConnectorError):
+    """The platform refused a kept login because the device was unlinked (from the phone,
+    perhaps while Guildhall was away): the login is worthless, and retrying cannot help."""
+
+
 class PairingRejected(ConnectorError):
     """The code entered on the phone is not the one issued, or it expired."""
 

@@ -86,7 +86,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
-from guildhall.core.sessions.connector import ConnectorError, IncomingMessage, MessagingConnector
+from guildhall.core.sessions.connector import (
+    ConnectorError,
+    IncomingMessage,
+    LoggedOut,
+    MessagingConnector,
+)
 from guildhall.core.sessions.models import BotSession, SessionBackup, State
 from guildhall.core.text import storable
 from guildhall.db.base import utcnow
@@ -161,6 +166,14 @@ class StartOutcome:
     session: SessionView
     pairing: Pairing | None = None
     failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why connecting with a kept login failed; ``logged_out``: the device was unlinked."""
+
+    reason: str
+    logged_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,7 +589,7 @@ class SessionService:
                 async with self.database.unit_of_work() as session:
                     row = await self._reread(session, handle, seen)
                     if failure is not None:
-                        await self._move(session, row, State.FAILED, actor, failure)
+                        await self._record_failure(session, row, failure, actor)
                     else:
                         await self._move(session, row, State.ONLINE, actor, "started")
                     view = _view(row)
@@ -585,15 +598,41 @@ class SessionService:
                 raise
             if failure is not None:
                 await self._let_go(handle)
-        return StartOutcome(view, failure=failure)
+        return StartOutcome(view, failure=failure.reason if failure else None)
 
-    async def _login(self, handle: str, sealed: bytes) -> str | None:
+    async def _login(self, handle: str, sealed: bytes) -> Failure | None:
         """Connect with a kept (sealed) login; why it failed, or None."""
         try:
             await self._call(self.connector.connect(handle, self._sealer.open(sealed)))
         except (ConnectorError, UnsealError) as exc:
-            return str(exc)
+            return Failure(str(exc), logged_out=isinstance(exc, LoggedOut))
         return None
+
+    async def _record_failure(
+        self,
+        session: AsyncSession,
+        row: BotSession,
+        failure: Failure,
+        actor: Actor,
+        *,
+        prefix: str = "",
+    ) -> None:
+        """``failed`` with the reason; ``logged_out`` when the device was unlinked."""
+        if failure.logged_out:
+            await self._unlink(session, row, actor, failure.reason)
+        else:
+            await self._move(session, row, State.FAILED, actor, prefix + failure.reason)
+
+    async def _unlink(
+        self, session: AsyncSession, row: BotSession, actor: Actor, reason: str
+    ) -> None:
+        """The platform unlinked the device: ``logged_out`` with the reason, kept so it can
+        be paired again; its login and backup go, being worthless."""
+        backup = await session.get(SessionBackup, row.handle, with_for_update=True)
+        row.login_state = None
+        await self._move(session, row, State.LOGGED_OUT, actor, reason)
+        if backup is not None:
+            await session.delete(backup)
 
     async def stop(self, handle: str, actor: Actor) -> SessionView:
         handle = check_handle(handle)
@@ -857,7 +896,7 @@ class SessionService:
         return await self.resume_all(actor)
 
     async def _renew(self, handle: str) -> None:
-        failure: str | None = None
+        failure: Failure | None = None
         async with self._driving(handle):
             if handle not in self._held:
                 return
@@ -884,8 +923,10 @@ class SessionService:
                 failure = await self._login(handle, row.login_state)
                 if failure is None:
                     return
-        if failure is not None:
-            await self.dropped(handle, failure)
+        if failure is not None and failure.logged_out:
+            await self.logged_out(handle, failure.reason)
+        elif failure is not None:
+            await self.dropped(handle, failure.reason)
 
     async def resumable(self) -> builtins.list[str]:
         """Online (or reconnecting) sessions no live process holds: after a restart, or
@@ -932,14 +973,16 @@ class SessionService:
                 return None
             seen, was_online = row.updated_at, row.state == State.ONLINE.value
             failure = await self._login(handle, row.login_state)
-            if failure is not None and not was_online:
-                self._reconnects[handle] = self._spawn(self._reconnect(handle, seen, failure))
-                return failure
+            if failure is not None and not was_online and not failure.logged_out:
+                self._reconnects[handle] = self._spawn(
+                    self._reconnect(handle, seen, failure.reason)
+                )
+                return failure.reason
             try:
                 async with self.database.unit_of_work() as session:
                     row = await self._reread(session, handle, seen)
                     if failure is not None:
-                        await self._move(session, row, State.FAILED, actor, failure)
+                        await self._record_failure(session, row, failure, actor)
                     elif not was_online:
                         await self._move(
                             session, row, State.ONLINE, actor, "reconnected after a restart"
@@ -959,7 +1002,7 @@ class SessionService:
                 raise
             if failure is not None:
                 await self._let_go(handle)
-            return failure
+            return failure.reason if failure else None
 
     async def close(self) -> None:
         """Drop this process's connections and leases; online sessions stay online, so the
@@ -1047,7 +1090,9 @@ class SessionService:
                     self._end_reconnect(handle)
                     return
                 failure = await self._login(handle, row.login_state)
-                gave_up = failure is not None and delay >= self._reconnect_max
+                gave_up = failure is not None and (
+                    failure.logged_out or delay >= self._reconnect_max
+                )
                 if failure is None or gave_up:
                     self._end_reconnect(handle)
                     try:
@@ -1058,12 +1103,12 @@ class SessionService:
                                     session, row, State.ONLINE, self._platform, "reconnected"
                                 )
                             else:
-                                await self._move(
+                                await self._record_failure(
                                     session,
                                     row,
-                                    State.FAILED,
+                                    failure,
                                     self._platform,
-                                    f"could not reconnect: {failure}",
+                                    prefix="could not reconnect: ",
                                 )
                     except Conflict:
                         await self._let_go(handle)
@@ -1071,7 +1116,7 @@ class SessionService:
                     if failure is not None:
                         await self._let_go(handle)
                     return
-                last = failure or last
+                last = failure.reason if failure else last
             logger.info("session %s: reconnect failed (%s); next in %g s", handle, last, delay)
             delay = min(delay * 2, self._reconnect_max)
 
@@ -1080,11 +1125,7 @@ class SessionService:
             async with self.database.unit_of_work() as session:
                 row = await self._find(session, handle)
                 if row is not None and row.state != State.LOGGED_OUT.value:
-                    backup = await session.get(SessionBackup, handle, with_for_update=True)
-                    row.login_state = None
-                    await self._move(session, row, State.LOGGED_OUT, self._platform, reason)
-                    if backup is not None:
-                        await session.delete(backup)
+                    await self._unlink(session, row, self._platform, reason)
             await self._let_go(handle)
 
     async def message(self, handle: str, message: IncomingMessage) -> None:
