@@ -391,6 +391,38 @@ async def test_one_process_holds_a_session_and_another_takes_over_when_it_dies(
     assert (await _view(second)).state is State.ONLINE
 
 
+async def test_a_reconnect_taken_over_by_another_process_is_given_up_by_the_first(
+    platform: Platform,
+) -> None:
+    """Never two connections for one session: a holder presumed dead that is only slow
+    stops its own reconnecting once it sees its lease taken."""
+    first, second = platform.make("first"), platform.make("second")
+    await _online(platform, first)
+    platform.phone.go_unreachable()
+    await platform.phone.drop(first, HANDLE)
+    await eventually(lambda: _view(first), lambda v: v.state is State.OFFLINE)
+    # The first is slow (its reconnect loop waits on its lock) long enough to look dead:
+    # its lease runs out and the second takes the session over.
+    async with first._driving(HANDLE):
+        async with first.database.unit_of_work() as session:
+            await session.execute(
+                update(Lease)
+                .where(Lease.name == f"session:{HANDLE}")
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+        await second.watch(TEST_ACTOR)  # takes it over, and reconnects it with backoff
+    platform.phone.come_back()
+
+    await eventually(lambda: _view(second), lambda v: v.state is State.ONLINE, timeout=5)
+    await eventually(
+        lambda: _connected(first, second), lambda both: both == (False, True), timeout=5
+    )
+
+
+async def _connected(*services: SessionService) -> tuple[bool, ...]:
+    return tuple(service.connector.is_connected(HANDLE) for service in services)
+
+
 async def test_a_stop_in_another_process_reaches_the_holder(platform: Platform) -> None:
     holder, other = platform.make("holder"), platform.make("other")
     await _online(platform, holder)

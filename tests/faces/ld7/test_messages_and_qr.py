@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import httpx
+import segno
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -25,16 +26,34 @@ def _loopback(runtime: Runtime) -> LoopbackConnector:
     return connector
 
 
-async def test_the_pairing_qr_is_a_png_that_changes_with_each_code(
+def _shows(png: bytes, content: str) -> bool:
+    """Whether the PNG shows the QR code of ``content``: every module, read off the image
+    at its centre (8 pixels a module, a quiet zone of 4), is dark exactly where it must be."""
+    image = Image.open(io.BytesIO(png)).convert("L")
+    matrix = segno.make(content, error="m").matrix
+    if image.size != ((len(matrix) + 8) * 8,) * 2:
+        return False
+    return all(
+        (image.getpixel(((col + 4) * 8 + 4, (row + 4) * 8 + 4)) < 128) == bool(dark)
+        for row, line in enumerate(matrix)
+        for col, dark in enumerate(line)
+    )
+
+
+async def test_the_pairing_qr_is_a_png_of_the_platforms_code_and_changes_with_it(
     ld7: httpx.AsyncClient,
 ) -> None:
-    await ld7.post("/api/sessions", json=BOT)
+    created = (await ld7.post("/api/sessions", json=BOT)).json()
     first = await ld7.get("/api/sessions/bot_1234567890/qr")
     assert first.status_code == 200
     assert first.headers["content-type"] == "image/png"
     assert first.headers["cache-control"] == "no-store"
     image = Image.open(io.BytesIO(first.content))
     assert image.format == "PNG" and image.width == image.height >= 200  # scannable off a screen
+    # The loopback platform's QR carries its pairing code (WhatsApp's carries its own).
+    expected = f"loopback-pairing:bot_1234567890:{created['pairingCode']}"
+    assert _shows(first.content, expected)
+    assert not _shows(first.content, expected + "x")
 
     await ld7.post("/api/sessions/bot_1234567890/stop")
     assert (await ld7.get("/api/sessions/bot_1234567890/qr")).status_code == 404

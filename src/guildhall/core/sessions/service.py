@@ -1084,8 +1084,15 @@ class SessionService:
         while True:
             await asyncio.sleep(delay)
             async with self._driving(handle):
-                async with self.database.unit_of_work(write=False) as session:
+                async with self.database.unit_of_work() as session:
                     row = await self._find(session, handle, lock=False)
+                    # Still this process's to reconnect? (Another may have taken it over.)
+                    ours = await leases.acquire(
+                        session, _lease(handle), self._holder, self._lease_seconds
+                    )
+                if not ours:
+                    await self._let_go(handle)
+                    return
                 if row is None or row.updated_at != seen or row.login_state is None:
                     self._end_reconnect(handle)
                     return
