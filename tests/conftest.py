@@ -10,6 +10,7 @@ the run instead of skipping.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import uuid
@@ -73,6 +74,17 @@ def _clean_environment(
     empty = tmp_path_factory.mktemp("config") / "guildhall.toml"
     empty.touch()
     monkeypatch.setenv("GUILDHALL_CONFIG", str(empty))
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_here() -> Iterator[None]:
+    """Each test's cyclic garbage (engines, pools) is collected in the main thread when the
+    test ends. Left to chance, the collector may run in another thread (a served process's
+    output reader, an executor thread) while the main thread registers SQLAlchemy events,
+    and SQLAlchemy's event registry is not safe against that (a KeyError in
+    ``_collection_gced``, reported as an error of some unrelated test)."""
+    yield
+    gc.collect()
 
 
 async def _migrate(url: str) -> None:
