@@ -60,7 +60,7 @@ def write_config(
         lines.append(f'database_url = "{database_url}"')
     lines += [f"{key} = {_toml(value)}" for key, value in (top or {}).items()]
     # Faces a test does not name listen on a free port, never on a default one.
-    sections = {f"faces.{name}": {"port": 0} for name in FACES}
+    sections = {f"faces.{name}": {"port": 0} for name in FACES} | {"console": {"port": 0}}
     sections |= {f"faces.{name}": values for name, values in faces.items()}
     sections |= tables or {}
     for name, values in sections.items():

@@ -188,18 +188,18 @@ def serve(
     """Run every enabled face, each on its own listener, until Ctrl-C or SIGTERM."""
     from guildhall import demo as demo_data
     from guildhall import server
-    from guildhall.faces import ENTRANCES
+    from guildhall.faces import CONSOLE, ENTRANCES
 
     settings = _settings(config)
 
-    async def prepare(runtime: Runtime) -> tuple[str | None, str | None]:
+    async def prepare(runtime: Runtime) -> tuple[demo_data.DemoResult | None, str | None]:
         warning = await runtime.check_redis()
         if not demo:
             return None, warning
         loaded = await demo_data.load(runtime)
         for note in loaded.notes:
             err.print(f"Demo data: {note}")
-        return loaded.api_key, warning
+        return loaded, warning
 
     try:
         listeners = server.plan_listeners(settings, face or ())
@@ -207,7 +207,7 @@ def serve(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     try:
-        demo_key, redis_warning = _run(_with_runtime(settings, prepare))
+        loaded, redis_warning = _run(_with_runtime(settings, prepare))
         if redis_warning:
             out.print(redis_warning, markup=False)
         out.print(f"Guildhall {__version__} on {Runtime.describe_url(settings)}")
@@ -217,11 +217,17 @@ def serve(
             base = server.url_of(listener, sock) + entrance.base_path
             how = entrance.credentials(settings)
             out.print(f"  {listener.face:<10} {base:<28} {how}", markup=False)
-        if demo_key:
+        if loaded is not None:
             out.print(
                 "Demo API key (every scope; a new one replaces it at each --demo start): "
-                + demo_key
+                + loaded.api_key
             )
+            if loaded.console_password and any(item.face == CONSOLE for item in listeners):
+                out.print(
+                    f"Demo console sign-in (new at each --demo start): {demo_data.DEMO_ADMIN} "
+                    + loaded.console_password,
+                    markup=False,
+                )
         out.print("Press Ctrl-C to stop.")
         sys.stdout.flush()
         server.run(settings, listeners, sockets, workers)

@@ -127,6 +127,15 @@ def _limits(**groups: tuple[int, int]) -> Any:
     )
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class FaceSettings(_Strict):
     """Where one face listens, whether it runs at all, and its rate limits per route group.
 
@@ -177,12 +186,7 @@ class FaceSettings(_Strict):
 
     @property
     def on_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.host)
 
 
 class HeliactylFaceSettings(FaceSettings):
@@ -330,6 +334,24 @@ class FacesSettings(_Strict):
     skypanel: SkyPanelFaceSettings = SkyPanelFaceSettings()
     aurora: AuroraFaceSettings = AuroraFaceSettings()
     rustmail: RustmailFaceSettings = RustmailFaceSettings()
+
+
+class ConsoleSettings(_Strict):
+    """The web console (``faces/console``): its own listener, for staff only.
+
+    ``session_ttl_seconds`` bounds a sign-in; the ``auth`` rate limit counts sign-in
+    attempts per client address, the ``default`` one every request.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    session_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    rate_limits: dict[str, RateLimitSettings] = _limits(default=(6000, 60), auth=(10, 60))
+
+    @property
+    def on_loopback(self) -> bool:
+        return _is_loopback(self.host)
 
 
 DEFAULT_SERVER_COMMAND = "sleep infinity"
@@ -617,6 +639,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_access: bool = False
     faces: FacesSettings = FacesSettings()
+    console: ConsoleSettings = ConsoleSettings()
     packages: PackagesSettings = PackagesSettings()
     sessions: SessionsSettings = SessionsSettings()
     hosting: HostingSettings = HostingSettings()

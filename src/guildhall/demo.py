@@ -18,17 +18,19 @@ face's client made (Rustmail's panel makes ``rustmail_`` keys of any name).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypedDict
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.access import service as access
 from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts import service as accounts
-from guildhall.core.accounts.models import Provider
+from guildhall.core.accounts.models import Account, Provider, Role
+from guildhall.core.accounts.passwords import hash_new
 from guildhall.core.actor import Actor
 from guildhall.core.billing import service as billing
 from guildhall.core.billing.models import Invoice
@@ -43,6 +45,8 @@ from guildhall.runtime import Runtime
 
 DEMO_ACTOR = Actor("operator", "guildhall demo")
 DEMO_KEY_NAME = "demo"
+DEMO_ADMIN = "admin"
+"""The console's demo administrator; its password is made fresh on each load, like the key."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class DemoResult:
     created: list[str]
     api_key: str
     notes: list[str] = field(default_factory=list)
+    console_password: str | None = None
+    """The demo administrator's password for the console (None: no such account could be
+    made, and a note says why)."""
     """Sentences for the operator: what could not be made as the documents show it."""
 
 
@@ -260,9 +267,35 @@ async def load(runtime: Runtime) -> DemoResult:
         _key, plaintext = await access.create(
             session, name=DEMO_KEY_NAME, scopes=["*"], actor=DEMO_ACTOR
         )
+        console_password = await _load_console_admin(session, notes)
     await _load_server(runtime)
     await _load_bot_sessions(runtime)
-    return DemoResult(created, plaintext, notes)
+    return DemoResult(created, plaintext, notes, console_password)
+
+
+async def _load_console_admin(session: AsyncSession, notes: list[str]) -> str | None:
+    """The console's demo administrator, with a new password (older sign-ins end)."""
+    password = secrets.token_urlsafe(12)
+    account_id = await accounts.holder_of_username(session, DEMO_ADMIN)
+    if account_id is None:
+        await accounts.create(
+            session, username=DEMO_ADMIN, password=password, role=Role.ADMIN, actor=DEMO_ACTOR
+        )
+        return password
+    role = await session.scalar(select(Account.role).where(Account.id == account_id))
+    if role != Role.ADMIN.value:
+        notes.append(
+            f"The username {DEMO_ADMIN!r} belongs to an account that is not an administrator, "
+            "so the console has no demo sign-in; make one with `guildhall users create "
+            "--role admin`."
+        )
+        return None
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(password_hash=await hash_new(password), token_version=Account.token_version + 1)
+    )
+    return password
 
 
 async def _load_bot_sessions(runtime: Runtime) -> None:

@@ -38,7 +38,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from guildhall.config import ConfigError, Settings
-from guildhall.faces import FACES
+from guildhall.faces import CONSOLE, FACES, app_for
 from guildhall.http_protocol import RefusalHeaders, protocol_for
 from guildhall.runtime import Runtime
 
@@ -65,10 +65,12 @@ class Listener:
 
 
 def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listener]:
-    """The enabled faces (or just ``only``), each with its configured address."""
-    unknown = [name for name in only if name not in FACES]
+    """The enabled faces and the console (or just ``only``), each with its address."""
+    unknown = [name for name in only if name not in FACES and name != CONSOLE]
     if unknown:
-        raise ConfigError(f"Unknown face {unknown[0]!r} (known faces: {', '.join(FACES)}).")
+        raise ConfigError(
+            f"Unknown face {unknown[0]!r} (known faces: {', '.join(FACES)}; and {CONSOLE})."
+        )
     listeners = []
     for name in FACES:
         face = getattr(settings.faces, name)
@@ -88,6 +90,9 @@ def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listene
                         "keys until one fits; set a longer one (`openssl rand -hex 24` makes one)."
                     )
         listeners.append(Listener(name, face.host, face.port))
+    console = settings.console
+    if (only and CONSOLE in only) or (not only and console.enabled):
+        listeners.append(Listener(CONSOLE, console.host, console.port))
     if not listeners:
         raise ConfigError("No face is enabled; enable one under [faces.<name>].")
     return listeners
@@ -202,7 +207,7 @@ async def serve_sockets(
     refusal_headers = [(k.lower().encode(), v.encode()) for k, v in EVERY_RESPONSE_HEADERS]
     for listener, sock in zip(listeners, sockets, strict=True):
         config = uvicorn.Config(
-            RefusalHeaders(FACES[listener.face](runtime), refusal_headers),
+            RefusalHeaders(app_for(listener.face, runtime), refusal_headers),
             http=protocol,
             headers=EVERY_RESPONSE_HEADERS,
             lifespan="off",

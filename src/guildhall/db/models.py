@@ -1,5 +1,6 @@
 """Every model, imported once so the metadata is complete (for Alembic and tests)."""
 
+from guildhall.core.access.console import ConsoleSession
 from guildhall.core.access.models import ApiKey
 from guildhall.core.access.panel import LoginState, PanelPermission, PanelSession
 from guildhall.core.accounts.models import Account, Identity
@@ -44,6 +45,7 @@ __all__ = [
     "BotSession",
     "BotSettings",
     "BotState",
+    "ConsoleSession",
     "DirectoryEntry",
     "GuildClass",
     "GuildMember",

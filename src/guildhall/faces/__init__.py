@@ -10,9 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from guildhall.config import Settings
 from guildhall.faces.aurora.app import create_app as aurora_app
+from guildhall.faces.console.app import create_app as console_app
 from guildhall.faces.heliactyl.app import create_app as heliactyl_app
 from guildhall.faces.ld7.app import create_app as ld7_app
 from guildhall.faces.rustmail.app import create_app as rustmail_app
@@ -26,6 +28,17 @@ FACES: dict[str, Callable[[Runtime], FastAPI]] = {
     "aurora": aurora_app,
     "rustmail": rustmail_app,
 }
+
+
+CONSOLE = "console"
+"""The web console: a listener like a face's, configured under ``[console]``."""
+
+
+def app_for(listener: str, runtime: Runtime) -> ASGIApp:
+    """The app a listener serves: a face's, or the console."""
+    if listener == CONSOLE:
+        return console_app(runtime)
+    return FACES[listener](runtime)
 
 
 @dataclass(frozen=True)
@@ -64,5 +77,6 @@ ENTRANCES: dict[str, Entrance] = {
     "rustmail": Entrance(
         "/api", lambda _s: "X-API-Key: <key> on /api/externals/* only; panel: Discord login"
     ),
+    CONSOLE: Entrance("", lambda _s: "web console: sign in as an admin or moderator"),
 }
 """What ``serve``'s banner tells a client author about each face."""

@@ -22,11 +22,16 @@ class Provider(StrEnum):
 class Role(StrEnum):
     USER = "user"
     ADMIN = "admin"
+    MODERATOR = "moderator"
+    """Signs in to the console for moderation, tickets and bot sessions only."""
 
 
 class Account(TimestampMixin, Base):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"), NEVER_REUSED)
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin', 'moderator')", name="role"),
+        NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid4()))

@@ -147,7 +147,7 @@ def json_object(
     return body
 
 
-async def _whole_body(request: Request, limit: int) -> bytes | None:
+async def whole_body(request: Request, limit: int) -> bytes | None:
     """The body in full, or None when it is over ``limit`` bytes or never arrived whole.
 
     A client that hangs up mid-body, or sends broken chunked encoding, makes
@@ -170,7 +170,7 @@ async def _whole_body(request: Request, limit: int) -> bytes | None:
 
 
 async def _read(request: Request, limit: int) -> Any:
-    raw = await _whole_body(request, limit)
+    raw = await whole_body(request, limit)
     if raw is None:
         return MALFORMED
     if not raw.strip():

@@ -1,0 +1,154 @@
+"""The console's application: sign-in, the pages of every area, static assets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from guildhall.core.access import console as staff_sessions
+from guildhall.faces.common.app import CloseUnreadBodies
+from guildhall.faces.common.clients import parse_networks, request_scheme
+from guildhall.faces.common.origin import SameOriginGuard
+from guildhall.faces.common.ratelimit import RateLimitMiddleware
+from guildhall.faces.console import auth
+from guildhall.faces.console.errors import refused
+from guildhall.faces.console.pages import PAGES
+from guildhall.faces.console.render import SECURITY_HEADERS, html, templates
+from guildhall.ratelimit import Limit, Verdict
+from guildhall.runtime import Runtime
+
+SIGN_IN_FAILED = "That name and password do not open the console."
+
+
+def _sign_in_page(request: Request, *, error: str = "", status: int = 200) -> Response:
+    secret, fresh = auth.sign_in_secret(request)
+    body = templates.get_template("sign_in.html").render(
+        csrf=auth.keys_of(request).csrf_for(secret),
+        next=auth.local_path(request.query_params.get("next", "/")),
+        login=request.query_params.get("login", ""),
+        error=error,
+        title="Sign in",
+    )
+    response = html(body, status)
+    if fresh:
+        response.set_cookie(
+            auth.SIGN_IN_COOKIE,
+            secret,
+            httponly=True,
+            samesite="strict",
+            secure=auth.is_secure(request),
+        )
+    return response
+
+
+async def sign_in_form(request: Request) -> Response:
+    if await auth.find_staff(request) is not None:
+        return RedirectResponse(auth.local_path(request.query_params.get("next", "/")), 303)
+    return _sign_in_page(request)
+
+
+async def sign_in(request: Request) -> Response:
+    """Check the password (Argon2id, as everywhere) and open a session."""
+    try:
+        fields, _ = await auth.read_fields(request, None)
+    except Exception:
+        return refused(request, None, 400, "The form could not be read.")
+    secret = request.cookies.get(auth.SIGN_IN_COOKIE, "")
+    if not secret or not auth.csrf_matches(
+        auth.keys_of(request).csrf_for(secret), fields.get("csrf", "")
+    ):
+        return refused(
+            request,
+            None,
+            403,
+            "This sign-in form was not sent from this console's own page. Open it again.",
+        )
+    runtime = auth.runtime_of(request)
+    ttl = timedelta(seconds=runtime.settings.console.session_ttl_seconds)
+    async with runtime.database.unit_of_work() as session:
+        member = await staff_sessions.check_password(
+            session, fields.get("login", ""), fields.get("password", "")
+        )
+        token = await staff_sessions.open_session(session, member, ttl) if member else None
+    if token is None:
+        return _sign_in_page(request, error=SIGN_IN_FAILED, status=401)
+    response = RedirectResponse(auth.local_path(fields.get("next", "/")), status_code=303)
+    auth.set_session_cookie(response, token, ttl, secure=auth.is_secure(request))
+    response.delete_cookie(auth.SIGN_IN_COOKIE)
+    return response
+
+
+async def sign_out(request: Request) -> Response:
+    token = request.cookies.get(auth.SESSION_COOKIE, "")
+    staff = await auth.find_staff(request)
+    if staff is not None:
+        fields, _ = await auth.read_fields(request, None)
+        if not auth.csrf_matches(auth.keys_of(request).csrf_for(token), fields.get("csrf", "")):
+            return refused(request, staff, 403, "Sign out from the console's own page.")
+        async with auth.runtime_of(request).database.unit_of_work() as session:
+            await staff_sessions.close_session(session, token)
+    response = RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(auth.SESSION_COOKIE, httponly=True, samesite="strict")
+    return response
+
+
+def _too_many(verdict: Verdict) -> Response:
+    return PlainTextResponse(
+        f"Too many requests; try again in {verdict.reset_seconds} s.",
+        status_code=429,
+        headers={"Retry-After": str(verdict.reset_seconds)},
+    )
+
+
+def _groups(method: str, path: str) -> Sequence[str]:
+    if method == "POST" and path == "/sign-in":
+        return ("default", "auth")
+    return ("default",)
+
+
+def _not_found(request: Request, _exc: Exception) -> Response:
+    return refused(request, None, 404, "There is no such page in the console.")
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    routes: list[BaseRoute] = [
+        Route("/sign-in", sign_in_form, methods=["GET"]),
+        Route("/sign-in", sign_in, methods=["POST"]),
+        Route("/sign-out", sign_out, methods=["POST"]),
+        Mount(
+            "/static",
+            app=StaticFiles(packages=[("guildhall.faces.console", "static")]),
+            name="static",
+        ),
+        *PAGES,
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found})
+    app.state.runtime = runtime
+    app.state.console_keys = auth.ConsoleKeys.of(runtime)
+    settings = runtime.settings
+    trusted = parse_networks(settings.trusted_proxies)
+    app.add_middleware(
+        SameOriginGuard,
+        refuse=lambda: PlainTextResponse("Cross-site request refused.", status_code=403),
+        scheme_of=lambda scope: request_scheme(scope, trusted),
+    )
+    app.add_middleware(
+        RateLimitMiddleware,
+        face="console",
+        limiter=runtime.rate_limiter,
+        limits={
+            group: Limit(rule.requests, rule.per_seconds)
+            for group, rule in settings.console.rate_limits.items()
+        },
+        groups_of=_groups,
+        refuse=_too_many,
+        trusted_proxies=trusted,
+    )
+    app.add_middleware(CloseUnreadBodies)
+    return app
