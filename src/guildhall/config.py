@@ -280,8 +280,8 @@ class AuroraFaceSettings(FaceSettings):
         return {"api_key": self.api_key}
 
 
-class RustmailOAuthSettings(_Strict):
-    """The panel's OAuth2 provider: Discord's endpoints unless told otherwise.
+class OAuthSettings(_Strict):
+    """An OAuth2 provider to sign in with: Discord's endpoints unless told otherwise.
 
     ``timeout_seconds`` bounds the whole exchange with the provider (the token
     request and the question who logged in); no transaction is open meanwhile.
@@ -296,6 +296,10 @@ class RustmailOAuthSettings(_Strict):
     scope: str = "identify"
     timeout_seconds: float = Field(default=10, gt=0, le=120)
 
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
 
 class RustmailFaceSettings(FaceSettings):
     """Rustmail REST API and panel. Super admins hold every permission."""
@@ -307,7 +311,7 @@ class RustmailFaceSettings(FaceSettings):
     session_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     login_ttl_seconds: int = Field(default=600, ge=10, le=3600)
     panel_url: str = ""
-    oauth: RustmailOAuthSettings = RustmailOAuthSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     @field_validator("panel_url")
     @classmethod
@@ -340,14 +344,20 @@ class ConsoleSettings(_Strict):
     """The web console (``faces/console``): its own listener, for staff only.
 
     ``session_ttl_seconds`` bounds a sign-in; the ``auth`` rate limit counts sign-in
-    attempts per client address, the ``default`` one every request.
+    attempts per client address, the ``default`` one every request. With ``[console.oauth]``
+    ``client_id`` and ``client_secret`` set, staff whose account is linked to a Discord id
+    may also sign in through Discord (``login_ttl_seconds`` bounds that round trip).
     """
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     session_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    login_ttl_seconds: int = Field(default=600, ge=10, le=3600)
     rate_limits: dict[str, RateLimitSettings] = _limits(default=(6000, 60), auth=(10, 60))
+    oauth: OAuthSettings = OAuthSettings(
+        redirect_url="http://127.0.0.1:8080/sign-in/discord/callback"
+    )
 
     @property
     def on_loopback(self) -> bool:

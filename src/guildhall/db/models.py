@@ -1,7 +1,6 @@
 """Every model, imported once so the metadata is complete (for Alembic and tests)."""
 
-from guildhall.core.access.console import ConsoleSession
-from guildhall.core.access.models import ApiKey
+from guildhall.core.access.models import ApiKey, ConsoleSession
 from guildhall.core.access.panel import LoginState, PanelPermission, PanelSession
 from guildhall.core.accounts.models import Account, Identity
 from guildhall.core.billing.models import Invoice

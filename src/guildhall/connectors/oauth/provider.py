@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 
+from guildhall.config import OAuthSettings
+
 AVATAR_HASH = re.compile(r"[A-Za-z0-9_]{1,64}")
 """Discord's avatar hashes (hex, ``a_`` before an animated one), which the panel puts
 in a CDN path: anything else is dropped rather than placed in that URL."""
@@ -46,6 +48,21 @@ class OAuthProvider:
     userinfo_url: str
     scope: str = "identify"
     timeout: float = 10
+
+    @classmethod
+    def configured_by(cls, settings: OAuthSettings) -> OAuthProvider:
+        """The provider a configuration section (``[faces.rustmail.oauth]``, ``[console.oauth]``)
+        describes."""
+        return cls(
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            redirect_url=settings.redirect_url,
+            authorize_url=settings.authorize_url,
+            token_url=settings.token_url,
+            userinfo_url=settings.userinfo_url,
+            scope=settings.scope,
+            timeout=settings.timeout_seconds,
+        )
 
     def authorization_url(self, state: str) -> str:
         url: str = prepare_grant_uri(

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Integer, String, delete, func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
+from guildhall.core.access.models import ConsoleSession
 from guildhall.core.access.panel import digest
-from guildhall.core.accounts.models import Account, Role
+from guildhall.core.accounts.models import Account, Identity, Provider, Role
 from guildhall.core.accounts.passwords import MAX_PASSWORD_LENGTH, verify
 from guildhall.core.actor import Actor
+from guildhall.core.moderation import service as moderation
 from guildhall.core.text import storable
-from guildhall.db.base import Base, UTCDateTime, utcnow
+from guildhall.db.base import utcnow
 from guildhall.db.sql import rowcount
 from guildhall.events import audit
 
@@ -52,18 +53,6 @@ def may_use(role: str, area: Area) -> bool:
     if role == Role.ADMIN.value:
         return True
     return role == Role.MODERATOR.value and area in MODERATOR_AREAS
-
-
-class ConsoleSession(Base):
-    __tablename__ = "console_sessions"
-
-    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    token_version: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +91,38 @@ async def check_password(session: AsyncSession, login: str, password: str) -> St
         )
         row = (await session.execute(query.limit(1))).first()
     matches = await verify(row.password_hash if row else None, password[:MAX_PASSWORD_LENGTH])
-    if not matches or row is None or row.role not in STAFF_ROLES:
+    if not matches or row is None:
         return None
-    return StaffMember(row.id, row.username, row.role)
+    return await _staff(session, row.id, row.username, row.role)
+
+
+async def _staff(
+    session: AsyncSession, account_id: int, username: str, role: str
+) -> StaffMember | None:
+    """Staff, unless the role is not a staff role or a ban is in force (a ban also ended
+    every console session the account had: ``panel.end_sessions``)."""
+    if role not in STAFF_ROLES or await moderation.active_ban(session, account_id) is not None:
+        return None
+    return StaffMember(account_id, username, role)
+
+
+async def staff_of_identity(
+    session: AsyncSession, provider: Provider, subject: str
+) -> StaffMember | None:
+    """The staff member whose account is linked to this identity (a Discord sign-in).
+
+    Only an account already linked to it: signing in with Discord never makes an
+    account, nor links one, so no one becomes staff by signing in."""
+    row = (
+        await session.execute(
+            select(Account.id, Account.username, Account.role)
+            .join(Identity, Identity.account_id == Account.id)
+            .where(Identity.provider == provider.value, Identity.subject == subject)
+        )
+    ).first()
+    if row is None:
+        return None
+    return await _staff(session, row.id, row.username, row.role)
 
 
 async def open_session(session: AsyncSession, member: StaffMember, ttl: timedelta) -> str:

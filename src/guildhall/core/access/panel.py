@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guildhall.core.access.models import ConsoleSession
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.db.base import NEVER_REUSED, Base, BigIntId, UTCDateTime, utcnow
@@ -177,9 +178,13 @@ async def close_session(session: AsyncSession, token: str) -> None:
 
 
 async def end_sessions(session: AsyncSession, account_id: int) -> int:
-    """End every panel session of an account (it was banned); how many there were."""
-    ended = await session.execute(delete(PanelSession).where(PanelSession.account_id == account_id))
-    return rowcount(ended) or 0
+    """End every browser session of an account (it was banned), in Rustmail's panel and in
+    the web console; how many there were."""
+    ended = 0
+    for model in (PanelSession, ConsoleSession):
+        result = await session.execute(delete(model).where(model.account_id == account_id))
+        ended += rowcount(result) or 0
+    return ended
 
 
 # ---- permissions -----------------------------------------------------------

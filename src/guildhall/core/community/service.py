@@ -335,6 +335,21 @@ async def classes(session: AsyncSession) -> list[ClassView]:
     return [_class_view(row) for row in rows]
 
 
+async def class_page(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[ClassView], int]:
+    """A page of classes in the order :func:`classes` lists them, and how many there are
+    (the console pages them: it never loads a whole table)."""
+    total = await session.scalar(select(func.count()).select_from(GuildClass)) or 0
+    rows = await session.scalars(
+        select(GuildClass)
+        .order_by(GuildClass.created_at, GuildClass.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [_class_view(row) for row in rows], total
+
+
 async def _name_free(session: AsyncSession, name: str, except_id: str | None = None) -> None:
     query = select(GuildClass.id).where(func.lower(GuildClass.name) == name.lower())
     if except_id is not None:
@@ -447,6 +462,13 @@ class QuestFields:
 
 async def quests(session: AsyncSession) -> list[Quest]:
     return list(await session.scalars(select(Quest).order_by(Quest.id)))
+
+
+async def quest_page(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[Quest], int]:
+    """A page of quests in the order :func:`quests` lists them, and how many there are."""
+    total = await session.scalar(select(func.count()).select_from(Quest)) or 0
+    rows = await session.scalars(select(Quest).order_by(Quest.id).limit(limit).offset(offset))
+    return list(rows), total
 
 
 async def create_quest(session: AsyncSession, fields: QuestFields, actor: Actor) -> Quest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -11,7 +12,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from guildhall.connectors.oauth.provider import OAuthProvider, ProviderError
 from guildhall.core.access import console as staff_sessions
+from guildhall.core.access import panel
+from guildhall.core.accounts.models import Provider
+from guildhall.core.errors import Invalid
 from guildhall.faces.common.app import CloseUnreadBodies
 from guildhall.faces.common.clients import parse_networks, request_scheme
 from guildhall.faces.common.origin import SameOriginGuard
@@ -32,6 +37,7 @@ def _sign_in_page(request: Request, *, error: str = "", status: int = 200) -> Re
         csrf=auth.keys_of(request).csrf_for(secret),
         next=auth.local_path(request.query_params.get("next", "/")),
         login=request.query_params.get("login", ""),
+        discord=auth.runtime_of(request).settings.console.oauth.configured,
         error=error,
         title="Sign in",
     )
@@ -98,6 +104,75 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+def _discord(request: Request) -> OAuthProvider | None:
+    oauth = auth.runtime_of(request).settings.console.oauth
+    return OAuthProvider.configured_by(oauth) if oauth.configured else None
+
+
+async def discord_sign_in(request: Request) -> Response:
+    """Off to Discord, with a one-time state tied to this browser (a cookie)."""
+    provider = _discord(request)
+    if provider is None:
+        return refused(request, None, 404, "Signing in with Discord is not configured.")
+    runtime = auth.runtime_of(request)
+    ttl = runtime.settings.console.login_ttl_seconds
+    browser = secrets.token_urlsafe(32)
+    async with runtime.database.unit_of_work() as session:
+        state = await panel.begin_login(
+            session,
+            browser,
+            auth.local_path(request.query_params.get("next", "/")),
+            timedelta(seconds=ttl),
+        )
+    response = RedirectResponse(provider.authorization_url(state), status_code=302)
+    # Lax, not Strict: the browser comes back from Discord's site with it.
+    response.set_cookie(
+        auth.DISCORD_COOKIE,
+        browser,
+        max_age=ttl,
+        httponly=True,
+        samesite="lax",
+        secure=auth.is_secure(request),
+    )
+    return response
+
+
+async def discord_callback(request: Request) -> Response:
+    """Three steps, none across another: consume the state, ask Discord, open the session."""
+    provider = _discord(request)
+    if provider is None:
+        return refused(request, None, 404, "Signing in with Discord is not configured.")
+    runtime = auth.runtime_of(request)
+    state = request.query_params.get("state", "")
+    code = request.query_params.get("code", "")
+    browser = request.cookies.get(auth.DISCORD_COOKIE, "")
+    if not (state and code and browser):
+        return refused(request, None, 400, "The Discord sign-in was cut short; start it again.")
+    async with runtime.database.unit_of_work() as session:
+        try:
+            next_path = await panel.finish_login(session, state, browser)
+        except Invalid:
+            return refused(request, None, 400, "This Discord sign-in is stale; start it again.")
+    try:
+        person = await provider.identify(code)
+    except ProviderError as exc:
+        return refused(request, None, 502, f"Discord did not confirm who you are: {exc}.")
+    ttl = timedelta(seconds=runtime.settings.console.session_ttl_seconds)
+    async with runtime.database.unit_of_work() as session:
+        member = await staff_sessions.staff_of_identity(session, Provider.DISCORD, person.id)
+        token = await staff_sessions.open_session(session, member, ttl) if member else None
+    if token is None:
+        return _sign_in_page(
+            request,
+            error="That Discord account is not linked to an administrator or moderator.",
+            status=403,
+        )
+    response = RedirectResponse(auth.local_path(next_path), status_code=303)
+    auth.set_session_cookie(response, token, ttl, secure=auth.is_secure(request))
+    response.delete_cookie(auth.DISCORD_COOKIE)
+    return response
+
+
 def _too_many(verdict: Verdict) -> Response:
     return PlainTextResponse(
         f"Too many requests; try again in {verdict.reset_seconds} s.",
@@ -107,7 +182,7 @@ def _too_many(verdict: Verdict) -> Response:
 
 
 def _groups(method: str, path: str) -> Sequence[str]:
-    if method == "POST" and path == "/sign-in":
+    if (method == "POST" and path == "/sign-in") or path.startswith("/sign-in/discord"):
         return ("default", "auth")
     return ("default",)
 
@@ -121,6 +196,8 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/sign-in", sign_in_form, methods=["GET"]),
         Route("/sign-in", sign_in, methods=["POST"]),
         Route("/sign-out", sign_out, methods=["POST"]),
+        Route("/sign-in/discord", discord_sign_in, methods=["GET"]),
+        Route("/sign-in/discord/callback", discord_callback, methods=["GET"]),
         Mount(
             "/static",
             app=StaticFiles(packages=[("guildhall.faces.console", "static")]),

@@ -33,6 +33,8 @@ from guildhall.runtime import Runtime
 SESSION_COOKIE = "gh_console"
 SIGN_IN_COOKIE = "gh_console_signin"
 """Before a session exists, the sign-in form's CSRF token is bound to this cookie."""
+DISCORD_COOKIE = "gh_console_discord"
+"""Ties a Discord sign-in's state to the browser that started it."""
 MAX_FORM_BYTES = 256 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 

@@ -79,17 +79,7 @@ def _settings(request: Request) -> RustmailFaceSettings:
 
 
 def _provider(request: Request) -> OAuthProvider:
-    oauth = _settings(request).oauth
-    return OAuthProvider(
-        client_id=oauth.client_id,
-        client_secret=oauth.client_secret,
-        redirect_url=oauth.redirect_url,
-        authorize_url=oauth.authorize_url,
-        token_url=oauth.token_url,
-        userinfo_url=oauth.userinfo_url,
-        scope=oauth.scope,
-        timeout=oauth.timeout_seconds,
-    )
+    return OAuthProvider.configured_by(_settings(request).oauth)
 
 
 def _scheme(request: Request) -> str:
