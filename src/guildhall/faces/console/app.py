@@ -96,7 +96,7 @@ async def sign_out(request: Request) -> Response:
     if staff is not None:
         fields, _ = await auth.read_fields(request, None)
         if not auth.csrf_matches(auth.keys_of(request).csrf_for(token), fields.get("csrf", "")):
-            return refused(request, staff, 403, "Sign out from the console's own page.")
+            return refused(request, staff, 403, auth.CSRF_REFUSED)
         async with auth.runtime_of(request).database.unit_of_work() as session:
             await staff_sessions.close_session(session, token)
     response = RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)

@@ -37,6 +37,10 @@ DISCORD_COOKIE = "gh_console_discord"
 """Ties a Discord sign-in's state to the browser that started it."""
 MAX_FORM_BYTES = 256 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+CSRF_REFUSED = (
+    "This form was not sent from a page of this console (its security token is missing or "
+    "stale). Open the page again and resend it."
+)
 
 
 @dataclass(frozen=True)
@@ -163,13 +167,7 @@ async def _visit(request: Request, area: Area, uploads: int | None) -> Visit | R
         except CoreError as exc:
             return refused(request, staff, 400, exc.message)
         if not csrf_matches(visit.csrf, visit.form.get("csrf", "")):
-            return refused(
-                request,
-                staff,
-                403,
-                "This form was not sent from a page of this console (its security token is "
-                "missing or stale). Open the page again and resend it.",
-            )
+            return refused(request, staff, 403, CSRF_REFUSED)
     return visit
 
 

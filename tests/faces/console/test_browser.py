@@ -1,0 +1,142 @@
+"""The console in a real browser, against ``guildhall serve --demo`` run as a real process.
+
+What an operator does and sees: sign in, the overview, a coin change made through the
+Heliactyl API arriving in the live feed, a form sent without its CSRF token refused,
+a moderator kept out of an admin page; and the area pages' main actions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.faces.console.browser import chromium_path, screenshot_path
+from tests.process import Served, free_port, guildhall, last_line, serve, write_config
+
+pytestmark = pytest.mark.e2e
+
+MODERATOR_PASSWORD = "moderator password 1"
+
+
+@pytest.fixture
+def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
+    """``guildhall serve --demo``: the console and the Heliactyl face on free ports."""
+    config = write_config(
+        tmp_path,
+        database_url,
+        heliactyl={"port": free_port()},
+        tables={"console": {"port": free_port()}},
+    )
+    process = serve(config, "--demo")
+    yield process
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.stop()
+    process.output()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    executable = chromium_path()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=executable)
+        yield launched
+        await launched.close()
+
+
+def demo_admin_password(served: Served) -> str:
+    for line in served.banner:
+        if line.startswith("Demo console sign-in"):
+            return line.rsplit(" ", 1)[-1]
+    raise AssertionError(f"no console sign-in in {served.banner}")
+
+
+async def signed_in(browser: Browser, served: Served, login: str, password: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1280, "height": 860})
+    await page.goto(served.url("console") + "/")
+    await expect(page).to_have_url(re.compile(r"/sign-in"))
+    await page.get_by_label("Username or email").fill(login)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    return page
+
+
+async def as_admin(browser: Browser, served: Served) -> Page:
+    return await signed_in(browser, served, "admin", demo_admin_password(served))
+
+
+async def test_sign_in_and_see_the_overview(browser: Browser, served: Served) -> None:
+    page = await as_admin(browser, served)
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    await expect(page.locator(".figure", has_text="Coins in circulation")).to_contain_text("1,750")
+    await expect(page.locator("svg.chart rect").first).to_be_attached()
+    await page.screenshot(path=screenshot_path("overview"), full_page=True)
+
+
+async def test_a_wrong_password_is_refused(browser: Browser, served: Served) -> None:
+    page = await browser.new_page()
+    await page.goto(served.url("console") + "/sign-in")
+    await page.get_by_label("Username or email").fill("admin")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("do not open the console")
+    await page.goto(served.url("console") + "/")
+    await expect(page).to_have_url(re.compile(r"/sign-in"))
+
+
+async def test_a_coin_change_through_the_api_appears_in_the_live_feed(
+    browser: Browser, served: Served
+) -> None:
+    page = await as_admin(browser, served)
+    feed = page.locator("#feed")
+    await expect(feed).to_be_visible()
+    async with httpx.AsyncClient(base_url=served.base_url("heliactyl")) as api:
+        answer = await api.post(
+            "/addcoins",
+            headers={"Authorization": f"Bearer {served.demo_key}"},
+            json={"id": "123456789", "coins": 4321},
+        )
+    assert answer.json()["status"] == "success", answer.text
+    arrived = feed.locator("li.new", has_text="coins.changed")
+    await expect(arrived).to_contain_text('"amount":"4321"', timeout=10_000)
+    await page.screenshot(path=screenshot_path("live-feed"))
+
+
+async def test_a_form_without_its_csrf_token_is_refused(browser: Browser, served: Served) -> None:
+    page = await as_admin(browser, served)
+    # The sign-out form, its token taken out as a forged form would lack it.
+    await page.locator("form.who input[name=csrf]").evaluate("input => input.remove()")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("alert")).to_contain_text("not sent from a page of this console")
+    await page.goto(served.url("console") + "/")
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()  # still signed in
+
+
+async def test_a_moderator_is_refused_an_admin_page(browser: Browser, served: Served) -> None:
+    made = guildhall(
+        served.config,
+        "users",
+        "create",
+        "--username",
+        "mod",
+        "--password",
+        "-",
+        "--role",
+        "moderator",
+        input_text=MODERATOR_PASSWORD + "\n",
+    )
+    assert last_line(made.stdout).isdigit()
+    page = await signed_in(browser, served, "mod", MODERATOR_PASSWORD)
+    await expect(page.get_by_role("link", name="Accounts")).to_have_count(0)
+    answer = await page.goto(served.url("console") + "/accounts")
+    assert answer is not None and answer.status == 403
+    await expect(page.get_by_role("alert")).to_contain_text("Your role does not open this page")
+    moderation = await page.goto(served.url("console") + "/moderation")
+    assert moderation is not None and moderation.status == 200
