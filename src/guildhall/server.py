@@ -68,9 +68,7 @@ def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listene
     """The enabled faces and the console (or just ``only``), each with its address."""
     unknown = [name for name in only if name not in FACES and name != CONSOLE]
     if unknown:
-        raise ConfigError(
-            f"Unknown face {unknown[0]!r} (known faces: {', '.join(FACES)}; and {CONSOLE})."
-        )
+        raise ConfigError(f"Unknown face {unknown[0]!r} (known faces: {', '.join(FACES)}).")
     listeners = []
     for name in FACES:
         face = getattr(settings.faces, name)

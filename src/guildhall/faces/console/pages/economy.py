@@ -1,7 +1,478 @@
-"""The console's economy pages (being written)."""
+"""``/economy``: items with their images, classes, quests and the bot's settings document.
+
+Every change goes through the services Aurora's routes call (``core/items``,
+``core/community``), so the audit rows and events are the API's own, naming the
+console user. Decisions where the issue is silent:
+
+- A form the core refuses is shown again with what was typed and the reason next to
+  its field (400, or 409 for a name already taken). The core call runs in a
+  savepoint, so a refusal leaves nothing of it behind, even where the service had
+  already written part of its work (the settings row it makes before checking caps).
+- An item's image is checked as Aurora checks one (Pillow must decode it as PNG,
+  JPEG, WebP or GIF; at most 15 MB and 40 million pixels) before anything is
+  written. An upload over 15 MB is refused while the form is read, before the
+  page runs, so it gets the console's error page (400) rather than the form.
+- An image is served from ``/economy/items/{id}/image`` with its stored type, as
+  content that runs nothing (``default-src 'none'``), revalidated by its ETag.
+- Lists page in the database, 50 to a page; items can also be searched by name or
+  description (``?q=``), as Aurora's ``search`` does.
+- Saving the settings merges the submitted document into the stored one, as Aurora's
+  ``POST /api/settings`` does: a key removed from the text is kept as it is (a key
+  of the operator's own can be set to ``null``), and a known key keeps its type.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import math
+import urllib.parse
+from typing import Any
 
-ROUTES: list[BaseRoute] = []
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from guildhall.core.access.console import Area
+from guildhall.core.community import service as community
+from guildhall.core.errors import CoreError, Invalid, NotFound, is_digits
+from guildhall.core.items import service as items
+from guildhall.core.text import require_storable
+from guildhall.faces.common.body import TooDeep, parse_json
+from guildhall.faces.console.auth import Visit, screen
+from guildhall.faces.console.errors import status_of
+from guildhall.faces.console.render import SECURITY_HEADERS, back_to, page
+
+PER_PAGE = 50
+MAX_PAGE = 1_000_000
+MAX_BIG = community.MAX_BIG
+ITEM_FIELDS = ("name", "type", "rarity", "price", "description", "image")
+CLASS_FIELDS = ("name", "id", "balance", "role_id")
+QUEST_FIELDS = (
+    "name",
+    "description",
+    "trigger_event",
+    "target",
+    "xp_reward",
+    "balance_reward",
+)
+
+
+# ---- reading forms and queries -------------------------------------------
+
+
+def page_number(raw: str) -> int:
+    """The page asked for (1 when none is); Invalid for anything but 1 to 1,000,000."""
+    raw = raw or "1"
+    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
+        raise Invalid(f"page must be a whole number from 1 to {MAX_PAGE:,}", field="page")
+    return int(raw)
+
+
+def pager(path: str, number: int, total: int, **query: str) -> dict[str, Any]:
+    """Where the previous and next pages are, keeping the list's filters."""
+    pages = max(1, math.ceil(total / PER_PAGE))
+
+    def link(to: int) -> str:
+        kept = {name: value for name, value in query.items() if value}
+        return f"{path}?{urllib.parse.urlencode({**kept, 'page': to})}"
+
+    return {
+        "number": number,
+        "pages": pages,
+        "total": total,
+        "previous": link(number - 1) if number > 1 else None,
+        "next": link(number + 1) if number < pages else None,
+    }
+
+
+def field(visit: Visit, name: str, label: str, maximum: int, *, required: bool = False) -> str:
+    """A text field as typed (trimmed): Invalid, naming the field, when it is missing,
+    too long or holds a NUL (which neither database stores)."""
+    value = visit.text(name)
+    if required and not value:
+        raise Invalid(f"{label} is required.", field=name)
+    if len(value) > maximum:
+        raise Invalid(f"{label} must be at most {maximum} characters.", field=name)
+    return require_storable(value, label, field=name)
+
+
+def amount(visit: Visit, name: str, label: str, *, minimum: int = 0) -> int | None:
+    """A whole number field (None when left empty), within what the core stores."""
+    raw = visit.text(name)
+    if not raw:
+        return None
+    if not is_digits(raw, 15) or not minimum <= int(raw) <= MAX_BIG:
+        raise Invalid(f"{label} must be a whole number from {minimum} to {MAX_BIG}.", field=name)
+    return int(raw)
+
+
+def placed(error: CoreError, fields: tuple[str, ...]) -> dict[str, str]:
+    """The error keyed by the form field it belongs to, or by "" for the whole form."""
+    return {error.field if error.field in fields else "": error.message}
+
+
+def path_id(visit: Visit, name: str, what: str) -> int:
+    """A numeric id from the path; a path with anything else names nothing there is."""
+    raw = visit.request.path_params[name]
+    if not is_digits(raw, 15):
+        raise NotFound(f"There is no such {what}.")
+    return int(raw)
+
+
+def kept(visit: Visit) -> dict[str, str]:
+    """What the form sent, to fill it in again (never its token)."""
+    return {name: value for name, value in visit.form.items() if name != "csrf"}
+
+
+# ---- overview -------------------------------------------------------------
+
+
+async def overview(session: AsyncSession, visit: Visit) -> Response:
+    _, item_count = await items.search(
+        session, text=None, item_type=None, rarity=None, limit=0, offset=0
+    )
+    _, class_count = await community.class_page(session, limit=0, offset=0)
+    _, quest_count = await community.quest_page(session, limit=0, offset=0)
+    return page(
+        visit,
+        "economy.html",
+        title="Economy",
+        figures={"Items": item_count, "Classes": class_count, "Quests": quest_count},
+        maintenance=await community.maintenance(session),
+    )
+
+
+# ---- items ----------------------------------------------------------------
+
+
+async def _items_page(
+    session: AsyncSession,
+    visit: Visit,
+    *,
+    number: int | None = None,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    row_errors: dict[int, str] | None = None,
+) -> Response:
+    search = visit.query("q")
+    if len(search) > 100:
+        raise Invalid("The search must be at most 100 characters.", field="q")
+    require_storable(search, "The search", field="q")
+    if number is None:
+        number = page_number(visit.query("page"))
+    rows, total = await items.search(
+        session,
+        text=search or None,
+        item_type=None,
+        rarity=None,
+        limit=PER_PAGE,
+        offset=(number - 1) * PER_PAGE,
+    )
+    errors = dict(errors or {})
+    row_errors = dict(row_errors or {})
+    shown = {row.id for row in rows}
+    for item_id in [key for key in row_errors if key not in shown]:
+        errors[""] = f"Item #{item_id}: {row_errors.pop(item_id)}"
+    return page(
+        visit,
+        "economy_items.html",
+        status=status,
+        title="Items",
+        items=rows,
+        images=await items.image_names(session, [row.id for row in rows]),
+        pager=pager("/economy/items", number, total, q=search),
+        search=search,
+        rarities=items.RARITIES,
+        errors=errors,
+        values=values or {"rarity": items.RARITIES[0]},
+        row_errors=row_errors,
+        max_megabytes=items.MAX_IMAGE_BYTES // (1024 * 1024),
+    )
+
+
+async def list_items(session: AsyncSession, visit: Visit) -> Response:
+    return await _items_page(session, visit)
+
+
+async def _upload(visit: Visit, *, required: bool) -> items.CheckedImage | None:
+    """The form's image, checked as Aurora checks one; None when no file was chosen
+    (a browser sends an empty part with no file name for an empty file input)."""
+    upload = visit.files.files.get("image") if visit.files is not None else None
+    if upload is None or (upload.size == 0 and not upload.filename):
+        if required:
+            raise Invalid("Choose an image file to upload.", field="image")
+        return None
+    # Decoding is CPU work: off the event loop, as in Aurora.
+    return await asyncio.to_thread(items.check_image, upload.file)
+
+
+async def create_item(session: AsyncSession, visit: Visit) -> Response:
+    try:
+        fields = items.ItemFields(
+            name=field(visit, "name", "Name", 100, required=True),
+            type=field(visit, "type", "Type", 32, required=True),
+            rarity=field(visit, "rarity", "Rarity", 3, required=True),
+            price=amount(visit, "price", "Price"),
+            description=field(visit, "description", "Description", 2000),
+        )
+        image = await _upload(visit, required=False)
+        async with session.begin_nested():
+            row = await items.create(session, fields, visit.staff.actor, image)
+    except CoreError as exc:
+        return await _items_page(
+            session,
+            visit,
+            number=1,
+            status=status_of(exc),
+            errors=placed(exc, ITEM_FIELDS),
+            values=kept(visit),
+        )
+    return back_to(visit, "/economy/items", f"Item {row.name} (#{row.id}) created.")
+
+
+async def replace_image(session: AsyncSession, visit: Visit) -> Response:
+    item_id = path_id(visit, "item_id", "item")
+    await items.get(session, item_id)  # an item there is not: 404, not the form
+    try:
+        number = page_number(visit.text("page"))
+    except Invalid:
+        number = 1
+    try:
+        image = await _upload(visit, required=True)
+        assert image is not None
+        async with session.begin_nested():
+            row = await items.set_image(session, item_id, image, visit.staff.actor)
+    except CoreError as exc:
+        return await _items_page(
+            session, visit, number=number, status=status_of(exc), row_errors={item_id: exc.message}
+        )
+    return back_to(
+        visit, f"/economy/items?page={number}", f"The image of {row.name} (#{row.id}) replaced."
+    )
+
+
+async def delete_item(session: AsyncSession, visit: Visit) -> Response:
+    item_id = path_id(visit, "item_id", "item")
+    row = await items.get(session, item_id)
+    name = row.name
+    await items.delete_item(session, item_id, visit.staff.actor)
+    return back_to(visit, "/economy/items", f"Item {name} (#{item_id}) deleted.")
+
+
+async def item_image(session: AsyncSession, visit: Visit) -> Response:
+    """The stored bytes with their stored type; the same image Aurora serves."""
+    item_id = path_id(visit, "item_id", "item")
+    names = await items.image_names(session, [item_id])
+    if item_id not in names:
+        raise NotFound(f"Item #{item_id} has no image.")
+    found = await items.image(session, names[item_id])
+    etag = f'"{found.etag}"'
+    headers = {
+        **SECURITY_HEADERS,
+        # Someone's upload: opened directly it runs and loads nothing.
+        "Content-Security-Policy": "default-src 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-cache",
+        "ETag": etag,
+        "Content-Disposition": f'inline; filename="{found.filename}"',
+    }
+    if etag in visit.request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(found.data, media_type=found.content_type, headers=headers)
+
+
+# ---- classes --------------------------------------------------------------
+
+
+async def _classes_page(
+    session: AsyncSession,
+    visit: Visit,
+    *,
+    number: int | None = None,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    if number is None:
+        number = page_number(visit.query("page"))
+    rows, total = await community.class_page(
+        session, limit=PER_PAGE, offset=(number - 1) * PER_PAGE
+    )
+    return page(
+        visit,
+        "economy_classes.html",
+        status=status,
+        title="Classes",
+        classes=rows,
+        pager=pager("/economy/classes", number, total),
+        errors=errors or {},
+        values=values or {},
+    )
+
+
+async def list_classes(session: AsyncSession, visit: Visit) -> Response:
+    return await _classes_page(session, visit)
+
+
+async def create_class(session: AsyncSession, visit: Visit) -> Response:
+    try:
+        name = field(visit, "name", "Name", 100, required=True)
+        class_id = field(visit, "id", "Id", 32) or None
+        role_id = field(visit, "role_id", "Role id", 32) or None
+        balance = amount(visit, "balance", "Treasury") or 0
+        async with session.begin_nested():
+            view = await community.create_class(
+                session,
+                visit.staff.actor,
+                name=name,
+                balance=balance,
+                role_id=role_id,
+                class_id=class_id,
+            )
+    except CoreError as exc:
+        return await _classes_page(
+            session,
+            visit,
+            number=1,
+            status=status_of(exc),
+            errors=placed(exc, CLASS_FIELDS),
+            values=kept(visit),
+        )
+    return back_to(visit, "/economy/classes", f"Class {view.name} ({view.id}) created.")
+
+
+async def delete_class(session: AsyncSession, visit: Visit) -> Response:
+    class_id = visit.request.path_params["class_id"]
+    await community.delete_class(session, class_id, visit.staff.actor)
+    return back_to(visit, "/economy/classes", f"Class {class_id} deleted.")
+
+
+# ---- quests ---------------------------------------------------------------
+
+
+async def _quests_page(
+    session: AsyncSession,
+    visit: Visit,
+    *,
+    number: int | None = None,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    if number is None:
+        number = page_number(visit.query("page"))
+    rows, total = await community.quest_page(
+        session, limit=PER_PAGE, offset=(number - 1) * PER_PAGE
+    )
+    return page(
+        visit,
+        "economy_quests.html",
+        status=status,
+        title="Quests",
+        quests=rows,
+        pager=pager("/economy/quests", number, total),
+        errors=errors or {},
+        values=values or {"target": "1"},
+    )
+
+
+async def list_quests(session: AsyncSession, visit: Visit) -> Response:
+    return await _quests_page(session, visit)
+
+
+async def create_quest(session: AsyncSession, visit: Visit) -> Response:
+    try:
+        fields = community.QuestFields(
+            name=field(visit, "name", "Name", 100, required=True),
+            description=field(visit, "description", "Description", 2000),
+            trigger_event=field(visit, "trigger_event", "Trigger event", 64, required=True),
+            target=amount(visit, "target", "Target", minimum=1),
+            xp_reward=amount(visit, "xp_reward", "XP reward"),
+            balance_reward=amount(visit, "balance_reward", "Coin reward"),
+        )
+        async with session.begin_nested():
+            row = await community.create_quest(session, fields, visit.staff.actor)
+    except CoreError as exc:
+        return await _quests_page(
+            session,
+            visit,
+            number=1,
+            status=status_of(exc),
+            errors=placed(exc, QUEST_FIELDS),
+            values=kept(visit),
+        )
+    return back_to(visit, "/economy/quests", f"Quest {row.name} (#{row.id}) created.")
+
+
+async def delete_quest(session: AsyncSession, visit: Visit) -> Response:
+    quest_id = path_id(visit, "quest_id", "quest")
+    await community.delete_quest(session, quest_id, visit.staff.actor)
+    return back_to(visit, "/economy/quests", f"Quest #{quest_id} deleted.")
+
+
+# ---- settings -------------------------------------------------------------
+
+
+def _settings_page(visit: Visit, text: str, *, status: int = 200, error: str = "") -> Response:
+    return page(
+        visit,
+        "economy_settings.html",
+        status=status,
+        title="Settings",
+        text=text,
+        error=error,
+        max_kilobytes=community.MAX_DOCUMENT_BYTES // 1024,
+    )
+
+
+async def settings_editor(session: AsyncSession, visit: Visit) -> Response:
+    document = await community.settings(session)
+    return _settings_page(visit, orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+async def save_settings(session: AsyncSession, visit: Visit) -> Response:
+    text = visit.form.get("document", "")
+    try:
+        try:
+            update = parse_json(text)
+        except TooDeep as exc:
+            raise Invalid(f"The document: {exc}.", field="document") from None
+        except ValueError as exc:
+            raise Invalid(f"The document is not valid JSON: {exc}.", field="document") from None
+        async with session.begin_nested():
+            await community.merge_settings(session, update, visit.staff.actor)
+    except CoreError as exc:
+        return _settings_page(visit, text, status=status_of(exc), error=exc.message)
+    return back_to(visit, "/economy/settings", "Settings saved.")
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/economy", screen(Area.ECONOMY, overview), methods=["GET"]),
+    Route("/economy/items", screen(Area.ECONOMY, list_items), methods=["GET"]),
+    Route(
+        "/economy/items",
+        screen(Area.ECONOMY, create_item, uploads=items.MAX_IMAGE_BYTES),
+        methods=["POST"],
+    ),
+    Route("/economy/items/{item_id}/image", screen(Area.ECONOMY, item_image), methods=["GET"]),
+    Route(
+        "/economy/items/{item_id}/image",
+        screen(Area.ECONOMY, replace_image, uploads=items.MAX_IMAGE_BYTES),
+        methods=["POST"],
+    ),
+    Route("/economy/items/{item_id}/delete", screen(Area.ECONOMY, delete_item), methods=["POST"]),
+    Route("/economy/classes", screen(Area.ECONOMY, list_classes), methods=["GET"]),
+    Route("/economy/classes", screen(Area.ECONOMY, create_class), methods=["POST"]),
+    Route(
+        "/economy/classes/{class_id}/delete", screen(Area.ECONOMY, delete_class), methods=["POST"]
+    ),
+    Route("/economy/quests", screen(Area.ECONOMY, list_quests), methods=["GET"]),
+    Route("/economy/quests", screen(Area.ECONOMY, create_quest), methods=["POST"]),
+    Route(
+        "/economy/quests/{quest_id}/delete", screen(Area.ECONOMY, delete_quest), methods=["POST"]
+    ),
+    Route("/economy/settings", screen(Area.ECONOMY, settings_editor), methods=["GET"]),
+    Route("/economy/settings", screen(Area.ECONOMY, save_settings), methods=["POST"]),
+]
