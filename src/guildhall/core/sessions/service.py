@@ -498,6 +498,20 @@ class SessionService:
         row = (await session.execute(select(online, func.count()).select_from(BotSession))).one()
         return Stats(online=row[0], total=row[1])
 
+    async def page(
+        self, session: AsyncSession, limit: int, offset: int = 0
+    ) -> builtins.list[SessionView]:
+        """One page of the sessions, oldest first: a staff list never loads the whole table."""
+        query = select(BotSession).order_by(BotSession.id).limit(limit).offset(offset)
+        return [_view(row) for row in await session.scalars(query)]
+
+    async def backup_of(self, session: AsyncSession, handle: str) -> BackupView | None:
+        """The session's backup (only the latest is kept), or None: what ``restore`` uses."""
+        created_at = await session.scalar(
+            select(SessionBackup.created_at).where(SessionBackup.handle == check_handle(handle))
+        )
+        return BackupView(handle, created_at) if created_at is not None else None
+
     def _pending(self, row: BotSession, handle: str) -> None:
         if (
             row.state != State.PAIRING.value
