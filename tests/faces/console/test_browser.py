@@ -140,3 +140,105 @@ async def test_a_moderator_is_refused_an_admin_page(browser: Browser, served: Se
     await expect(page.get_by_role("alert")).to_contain_text("Your role does not open this page")
     moderation = await page.goto(served.url("console") + "/moderation")
     assert moderation is not None and moderation.status == 200
+
+
+async def _account_page(page: Page, served: Served, discord_id: str) -> None:
+    await page.goto(served.url("console") + f"/accounts?q={discord_id}")
+    await page.locator("table a", has_text=re.compile(r"\S")).first.click()
+    await expect(page.get_by_role("heading", name="Ban")).to_be_visible()
+
+
+async def test_ban_and_unban_an_account(browser: Browser, served: Served) -> None:
+    page = await as_admin(browser, served)
+    page.on("dialog", lambda dialog: dialog.accept())  # the forms' "are you sure?"
+    await _account_page(page, served, "123456789")
+    ban = page.locator("#ban")
+    await ban.get_by_label("Reason").fill("spamming the market")
+    await ban.get_by_label("Expires after").fill("24")
+    await ban.get_by_role("button", name="Ban").click()
+    await expect(page.locator(".notice")).to_be_visible()
+    await expect(ban.locator(".ban-state")).to_contain_text("Banned")
+    await expect(ban.locator(".ban-reason")).to_have_text("spamming the market")
+    await page.screenshot(path=screenshot_path("account"), full_page=True)
+    async with httpx.AsyncClient(base_url=served.base_url("heliactyl")) as api:
+        # The ban is the APIs' ban: Heliactyl's ban list names the user.
+        banned = await api.get(
+            "/v3/userinteractions",
+            params={"id": "123456789"},
+            headers={"Authorization": f"Bearer {served.demo_key}"},
+        )
+    assert "spamming the market" in banned.text
+    await ban.get_by_role("button", name="Unban").click()
+    await expect(ban.locator(".ban-state")).to_contain_text("Not banned")
+
+
+async def test_create_a_key_see_its_secret_once_and_revoke_it(
+    browser: Browser, served: Served
+) -> None:
+    page = await as_admin(browser, served)
+    page.on("dialog", lambda dialog: dialog.accept())
+    await _account_page(page, served, "123456789")
+    account_page = page.url
+    keys = page.locator("#keys")
+    await keys.get_by_label("Name").fill("dashboard bot")
+    await keys.get_by_label("Scopes").fill("heliactyl")
+    await keys.get_by_role("button", name="Create key").click()
+    secret = (await page.locator(".secret").inner_text()).strip()
+    assert secret.startswith("gh_")
+
+    async def userinfo() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=served.base_url("heliactyl")) as api:
+            return await api.get(
+                "/v3/userinfo",
+                params={"id": "123456789"},
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+
+    assert (await userinfo()).json()["status"] == "success"
+    await page.goto(account_page)  # the page again (a reload would send the form again)
+    await expect(page.locator(".secret")).to_have_count(0)  # shown once, never again
+    row = keys.locator("tr", has_text="dashboard bot")
+    await row.get_by_role("button", name="Revoke").click()
+    await expect(keys.locator("tr", has_text="dashboard bot")).to_contain_text("revoked")
+    assert (await userinfo()).status_code == 403
+
+
+async def test_upload_an_item_image_and_see_it(
+    browser: Browser, served: Served, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "potion.png"
+    Image.new("RGB", (48, 48), (200, 30, 60)).save(picture)
+    page = await as_admin(browser, served)
+    await page.goto(served.url("console") + "/economy/items")
+    await page.get_by_label("Name", exact=True).fill("Health Potion")
+    await page.get_by_label("Type").fill("CONSUMABLE")
+    await page.get_by_label("Price").fill("50")
+    await page.locator("input[name=image][data-preview=item-preview]").set_input_files(picture)
+    await expect(page.locator("#item-preview")).to_be_visible()  # the preview, before sending
+    await page.get_by_role("button", name="Create item").click()
+    shown = page.get_by_role("img", name="Health Potion")
+    await expect(shown).to_be_visible()
+    width = await shown.evaluate("image => image.complete ? image.naturalWidth : 0")
+    assert width == 48  # the browser loaded and decoded the stored image
+    await page.screenshot(path=screenshot_path("items"), full_page=True)
+
+
+async def test_power_a_server_on_and_see_its_state_change(
+    browser: Browser, served: Served
+) -> None:
+    page = await as_admin(browser, served)
+    await page.goto(served.url("console") + "/servers")
+    row = page.locator("tr", has_text="My VPS")
+    await expect(row.locator(".state")).to_have_text("stopped")
+    await row.get_by_role("button", name="Start").click()
+    await expect(page.locator(".notice")).to_be_visible()
+    row = page.locator("tr", has_text="My VPS")
+    for _ in range(20):  # starting, then running, as the driver reports it
+        if (await row.locator(".state").inner_text()).strip() == "running":
+            break
+        await page.wait_for_timeout(250)
+        await page.reload()
+    await expect(row.locator(".state")).to_have_text("running")
+    await page.screenshot(path=screenshot_path("servers"), full_page=True)
