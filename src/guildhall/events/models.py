@@ -25,6 +25,30 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_log_target", "target_account_id", "id"),
         Index("ix_audit_log_actor", "actor_account_id", "id"),
+        # The console's filters (``events.audit.search``): exact or prefix, newest first.
+        # On PostgreSQL the pattern-ops class lets a prefix LIKE use them too.
+        Index(
+            "ix_audit_log_actor_name",
+            "actor",
+            "created_at",
+            "id",
+            postgresql_ops={"actor": "varchar_pattern_ops"},
+        ),
+        Index(
+            "ix_audit_log_action",
+            "action",
+            "created_at",
+            "id",
+            postgresql_ops={"action": "varchar_pattern_ops"},
+        ),
+        Index(
+            "ix_audit_log_target_name",
+            "target",
+            "created_at",
+            "id",
+            postgresql_ops={"target": "varchar_pattern_ops"},
+        ),
+        Index("ix_audit_log_created_at", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

@@ -38,13 +38,13 @@ import random
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
@@ -63,6 +63,34 @@ from guildhall.times import iso_millis
 URL = re.compile(r"https?://[^\s/$.?#][^\s]*", re.IGNORECASE)
 LEASE_MARGIN = timedelta(seconds=30)
 DISPATCH_BATCH = 200
+_DELIVERY_COLUMNS = (
+    WebhookDelivery.id,
+    WebhookDelivery.endpoint_id,
+    WebhookDelivery.event,
+    WebhookDelivery.status,
+    WebhookDelivery.attempts,
+    WebhookDelivery.created_at,
+    WebhookDelivery.delivered_at,
+    WebhookDelivery.next_attempt_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """One delivery and the outcome of its latest attempt (None until it is tried)."""
+
+    id: int
+    endpoint_id: int
+    event: str
+    status: str
+    attempts: int
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +101,8 @@ class EndpointView:
     created_at: datetime
     failing_since: datetime | None
     pending: int
+    # Its newest delivery that has been tried, with that try's outcome.
+    last_delivery: DeliveryView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,22 +180,114 @@ class Webhooks:
             )
             return endpoint.id, secret
 
-    async def endpoints(self, session: AsyncSession) -> list[EndpointView]:
+    async def endpoints(
+        self, session: AsyncSession, *, limit: int | None = None, offset: int = 0
+    ) -> list[EndpointView]:
+        """Endpoints in the order they were added (``limit`` of them from ``offset``),
+        each with its pending count and its newest tried delivery."""
         pending = (
             select(WebhookDelivery.endpoint_id, func.count().label("pending"))
             .where(WebhookDelivery.status == "pending")
             .group_by(WebhookDelivery.endpoint_id)
             .subquery()
         )
-        rows = await session.execute(
-            select(WebhookEndpoint, func.coalesce(pending.c.pending, 0))
-            .outerjoin(pending, pending.c.endpoint_id == WebhookEndpoint.id)
-            .order_by(WebhookEndpoint.id)
+        last_tried = (
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.endpoint_id == WebhookEndpoint.id, WebhookDelivery.attempts > 0)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(1)
+            .correlate(WebhookEndpoint)
+            .scalar_subquery()
         )
+        rows = (
+            await session.execute(
+                select(WebhookEndpoint, func.coalesce(pending.c.pending, 0), last_tried)
+                .outerjoin(pending, pending.c.endpoint_id == WebhookEndpoint.id)
+                .order_by(WebhookEndpoint.id)
+                .limit(limit)
+                .offset(offset)
+            )
+        ).all()
+        tried = [delivery_id for _e, _count, delivery_id in rows if delivery_id is not None]
+        last = {
+            view.id: view
+            for view in await self._delivery_views(
+                session, select(*_DELIVERY_COLUMNS).where(WebhookDelivery.id.in_(tried))
+            )
+        }
         return [
-            EndpointView(e.id, e.url, list(e.events), e.created_at, e.failing_since, count)
-            for e, count in rows
+            EndpointView(
+                e.id,
+                e.url,
+                list(e.events),
+                e.created_at,
+                e.failing_since,
+                count,
+                last.get(delivery_id) if delivery_id is not None else None,
+            )
+            for e, count, delivery_id in rows
         ]
+
+    async def deliveries(
+        self,
+        session: AsyncSession,
+        *,
+        endpoint_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[DeliveryView]:
+        """Deliveries newest first (of one endpoint, or of all), each with the outcome of
+        its latest attempt: ``limit`` of them from ``offset``."""
+        query = select(*_DELIVERY_COLUMNS)
+        if endpoint_id is not None:
+            await self._endpoint(session, endpoint_id)
+            query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+        return await self._delivery_views(
+            session, query.order_by(WebhookDelivery.id.desc()).limit(limit).offset(offset)
+        )
+
+    @staticmethod
+    async def _delivery_views(
+        session: AsyncSession, query: Select[*tuple[Any, ...]]
+    ) -> list[DeliveryView]:
+        """The deliveries ``query`` selects (``_DELIVERY_COLUMNS``), each with its latest
+        attempt, found through the attempts' ``(delivery_id, id)`` index."""
+        rows = (await session.execute(query)).all()
+        if not rows:
+            return []
+        latest = (
+            select(func.max(WebhookAttempt.id))
+            .where(WebhookAttempt.delivery_id.in_([row.id for row in rows]))
+            .group_by(WebhookAttempt.delivery_id)
+        )
+        attempts = {
+            attempt.delivery_id: attempt
+            for attempt in await session.scalars(
+                select(WebhookAttempt).where(WebhookAttempt.id.in_(latest))
+            )
+        }
+        views = []
+        for row in rows:
+            view = DeliveryView(
+                id=row.id,
+                endpoint_id=row.endpoint_id,
+                event=row.event,
+                status=row.status,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                delivered_at=row.delivered_at,
+                next_attempt_at=row.next_attempt_at,
+            )
+            if (attempt := attempts.get(row.id)) is not None:
+                view = replace(
+                    view,
+                    last_attempt_at=attempt.attempted_at,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                )
+            views.append(view)
+        return views
 
     async def remove(self, session: AsyncSession, endpoint_id: int, actor: Actor) -> str:
         endpoint = await self._endpoint(session, endpoint_id)
