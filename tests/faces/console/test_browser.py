@@ -225,9 +225,7 @@ async def test_upload_an_item_image_and_see_it(
     await page.screenshot(path=screenshot_path("items"), full_page=True)
 
 
-async def test_power_a_server_on_and_see_its_state_change(
-    browser: Browser, served: Served
-) -> None:
+async def test_power_a_server_on_and_see_its_state_change(browser: Browser, served: Served) -> None:
     page = await as_admin(browser, served)
     await page.goto(served.url("console") + "/servers")
     row = page.locator("tr", has_text="My VPS")
