@@ -377,7 +377,7 @@ class Runtime:
             await moderation.announce_expired(session, SYSTEM)
 
     async def _housekeeping(self) -> None:
-        """Hourly: expired panel logins and sessions go, and old dispatched events."""
+        """Hourly: expired logins and browser sessions go, and old dispatched events."""
         async with self.database.unit_of_work() as session:
             await panel.purge_expired(session)
             await outbox.prune(session, timedelta(days=OUTBOX_RETENTION_DAYS))

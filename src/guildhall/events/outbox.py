@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
 from guildhall.db.sql import rowcount
 from guildhall.events.models import OutboxEvent
+from guildhall.times import iso_millis
 
 EVENTS = (
     # SkyPANEL's documented webhook events
@@ -77,6 +78,26 @@ async def recent(
         {"event": row.event, "data": row.payload, "timestamp": row.created_at.isoformat()}
         for row in await session.scalars(query)
     ]
+
+
+async def committed_after(session: AsyncSession, after: int, limit: int) -> list[dict[str, Any]]:
+    """Events with an id above ``after``, oldest first, at most ``limit``: a reader that
+    asks again from the last id it got misses none (the console's live feed)."""
+    query = select(OutboxEvent).where(OutboxEvent.id > after).order_by(OutboxEvent.id).limit(limit)
+    return [
+        {
+            "id": row.id,
+            "event": row.event,
+            "data": row.payload,
+            "timestamp": iso_millis(row.created_at),
+        }
+        for row in await session.scalars(query)
+    ]
+
+
+async def newest_id(session: AsyncSession) -> int:
+    """The id of the newest event (0: none yet)."""
+    return int(await session.scalar(select(func.max(OutboxEvent.id))) or 0)
 
 
 async def prune(session: AsyncSession, older_than: timedelta) -> int:

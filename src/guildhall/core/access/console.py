@@ -76,7 +76,8 @@ class StaffMember:
 
 
 async def check_password(session: AsyncSession, login: str, password: str) -> StaffMember | None:
-    """The staff account whose username or email and password these are, else None.
+    """The staff account whose username (as written) or email (whatever its case) and
+    password these are, else None.
 
     The same work is done whatever fails (unknown name, wrong password, not staff),
     so the answer's timing says nothing about which accounts exist."""
@@ -85,7 +86,7 @@ async def check_password(session: AsyncSession, login: str, password: str) -> St
     if login and storable(login):
         query = select(Account.id, Account.username, Account.role, Account.password_hash).where(
             or_(
-                func.lower(Account.username) == login.lower(),
+                Account.username == login,
                 func.lower(Account.email) == login.lower(),
             )
         )
@@ -179,10 +180,3 @@ async def close_session(session: AsyncSession, token: str) -> bool:
         delete(ConsoleSession).where(ConsoleSession.id_hash == digest(token))
     )
     return bool(rowcount(ended))
-
-
-async def purge_expired(session: AsyncSession) -> int:
-    ended = await session.execute(
-        delete(ConsoleSession).where(ConsoleSession.expires_at <= utcnow())
-    )
-    return rowcount(ended) or 0

@@ -260,8 +260,11 @@ async def held(session: AsyncSession, discord_id: str, role_ids: list[str]) -> s
 
 
 async def purge_expired(session: AsyncSession) -> int:
-    """Drop login states and sessions past their expiry; how many went."""
+    """Drop login states and browser sessions (the panel's and the console's) past their
+    expiry; how many went."""
     now = utcnow()
-    states = await session.execute(delete(LoginState).where(LoginState.expires_at <= now))
-    sessions = await session.execute(delete(PanelSession).where(PanelSession.expires_at <= now))
-    return (rowcount(states) or 0) + (rowcount(sessions) or 0)
+    went = 0
+    for model in (LoginState, PanelSession, ConsoleSession):
+        result = await session.execute(delete(model).where(model.expires_at <= now))
+        went += rowcount(result) or 0
+    return went

@@ -4,7 +4,15 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import uuid4
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from guildhall.db.base import NEVER_REUSED, Base, BigIntId, TimestampMixin, UTCDateTime, utcnow
@@ -30,6 +38,10 @@ class Account(TimestampMixin, Base):
     __tablename__ = "accounts"
     __table_args__ = (
         CheckConstraint("role IN ('user', 'admin', 'moderator')", name="role"),
+        # Logins find an email whatever its case; the console finds a username's start
+        # (on PostgreSQL with text_pattern_ops, for prefixes: migration 0015).
+        Index("ix_accounts_email_lower", func.lower("email")),
+        Index("ix_accounts_username_lower", func.lower("username")),
         NEVER_REUSED,
     )
 

@@ -1,4 +1,5 @@
-"""What a community dashboard counts, and its activity over the last day.
+"""What a community dashboard counts (Aurora's, the console's), and its activity over the
+last day.
 
 The activity aggregation reads a day of ledger and moderation rows, so it is
 computed at most once per ``ttl`` and kept in :class:`StatsCache` (one per
@@ -17,15 +18,20 @@ from typing import Any
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guildhall.core.accounts.models import Identity, Provider
+from guildhall.core.accounts.models import Account, Identity, Provider
 from guildhall.core.actor import Actor
 from guildhall.core.community.models import Profile, Quest
 from guildhall.core.economy.models import Balance, LedgerEntry
+from guildhall.core.hosting.models import PowerState, Server
 from guildhall.core.items.models import Item
 from guildhall.core.moderation.models import ModerationCase
+from guildhall.core.sessions.models import BotSession
+from guildhall.core.sessions.models import State as SessionState
+from guildhall.core.support.models import OPEN, Ticket
 from guildhall.db.base import utcnow
 from guildhall.db.sql import dialect_of
 from guildhall.events.announce import announce
+from guildhall.events.models import WebhookEndpoint
 
 
 async def dashboard(session: AsyncSession, currency: str) -> dict[str, int]:
@@ -129,3 +135,32 @@ class StatsCache:
             {"entries": dropped},
         )
         return dropped
+
+
+async def installation_totals(session: AsyncSession, currency: str) -> dict[str, int]:
+    """What the console's overview counts, from every face's data: each one query, none
+    that reads more than the table it counts."""
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    queries: dict[str, Any] = {
+        "accounts": select(func.count()).select_from(Account),
+        "coins_in_circulation": select(func.coalesce(func.sum(Balance.amount), 0)).where(
+            Balance.currency == currency
+        ),
+        "transactions_today": select(func.count())
+        .select_from(LedgerEntry)
+        .where(LedgerEntry.currency == currency, LedgerEntry.created_at >= midnight),
+        "items": select(func.count()).select_from(Item),
+        "open_cases": select(func.count())
+        .select_from(ModerationCase)
+        .where(ModerationCase.active.is_(True)),
+        "servers": select(func.count()).select_from(Server),
+        "running_servers": select(func.count())
+        .select_from(Server)
+        .where(Server.status == PowerState.RUNNING.value),
+        "open_tickets": select(func.count()).select_from(Ticket).where(Ticket.status == OPEN),
+        "sessions_online": select(func.count())
+        .select_from(BotSession)
+        .where(BotSession.state == SessionState.ONLINE),
+        "webhook_endpoints": select(func.count()).select_from(WebhookEndpoint),
+    }
+    return {key: int(await session.scalar(query) or 0) for key, query in queries.items()}

@@ -16,12 +16,13 @@ from guildhall.connectors.oauth.provider import OAuthProvider, ProviderError
 from guildhall.core.access import console as staff_sessions
 from guildhall.core.access import panel
 from guildhall.core.accounts.models import Provider
-from guildhall.core.errors import Invalid
+from guildhall.core.errors import CoreError, Invalid
 from guildhall.faces.common.app import CloseUnreadBodies
 from guildhall.faces.common.clients import parse_networks, request_scheme
 from guildhall.faces.common.origin import SameOriginGuard
+from guildhall.faces.common.paths import local_path
 from guildhall.faces.common.ratelimit import RateLimitMiddleware
-from guildhall.faces.console import auth
+from guildhall.faces.console import auth, keys
 from guildhall.faces.console.errors import refused
 from guildhall.faces.console.pages import PAGES
 from guildhall.faces.console.render import SECURITY_HEADERS, html, templates
@@ -31,12 +32,20 @@ from guildhall.runtime import Runtime
 SIGN_IN_FAILED = "That name and password do not open the console."
 
 
-def _sign_in_page(request: Request, *, error: str = "", status: int = 200) -> Response:
+def _sign_in_page(
+    request: Request,
+    *,
+    error: str = "",
+    status: int = 200,
+    sent: dict[str, str] | None = None,
+) -> Response:
+    """The sign-in form; after a refusal, with what was sent (never the password)."""
     secret, fresh = auth.sign_in_secret(request)
+    given = sent if sent is not None else dict(request.query_params)
     body = templates.get_template("sign_in.html").render(
-        csrf=auth.keys_of(request).csrf_for(secret),
-        next=auth.local_path(request.query_params.get("next", "/")),
-        login=request.query_params.get("login", ""),
+        csrf=keys.keys_of(request).csrf_for(secret),
+        next=local_path(given.get("next", "/")),
+        login=given.get("login", "")[:320],
         discord=auth.runtime_of(request).settings.console.oauth.configured,
         error=error,
         title="Sign in",
@@ -44,7 +53,7 @@ def _sign_in_page(request: Request, *, error: str = "", status: int = 200) -> Re
     response = html(body, status)
     if fresh:
         response.set_cookie(
-            auth.SIGN_IN_COOKIE,
+            keys.SIGN_IN_COOKIE,
             secret,
             httponly=True,
             samesite="strict",
@@ -55,19 +64,22 @@ def _sign_in_page(request: Request, *, error: str = "", status: int = 200) -> Re
 
 async def sign_in_form(request: Request) -> Response:
     if await auth.find_staff(request) is not None:
-        return RedirectResponse(auth.local_path(request.query_params.get("next", "/")), 303)
+        return RedirectResponse(local_path(request.query_params.get("next", "/")), 303)
     return _sign_in_page(request)
 
 
 async def sign_in(request: Request) -> Response:
-    """Check the password (Argon2id, as everywhere) and open a session."""
+    """Check the password (Argon2id, as everywhere) and open a session.
+
+    The password is checked in a read unit of work: on SQLite a guess must never
+    hold the one write lock while Argon2 runs. Only a right one opens a short write."""
     try:
         fields, _ = await auth.read_fields(request, None)
-    except Exception:
-        return refused(request, None, 400, "The form could not be read.")
-    secret = request.cookies.get(auth.SIGN_IN_COOKIE, "")
+    except CoreError as exc:
+        return refused(request, None, 400, exc.message)
+    secret = request.cookies.get(keys.SIGN_IN_COOKIE, "")
     if not secret or not auth.csrf_matches(
-        auth.keys_of(request).csrf_for(secret), fields.get("csrf", "")
+        keys.keys_of(request).csrf_for(secret), fields.get("csrf", "")
     ):
         return refused(
             request,
@@ -76,31 +88,59 @@ async def sign_in(request: Request) -> Response:
             "This sign-in form was not sent from this console's own page. Open it again.",
         )
     runtime = auth.runtime_of(request)
-    ttl = timedelta(seconds=runtime.settings.console.session_ttl_seconds)
-    async with runtime.database.unit_of_work() as session:
+    async with runtime.database.unit_of_work(write=False) as session:
         member = await staff_sessions.check_password(
             session, fields.get("login", ""), fields.get("password", "")
         )
-        token = await staff_sessions.open_session(session, member, ttl) if member else None
-    if token is None:
-        return _sign_in_page(request, error=SIGN_IN_FAILED, status=401)
-    response = RedirectResponse(auth.local_path(fields.get("next", "/")), status_code=303)
+    if member is None:
+        return _sign_in_page(request, error=SIGN_IN_FAILED, status=401, sent=fields)
+    return await _signed_in(request, member, fields.get("next", "/"), clear=keys.SIGN_IN_COOKIE)
+
+
+async def _signed_in(
+    request: Request,
+    member: staff_sessions.StaffMember,
+    target: str,
+    *,
+    clear: str,
+    from_elsewhere: bool = False,
+) -> Response:
+    """Open the session and send the browser on: to ``target``, or to the member's home.
+
+    Coming back from another site (Discord), the browser is sent on by a page of ours
+    rather than a redirect: a redirect would still belong to the trip that started on
+    the other site, and the browser would not send the new ``SameSite=Strict`` cookie."""
+    runtime = auth.runtime_of(request)
+    ttl = timedelta(seconds=runtime.settings.console.session_ttl_seconds)
+    async with runtime.database.unit_of_work() as session:
+        token = await staff_sessions.open_session(session, member, ttl)
+    path = local_path(target)
+    path = auth.home_of(member) if path == "/" else path
+    response: Response
+    if from_elsewhere:
+        page = templates.get_template("signed_in.html").render(target=path, title="Signed in")
+        response = html(page)
+    else:
+        response = RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
     auth.set_session_cookie(response, token, ttl, secure=auth.is_secure(request))
-    response.delete_cookie(auth.SIGN_IN_COOKIE)
+    response.delete_cookie(clear)
     return response
 
 
 async def sign_out(request: Request) -> Response:
-    token = request.cookies.get(auth.SESSION_COOKIE, "")
+    token = request.cookies.get(keys.SESSION_COOKIE, "")
     staff = await auth.find_staff(request)
     if staff is not None:
-        fields, _ = await auth.read_fields(request, None)
-        if not auth.csrf_matches(auth.keys_of(request).csrf_for(token), fields.get("csrf", "")):
+        try:
+            fields, _ = await auth.read_fields(request, None)
+        except CoreError as exc:
+            return refused(request, staff, 400, exc.message)
+        if not auth.csrf_matches(keys.keys_of(request).csrf_for(token), fields.get("csrf", "")):
             return refused(request, staff, 403, auth.CSRF_REFUSED)
         async with auth.runtime_of(request).database.unit_of_work() as session:
             await staff_sessions.close_session(session, token)
     response = RedirectResponse("/sign-in", status_code=303, headers=SECURITY_HEADERS)
-    response.delete_cookie(auth.SESSION_COOKIE, httponly=True, samesite="strict")
+    response.delete_cookie(keys.SESSION_COOKIE, httponly=True, samesite="strict")
     return response
 
 
@@ -121,13 +161,13 @@ async def discord_sign_in(request: Request) -> Response:
         state = await panel.begin_login(
             session,
             browser,
-            auth.local_path(request.query_params.get("next", "/")),
+            local_path(request.query_params.get("next", "/")),
             timedelta(seconds=ttl),
         )
     response = RedirectResponse(provider.authorization_url(state), status_code=302)
     # Lax, not Strict: the browser comes back from Discord's site with it.
     response.set_cookie(
-        auth.DISCORD_COOKIE,
+        keys.DISCORD_COOKIE,
         browser,
         max_age=ttl,
         httponly=True,
@@ -145,7 +185,7 @@ async def discord_callback(request: Request) -> Response:
     runtime = auth.runtime_of(request)
     state = request.query_params.get("state", "")
     code = request.query_params.get("code", "")
-    browser = request.cookies.get(auth.DISCORD_COOKIE, "")
+    browser = request.cookies.get(keys.DISCORD_COOKIE, "")
     if not (state and code and browser):
         return refused(request, None, 400, "The Discord sign-in was cut short; start it again.")
     async with runtime.database.unit_of_work() as session:
@@ -157,20 +197,18 @@ async def discord_callback(request: Request) -> Response:
         person = await provider.identify(code)
     except ProviderError as exc:
         return refused(request, None, 502, f"Discord did not confirm who you are: {exc}.")
-    ttl = timedelta(seconds=runtime.settings.console.session_ttl_seconds)
-    async with runtime.database.unit_of_work() as session:
+    async with runtime.database.unit_of_work(write=False) as session:
         member = await staff_sessions.staff_of_identity(session, Provider.DISCORD, person.id)
-        token = await staff_sessions.open_session(session, member, ttl) if member else None
-    if token is None:
+    if member is None:
         return _sign_in_page(
             request,
             error="That Discord account is not linked to an administrator or moderator.",
             status=403,
+            sent={"next": next_path},
         )
-    response = RedirectResponse(auth.local_path(next_path), status_code=303)
-    auth.set_session_cookie(response, token, ttl, secure=auth.is_secure(request))
-    response.delete_cookie(auth.DISCORD_COOKIE)
-    return response
+    return await _signed_in(
+        request, member, next_path, clear=keys.DISCORD_COOKIE, from_elsewhere=True
+    )
 
 
 def _too_many(verdict: Verdict) -> Response:
@@ -207,7 +245,7 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found})
     app.state.runtime = runtime
-    app.state.console_keys = auth.ConsoleKeys.of(runtime)
+    app.state.console_keys = keys.ConsoleKeys.of(runtime)
     settings = runtime.settings
     trusted = parse_networks(settings.trusted_proxies)
     app.add_middleware(

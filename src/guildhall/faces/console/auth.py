@@ -10,7 +10,6 @@ work, because it calls a platform (a server's power, a bot session).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import urllib.parse
@@ -27,35 +26,23 @@ from guildhall.core.access.console import Area, StaffMember
 from guildhall.core.errors import CoreError, Invalid
 from guildhall.faces.common.body import Form, Unreadable, close_form, read_form, whole_body
 from guildhall.faces.common.clients import parse_networks, request_scheme
+from guildhall.faces.common.paths import local_path as local_path
 from guildhall.faces.console.errors import refused, status_of
+from guildhall.faces.console.keys import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    ConsoleKeys,
+    keys_of,
+)
+from guildhall.faces.console.render import NAVIGATION
 from guildhall.runtime import Runtime
 
-SESSION_COOKIE = "gh_console"
-SIGN_IN_COOKIE = "gh_console_signin"
-"""Before a session exists, the sign-in form's CSRF token is bound to this cookie."""
-DISCORD_COOKIE = "gh_console_discord"
-"""Ties a Discord sign-in's state to the browser that started it."""
 MAX_FORM_BYTES = 256 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 CSRF_REFUSED = (
     "This form was not sent from a page of this console (its security token is missing or "
     "stale). Open the page again and resend it."
 )
-
-
-@dataclass(frozen=True)
-class ConsoleKeys:
-    """Keys derived once from the installation's secret, each for one purpose."""
-
-    csrf: bytes
-    notice: bytes
-
-    @classmethod
-    def of(cls, runtime: Runtime) -> ConsoleKeys:
-        return cls(runtime.secrets.derive("console csrf"), runtime.secrets.derive("console notice"))
-
-    def csrf_for(self, secret: str) -> str:
-        return hmac.new(self.csrf, secret.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -83,25 +70,15 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def keys_of(request: Request) -> ConsoleKeys:
-    keys: ConsoleKeys = request.app.state.console_keys
-    return keys
+def home_of(staff: StaffMember) -> str:
+    """The first page of the navigation this staff member may open."""
+    return next(path for area, path, _label in NAVIGATION if staff.may_use(area))
 
 
 def is_secure(request: Request) -> bool:
     """Whether the browser reached us over TLS (directly, or as a trusted proxy says)."""
     trusted = parse_networks(runtime_of(request).settings.trusted_proxies)
     return request_scheme(request.scope, trusted) == "https"
-
-
-def local_path(target: str) -> str:
-    """``target`` if it is a path of this console, else ``/`` (never another site)."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    parts = urllib.parse.urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return "/"
-    return target
 
 
 async def read_fields(request: Request, uploads: int | None) -> tuple[dict[str, str], Form | None]:
@@ -151,6 +128,9 @@ async def _visit(request: Request, area: Area, uploads: int | None) -> Visit | R
     if staff is None:
         return to_sign_in(request)
     if not staff.may_use(area):
+        if request.method in SAFE_METHODS and request.url.path == "/":
+            # Home is the first page the role opens (a moderator's is moderation).
+            return RedirectResponse(home_of(staff), status_code=303)
         return refused(request, staff, 403, "Your role does not open this page.")
     keys = keys_of(request)
     visit = Visit(

@@ -20,6 +20,7 @@ from guildhall.core.errors import (
     NotFound,
     Unavailable,
 )
+from guildhall.faces.console.keys import csrf_of_session
 from guildhall.faces.console.render import NAVIGATION, html, templates
 
 STATUS_OF: dict[type[CoreError], int] = {
@@ -43,7 +44,7 @@ def refused(request: Request, staff: StaffMember | None, status: int, message: s
     """An error page: the layout (when someone is signed in), the status, one sentence."""
     body = templates.get_template("error.html").render(
         staff=staff,
-        csrf="",
+        csrf=csrf_of_session(request) if staff else "",
         navigation=[item for item in NAVIGATION if staff and staff.may_use(item[0])],
         area="",
         notice=None,

@@ -53,6 +53,7 @@ from guildhall.faces.common import clients, ratelimit
 from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.origin import SameOriginGuard, origin_of
+from guildhall.faces.common.paths import local_path
 from guildhall.faces.common.responses import JSON
 from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
 from guildhall.faces.rustmail import errors, wire
@@ -109,7 +110,7 @@ async def login(request: Request, session: AsyncSession, _caller: Actor) -> Resp
         session,
         browser,
         # The panel sends ``redirect``; Guildhall's own links sent ``next``.
-        wire.safe_next(request.query_params.get("redirect") or request.query_params.get("next")),
+        local_path(request.query_params.get("redirect") or request.query_params.get("next")),
         timedelta(seconds=settings.login_ttl_seconds),
     )
     response = RedirectResponse(_provider(request).authorization_url(state), status_code=302)

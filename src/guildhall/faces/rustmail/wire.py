@@ -31,6 +31,7 @@ from guildhall.core.access.panel import PanelPermission
 from guildhall.core.support.models import OPEN, Ticket
 from guildhall.db.base import utcnow
 from guildhall.faces.common.body import json_object as body_json_object
+from guildhall.faces.common.paths import local_path
 from guildhall.faces.rustmail.errors import bad_request
 
 KEY_PERMISSIONS = ("read:tickets", "write:tickets")
@@ -43,20 +44,6 @@ def json_object(body: Any) -> dict[str, Any]:
 
 def unix(moment: datetime | None) -> int | None:
     return int(moment.timestamp()) if moment else None
-
-
-def safe_next(path: str | None) -> str:
-    """A path on the panel itself, or ``/``: never another site."""
-    if (
-        not path
-        or not path.startswith("/")
-        or path.startswith("//")
-        or "\\" in path
-        or any(ord(c) < 32 for c in path)
-        or len(path) > 500
-    ):
-        return "/"
-    return path
 
 
 def landing(panel_url: str, path: str) -> str:
@@ -73,7 +60,7 @@ HOME_HEADERS = {
 def panel_home(user: tuple[str, str] | None, path: str) -> str:
     """The face's own panel page: who is logged in, and a login or logout link."""
     if user is None:
-        login = "/api/auth/login?redirect=" + quote(safe_next(path), safe="/")
+        login = "/api/auth/login?redirect=" + quote(local_path(path), safe="/")
         body = f'<p>Not logged in.</p>\n<p><a href="{escape(login)}">Log in with Discord</a></p>'
     else:
         name, discord_id = user

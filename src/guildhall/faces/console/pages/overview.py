@@ -11,29 +11,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from guildhall.core.access.console import Area
-from guildhall.core.accounts.models import Account
-from guildhall.core.community.stats import activity, dashboard
-from guildhall.core.hosting.models import Server
-from guildhall.core.sessions.models import BotSession, State
-from guildhall.core.support.models import OPEN, Ticket
-from guildhall.events.models import OutboxEvent, WebhookEndpoint
+from guildhall.core.community.stats import activity, installation_totals
+from guildhall.events import outbox
 from guildhall.faces.console.auth import Visit, screen
 from guildhall.faces.console.render import SECURITY_HEADERS, page
-from guildhall.times import iso_millis
 
 FEED_PAGE = 50
+FIGURES = {
+    "accounts": "Accounts",
+    "coins_in_circulation": "Coins in circulation",
+    "transactions_today": "Transactions today",
+    "items": "Items",
+    "open_cases": "Open cases",
+    "servers": "Servers",
+    "running_servers": "Running servers",
+    "open_tickets": "Open tickets",
+    "sessions_online": "Bot sessions online",
+    "webhook_endpoints": "Webhook endpoints",
+}
 CHART_WIDTH = 720
 CHART_HEIGHT = 160
-
-
-async def _count(session: AsyncSession, query: Any) -> int:
-    return int(await session.scalar(query) or 0)
 
 
 def chart(hours: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,50 +72,12 @@ def chart(hours: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _recent_events(session: AsyncSession, after: int, limit: int) -> list[dict[str, Any]]:
-    query = (
-        select(OutboxEvent)
-        .where(OutboxEvent.id > after)
-        .order_by(OutboxEvent.id.desc())
-        .limit(limit)
-    )
-    rows = list(await session.scalars(query))
-    return [
-        {
-            "id": row.id,
-            "event": row.event,
-            "data": row.payload,
-            "timestamp": iso_millis(row.created_at),
-        }
-        for row in reversed(rows)
-    ]
-
-
 async def overview(session: AsyncSession, visit: Visit) -> Response:
     currency = visit.request.app.state.runtime.settings.faces.aurora.currency
-    counts = await dashboard(session, currency)
-    figures = {
-        "Accounts": await _count(session, select(func.count()).select_from(Account)),
-        "Coins in circulation": counts["coinsInCirculation"],
-        "Transactions today": counts["transactionsToday"],
-        "Items": counts["totalItems"],
-        "Open cases": counts["openCases"],
-        "Servers": await _count(session, select(func.count()).select_from(Server)),
-        "Running servers": await _count(
-            session, select(func.count()).select_from(Server).where(Server.status == "running")
-        ),
-        "Open tickets": await _count(
-            session, select(func.count()).select_from(Ticket).where(Ticket.status == OPEN)
-        ),
-        "Bot sessions online": await _count(
-            session,
-            select(func.count()).select_from(BotSession).where(BotSession.state == State.ONLINE),
-        ),
-        "Webhook endpoints": await _count(
-            session, select(func.count()).select_from(WebhookEndpoint)
-        ),
-    }
-    events = await _recent_events(session, 0, FEED_PAGE)
+    totals = await installation_totals(session, currency)
+    figures = {label: totals[key] for key, label in FIGURES.items()}
+    newest = await outbox.newest_id(session)
+    events = await outbox.committed_after(session, max(0, newest - FEED_PAGE), FEED_PAGE)
     return page(
         visit,
         "overview.html",
@@ -130,10 +94,10 @@ async def feed(session: AsyncSession, visit: Visit) -> Response:
     ``after`` (or with one that is not an id), none, and the newest id to ask from."""
     raw = visit.query("after")
     if not (raw.isdigit() and len(raw) < 19):
-        last = await session.scalar(select(func.max(OutboxEvent.id)))
-        return JSONResponse({"events": [], "last": last or 0}, headers=SECURITY_HEADERS)
+        last = await outbox.newest_id(session)
+        return JSONResponse({"events": [], "last": last}, headers=SECURITY_HEADERS)
     after = int(raw)
-    events = await _recent_events(session, after, FEED_PAGE)
+    events = await outbox.committed_after(session, after, FEED_PAGE)
     last = events[-1]["id"] if events else after
     return JSONResponse({"events": events, "last": last}, headers=SECURITY_HEADERS)
 
