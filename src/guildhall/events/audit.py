@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -109,6 +110,9 @@ class AuditLine:
     message: str
 
 
+SURROGATES_START, SURROGATES_END = 0xD800, 0xDFFF
+
+
 def _text_filter(
     column: InstrumentedAttribute[str], value: str, dialect: str
 ) -> ColumnElement[bool]:
@@ -122,10 +126,12 @@ def _text_filter(
         return true()
     if dialect == "postgresql":
         return column.startswith(prefix, autoescape=True)
-    last = ord(prefix[-1])
-    if last == 0x10FFFF:
+    following = ord(prefix[-1]) + 1
+    if following == SURROGATES_START:  # no text holds a lone surrogate: skip them all
+        following = SURROGATES_END + 1
+    if following > sys.maxunicode:
         return column >= prefix
-    return (column >= prefix) & (column < prefix[:-1] + chr(last + 1))
+    return (column >= prefix) & (column < prefix[:-1] + chr(following))
 
 
 async def search(

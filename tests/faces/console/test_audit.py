@@ -132,6 +132,8 @@ async def test_the_trail_is_shown_newest_first(
         ({"actor": "api_key:shop", "action": "coins.", "until": "2024-05-02"}, ["api key spent"]),
         ({"action": "nothing.like.this"}, []),
         ({"actor": "50%_"}, []),  # LIKE's wildcards are plain characters here
+        ({"action": "\ud7ff*"}, []),  # the next character would be a surrogate
+        ({"action": "\U0010ffff*"}, []),  # the last character there is
     ],
 )
 async def test_each_filter_narrows_the_rows(
