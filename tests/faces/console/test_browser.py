@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from tests.faces.console.browser import chromium_path, screenshot_path
+from tests.peers.oauth.provider import running_provider
 from tests.process import Served, free_port, guildhall, last_line, serve, write_config
 
 pytestmark = pytest.mark.e2e
@@ -42,12 +43,19 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def browser() -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile; at the end, no page of it broke the console's
+    Content-Security-Policy (an inline script or style would, and would not work)."""
     executable = chromium_path()
+    complaints: list[str] = []
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=executable)
-        yield launched
+        context = await launched.new_context(viewport={"width": 1280, "height": 860})
+        context.on("console", lambda message: complaints.append(message.text))
+        yield context
+        await context.close()
         await launched.close()
+    assert not [text for text in complaints if "Content Security Policy" in text], complaints
 
 
 def demo_admin_password(served: Served) -> str:
@@ -57,8 +65,8 @@ def demo_admin_password(served: Served) -> str:
     raise AssertionError(f"no console sign-in in {served.banner}")
 
 
-async def signed_in(browser: Browser, served: Served, login: str, password: str) -> Page:
-    page = await browser.new_page(viewport={"width": 1280, "height": 860})
+async def signed_in(browser: BrowserContext, served: Served, login: str, password: str) -> Page:
+    page = await browser.new_page()
     await page.goto(served.url("console") + "/")
     await expect(page).to_have_url(re.compile(r"/sign-in"))
     await page.get_by_label("Username or email").fill(login)
@@ -68,11 +76,11 @@ async def signed_in(browser: Browser, served: Served, login: str, password: str)
     return page
 
 
-async def as_admin(browser: Browser, served: Served) -> Page:
+async def as_admin(browser: BrowserContext, served: Served) -> Page:
     return await signed_in(browser, served, "admin", demo_admin_password(served))
 
 
-async def test_sign_in_and_see_the_overview(browser: Browser, served: Served) -> None:
+async def test_sign_in_and_see_the_overview(browser: BrowserContext, served: Served) -> None:
     page = await as_admin(browser, served)
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     await expect(page.locator(".figure", has_text="Coins in circulation")).to_contain_text("1,750")
@@ -80,7 +88,7 @@ async def test_sign_in_and_see_the_overview(browser: Browser, served: Served) ->
     await page.screenshot(path=screenshot_path("overview"), full_page=True)
 
 
-async def test_a_wrong_password_is_refused(browser: Browser, served: Served) -> None:
+async def test_a_wrong_password_is_refused(browser: BrowserContext, served: Served) -> None:
     page = await browser.new_page()
     await page.goto(served.url("console") + "/sign-in")
     await page.get_by_label("Username or email").fill("admin")
@@ -92,7 +100,7 @@ async def test_a_wrong_password_is_refused(browser: Browser, served: Served) -> 
 
 
 async def test_a_coin_change_through_the_api_appears_in_the_live_feed(
-    browser: Browser, served: Served
+    browser: BrowserContext, served: Served
 ) -> None:
     page = await as_admin(browser, served)
     feed = page.locator("#feed")
@@ -109,7 +117,9 @@ async def test_a_coin_change_through_the_api_appears_in_the_live_feed(
     await page.screenshot(path=screenshot_path("live-feed"))
 
 
-async def test_a_form_without_its_csrf_token_is_refused(browser: Browser, served: Served) -> None:
+async def test_a_form_without_its_csrf_token_is_refused(
+    browser: BrowserContext, served: Served
+) -> None:
     page = await as_admin(browser, served)
     # The sign-out form, its token taken out as a forged form would lack it.
     await page.locator("form.who input[name=csrf]").evaluate("input => input.remove()")
@@ -119,7 +129,9 @@ async def test_a_form_without_its_csrf_token_is_refused(browser: Browser, served
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()  # still signed in
 
 
-async def test_a_moderator_is_refused_an_admin_page(browser: Browser, served: Served) -> None:
+async def test_a_moderator_is_refused_an_admin_page(
+    browser: BrowserContext, served: Served
+) -> None:
     made = guildhall(
         served.config,
         "users",
@@ -148,7 +160,7 @@ async def _account_page(page: Page, served: Served, discord_id: str) -> None:
     await expect(page.get_by_role("heading", name="Ban")).to_be_visible()
 
 
-async def test_ban_and_unban_an_account(browser: Browser, served: Served) -> None:
+async def test_ban_and_unban_an_account(browser: BrowserContext, served: Served) -> None:
     page = await as_admin(browser, served)
     page.on("dialog", lambda dialog: dialog.accept())  # the forms' "are you sure?"
     await _account_page(page, served, "123456789")
@@ -173,7 +185,7 @@ async def test_ban_and_unban_an_account(browser: Browser, served: Served) -> Non
 
 
 async def test_create_a_key_see_its_secret_once_and_revoke_it(
-    browser: Browser, served: Served
+    browser: BrowserContext, served: Served
 ) -> None:
     page = await as_admin(browser, served)
     page.on("dialog", lambda dialog: dialog.accept())
@@ -204,7 +216,7 @@ async def test_create_a_key_see_its_secret_once_and_revoke_it(
 
 
 async def test_upload_an_item_image_and_see_it(
-    browser: Browser, served: Served, tmp_path: Path
+    browser: BrowserContext, served: Served, tmp_path: Path
 ) -> None:
     from PIL import Image
 
@@ -225,7 +237,9 @@ async def test_upload_an_item_image_and_see_it(
     await page.screenshot(path=screenshot_path("items"), full_page=True)
 
 
-async def test_power_a_server_on_and_see_its_state_change(browser: Browser, served: Served) -> None:
+async def test_power_a_server_on_and_see_its_state_change(
+    browser: BrowserContext, served: Served
+) -> None:
     page = await as_admin(browser, served)
     await page.goto(served.url("console") + "/servers")
     row = page.locator("tr", has_text="My VPS")
@@ -240,3 +254,45 @@ async def test_power_a_server_on_and_see_its_state_change(browser: Browser, serv
         await page.reload()
     await expect(row.locator(".state")).to_have_text("running")
     await page.screenshot(path=screenshot_path("servers"), full_page=True)
+
+
+async def test_sign_in_with_discord(
+    browser: BrowserContext, database_url: str, tmp_path: Path
+) -> None:
+    """The whole trip in a real browser: to the provider and back, and the console's
+    SameSite=Strict cookie sent on the first page after it."""
+    async with running_provider() as provider:
+        port = free_port()
+        config = write_config(
+            tmp_path,
+            database_url,
+            tables={
+                "console": {"port": port},
+                "console.oauth": provider.settings(
+                    f"http://127.0.0.1:{port}/sign-in/discord/callback"
+                ),
+            },
+        )
+        guildhall(
+            config,
+            "users",
+            "create",
+            "--username",
+            "dee",
+            "--role",
+            "moderator",
+            "--discord",
+            str(provider.person["id"]),
+        )
+        served = serve(config)
+        try:
+            page = await browser.new_page()
+            await page.goto(served.url("console") + "/tickets")
+            await page.get_by_role("link", name="Sign in with Discord").click()
+            await expect(page).to_have_url(served.url("console") + "/tickets")
+            await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+            await expect(page.get_by_role("heading", name="Tickets")).to_be_visible()
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                served.stop()
+            served.output()
