@@ -658,38 +658,26 @@ def servers_create(
     settings = _settings(config)
     if (plan is None) == (egg is None):
         raise _fail("Give either --plan (a hosting plan) or --egg (a game server on the panel).")
-    chosen = settings.hosting.plans.get(plan) if plan is not None else None
-    if egg is not None or (chosen is not None and chosen.driver == "pterodactyl"):
-        if egg is not None and None in (ram, disk, cpu):
-            raise _fail("A game server needs --ram, --disk and --cpu with --egg.")
+    if plan is not None:
 
-        async def on_panel(runtime: Runtime) -> str:
-            if runtime.games is None:
-                raise ConfigError("Game servers need a panel: set [pterodactyl] url and api_key.")
-            if chosen is not None:
-                resources = {"ram": chosen.ram, "disk": chosen.disk, "cpu": chosen.cpu}
-                made = await runtime.games.create(
-                    owner, name, chosen.egg, **resources, actor=_operator(), plan=plan
-                )
-            else:
-                assert egg is not None and ram is not None and disk is not None and cpu is not None
-                made = await runtime.games.create(
-                    owner, name, egg, ram=ram, disk=disk, cpu=cpu, actor=_operator()
-                )
-            return made.public_id
+        async def in_plan(runtime: Runtime) -> str:
+            return await runtime.create_server(owner, name, plan, _operator())
 
-        out.print(_run(_with_runtime(settings, on_panel)))
+        out.print(_run(_with_runtime(settings, in_plan)))
         return
+    if None in (ram, disk, cpu):
+        raise _fail("A game server needs --ram, --disk and --cpu with --egg.")
 
-    async def work(runtime: Runtime) -> str:
-        async with runtime.database.unit_of_work() as session:
-            account = await accounts.resolve(session, owner)
-            assert plan is not None
-            created = await runtime.hosting.create(session, account, name, plan, _operator())
-        await runtime.hosting.provision(created.public_id)
-        return created.public_id
+    async def on_panel(runtime: Runtime) -> str:
+        if runtime.games is None:
+            raise ConfigError("Game servers need a panel: set [pterodactyl] url and api_key.")
+        assert egg is not None and ram is not None and disk is not None and cpu is not None
+        made = await runtime.games.create(
+            owner, name, egg, ram=ram, disk=disk, cpu=cpu, actor=_operator()
+        )
+        return made.public_id
 
-    out.print(_run(_with_runtime(settings, work)))
+    out.print(_run(_with_runtime(settings, on_panel)))
 
 
 @servers_app.command("delete")

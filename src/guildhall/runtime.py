@@ -35,7 +35,9 @@ from guildhall.connectors.pterodactyl.panel import Pterodactyl
 from guildhall.connectors.virtfusion.driver import VirtFusionDriver
 from guildhall.core.access import panel
 from guildhall.core.access.service import LastUsedTracker
-from guildhall.core.actor import SYSTEM
+from guildhall.core.accounts import service as accounts
+from guildhall.core.actor import SYSTEM, Actor
+from guildhall.core.errors import Invalid
 from guildhall.core.hosting import suspension
 from guildhall.core.hosting.driver import DriverError, HostingDriver
 from guildhall.core.hosting.games import GameServers, RenewalRule
@@ -260,6 +262,38 @@ class Runtime:
             servers_dir=self.settings.data_dir.resolve() / "servers",
             grace=config.shutdown_grace_seconds,
         )
+
+    async def create_server(self, owner: str, name: str, plan: str, actor: Actor) -> str:
+        """Make a server of ``plan`` for ``owner`` (an account id, username or any linked
+        id), as ``guildhall servers create --plan`` and the console do; its public id.
+
+        A plan on the ``pterodactyl`` driver is a game server on the panel, within the
+        owner's package (``GameServers.create``); any other is recorded in one unit of
+        work (``Hosting.create``) and then made on its driver after commit
+        (``Hosting.provision``), so no transaction waits on a machine being made.
+        """
+        chosen = self.settings.hosting.plans.get(plan)
+        if chosen is not None and chosen.driver == suspension.PANEL_DRIVER:
+            if self.games is None:
+                raise Invalid(
+                    "game servers need a panel: set [pterodactyl] url and api_key", field="plan"
+                )
+            made = await self.games.create(
+                owner,
+                name,
+                chosen.egg,
+                ram=chosen.ram,
+                disk=chosen.disk,
+                cpu=chosen.cpu,
+                actor=actor,
+                plan=plan,
+            )
+            return made.public_id
+        async with self.database.unit_of_work() as session:
+            account = await accounts.resolve(session, owner)
+            created = await self.hosting.create(session, account, name, plan, actor)
+        await self.hosting.provision(created.public_id)
+        return created.public_id
 
     async def start(self, faces: Collection[str]) -> None:
         """Start the background work the served ``faces`` need; returns at once.

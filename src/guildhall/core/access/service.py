@@ -257,6 +257,13 @@ async def list_keys(session: AsyncSession, prefix: str | None = None) -> list[Ap
     return list(await session.scalars(query))
 
 
+async def key_page(session: AsyncSession, *, limit: int, offset: int) -> list[ApiKey]:
+    """``limit`` keys from ``offset``, newest first (a page of them, for the console)."""
+    return list(
+        await session.scalars(select(ApiKey).order_by(ApiKey.id.desc()).limit(limit).offset(offset))
+    )
+
+
 async def delete(session: AsyncSession, key_id: int, actor: Actor) -> None:
     """Remove a key for good; it is refused from the next request on."""
     key = await session.get(ApiKey, key_id)

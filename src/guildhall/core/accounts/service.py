@@ -178,6 +178,9 @@ async def resolve(session: AsyncSession, reference: str) -> AccountRef:
     person's chosen name, so whoever chose someone else's Discord id as their name
     must not receive what the operator gives that id.
     """
+    if not _plausible_subject(reference):
+        # Longer than any stored id or name, or with a NUL: no account has it.
+        raise NotFound(f"no account has the id {reference!r}", code="account_not_found")
     if reference.isascii() and reference.isdecimal() and len(reference) <= 18:
         account = await session.get(Account, int(reference))
         if account is not None:
@@ -222,6 +225,95 @@ async def holder_of_email(session: AsyncSession, email: str) -> int | None:
     return await session.scalar(
         select(Account.id).where(func.lower(Account.email) == email.lower())
     )
+
+
+async def ref_of(session: AsyncSession, account: AccountView) -> AccountRef:
+    """How the core names ``account`` in sentences and events: by its Discord id when it
+    has one, else by its uuid (as an expired ban is announced)."""
+    discord = await session.scalar(
+        select(Identity.subject).where(
+            Identity.account_id == account.id, Identity.provider == Provider.DISCORD.value
+        )
+    )
+    return AccountRef(account.id, account.username, discord or account.uuid)
+
+
+# ---- search --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMatch:
+    """An account a search found, with the identities it is linked to (but its local one)."""
+
+    id: int
+    username: str
+    email: str | None
+    role: str
+    created_at: datetime
+    identities: list[tuple[str, str]]
+
+
+async def named_exactly(session: AsyncSession, text: str) -> set[int]:
+    """The ids of the accounts ``text`` names whole: by id, uuid, email or any identity.
+
+    Each is an indexed equality look-up; only an email not found as typed is compared
+    whatever its case (as logins compare it), which reads the table once.
+    """
+    if not storable(text):
+        return set()
+    found: set[int] = set()
+    if is_digits(text, 18):
+        found.add(int(text))
+    found.update(await session.scalars(select(Identity.account_id).where(Identity.subject == text)))
+    found.update(await session.scalars(select(Account.id).where(Account.uuid == text)))
+    by_email = await session.scalar(select(Account.id).where(Account.email == text))
+    if by_email is None and "@" in text:
+        by_email = await holder_of_email(session, text)
+    if by_email is not None:
+        found.add(by_email)
+    return found
+
+
+async def search(
+    session: AsyncSession, text: str, *, limit: int, offset: int
+) -> list[AccountMatch]:
+    """The accounts ``text`` finds (every account when it is empty), newest first.
+
+    What identifies an account: its id, its uuid, its email (whatever its case), any
+    linked identity's subject (a Discord, GitHub or Google id), all matched whole, or
+    its username matched by its beginning whatever the case (``ali`` finds ``Alice``).
+    The whole matches are indexed look-ups made first; the one query that then lists
+    ``limit`` of them from ``offset`` asks ``id IN (those) OR lower(username) LIKE
+    'text%'``. Only text a username could start with reads the usernames at all (not
+    an email: no username holds an ``@``). Text with a NUL finds nothing.
+    """
+    query = select(Account.id, Account.username, Account.email, Account.role, Account.created_at)
+    if text:
+        exact = await named_exactly(session, text)
+        if USERNAME.fullmatch(text):
+            named = func.lower(Account.username).startswith(text.lower(), autoescape=True)
+            query = query.where(Account.id.in_(exact) | named if exact else named)
+        else:
+            query = query.where(Account.id.in_(exact))
+    rows = (
+        await session.execute(query.order_by(Account.id.desc()).limit(limit).offset(offset))
+    ).all()
+    linked: dict[int, list[tuple[str, str]]] = {row.id: [] for row in rows}
+    if rows:
+        identities = await session.execute(
+            select(Identity.account_id, Identity.provider, Identity.subject)
+            .where(
+                Identity.account_id.in_(list(linked)),
+                Identity.provider != Provider.LOCAL.value,
+            )
+            .order_by(Identity.id)
+        )
+        for account_id, provider, subject in identities:
+            linked[account_id].append((provider, subject))
+    return [
+        AccountMatch(row.id, row.username, row.email, row.role, row.created_at, linked[row.id])
+        for row in rows
+    ]
 
 
 async def create(

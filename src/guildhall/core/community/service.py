@@ -335,19 +335,22 @@ async def classes(session: AsyncSession) -> list[ClassView]:
     return [_class_view(row) for row in rows]
 
 
-async def class_page(
-    session: AsyncSession, *, limit: int, offset: int
-) -> tuple[list[ClassView], int]:
-    """A page of classes in the order :func:`classes` lists them, and how many there are
-    (the console pages them: it never loads a whole table)."""
-    total = await session.scalar(select(func.count()).select_from(GuildClass)) or 0
+async def class_page(session: AsyncSession, *, limit: int, offset: int) -> list[ClassView]:
+    """``limit`` classes from ``offset`` in the order :func:`classes` lists them (the
+    console pages them, reading one more to know whether another page follows: it never
+    loads, nor counts, a whole table)."""
     rows = await session.scalars(
         select(GuildClass)
         .order_by(GuildClass.created_at, GuildClass.id)
         .limit(limit)
         .offset(offset)
     )
-    return [_class_view(row) for row in rows], total
+    return [_class_view(row) for row in rows]
+
+
+async def class_count(session: AsyncSession) -> int:
+    """How many classes there are."""
+    return await session.scalar(select(func.count()).select_from(GuildClass)) or 0
 
 
 async def _name_free(session: AsyncSession, name: str, except_id: str | None = None) -> None:
@@ -464,11 +467,14 @@ async def quests(session: AsyncSession) -> list[Quest]:
     return list(await session.scalars(select(Quest).order_by(Quest.id)))
 
 
-async def quest_page(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[Quest], int]:
-    """A page of quests in the order :func:`quests` lists them, and how many there are."""
-    total = await session.scalar(select(func.count()).select_from(Quest)) or 0
-    rows = await session.scalars(select(Quest).order_by(Quest.id).limit(limit).offset(offset))
-    return list(rows), total
+async def quest_page(session: AsyncSession, *, limit: int, offset: int) -> list[Quest]:
+    """``limit`` quests from ``offset`` in the order :func:`quests` lists them."""
+    return list(await session.scalars(select(Quest).order_by(Quest.id).limit(limit).offset(offset)))
+
+
+async def quest_count(session: AsyncSession) -> int:
+    """How many quests there are."""
+    return await session.scalar(select(func.count()).select_from(Quest)) or 0
 
 
 async def create_quest(session: AsyncSession, fields: QuestFields, actor: Actor) -> Quest:

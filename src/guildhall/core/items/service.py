@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from PIL import Image
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -144,15 +144,7 @@ async def get(session: AsyncSession, item_id: int, *, lock: bool | dict[str, boo
     return item
 
 
-async def search(
-    session: AsyncSession,
-    *,
-    text: str | None,
-    item_type: str | None,
-    rarity: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[Item], int]:
+def _search_query(text: str | None, item_type: str | None, rarity: str | None) -> Select[Item]:
     query = select(Item)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -163,9 +155,43 @@ async def search(
         query = query.where(Item.type == item_type)
     if rarity:
         query = query.where(Item.rarity == rarity)
+    return query
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    text: str | None,
+    item_type: str | None,
+    rarity: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Item], int]:
+    """``limit`` matching items from ``offset``, by id, and how many match in all."""
+    query = _search_query(text, item_type, rarity)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = await session.scalars(query.order_by(Item.id).limit(limit).offset(offset))
     return list(rows), total
+
+
+async def search_page(
+    session: AsyncSession,
+    *,
+    text: str | None,
+    item_type: str | None,
+    rarity: str | None,
+    limit: int,
+    offset: int,
+) -> list[Item]:
+    """``limit`` matching items from ``offset``, by id, without counting them all (a list
+    that reads one row more to know whether another page follows)."""
+    query = _search_query(text, item_type, rarity)
+    return list(await session.scalars(query.order_by(Item.id).limit(limit).offset(offset)))
+
+
+async def item_count(session: AsyncSession) -> int:
+    """How many items there are."""
+    return await session.scalar(select(func.count()).select_from(Item)) or 0
 
 
 async def create(

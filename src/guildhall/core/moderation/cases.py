@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guildhall.core.accounts.service import find_by_identity
+from guildhall.core.accounts.models import Provider
+from guildhall.core.accounts.service import find_by_identity, list_identities
 from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound
 from guildhall.core.moderation.models import ModerationCase
@@ -45,6 +46,8 @@ ACTION_JOB = "discord.case_action"
 LIFT_JOB = "discord.case_lift"
 DEFAULT_TIMEOUT = timedelta(hours=24)
 MAX_TIMEOUT = timedelta(days=28)
+MAX_MEMBER_ID = 32
+"""A case's user and moderator ids are stored in 32 characters (Discord ids are 20 at most)."""
 _DURATION = re.compile(
     r"(?:(\d{1,6})w)?(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,9})s)?"
 )
@@ -181,6 +184,21 @@ async def get(session: AsyncSession, label: str) -> ModerationCase:
     return row
 
 
+def _search_query(
+    user_id: str | None, moderator_id: str | None, case_type: str | None, active: bool | None
+) -> Select[ModerationCase]:
+    query = select(ModerationCase)
+    if user_id:
+        query = query.where(ModerationCase.user_id == user_id)
+    if moderator_id:
+        query = query.where(ModerationCase.moderator_id == moderator_id)
+    if case_type:
+        query = query.where(ModerationCase.type == case_type)
+    if active is not None:
+        query = query.where(ModerationCase.active == active)
+    return query
+
+
 async def search(
     session: AsyncSession,
     *,
@@ -191,20 +209,41 @@ async def search(
     limit: int,
     offset: int,
 ) -> tuple[list[ModerationCase], int]:
-    query = select(ModerationCase)
-    if user_id:
-        query = query.where(ModerationCase.user_id == user_id)
-    if moderator_id:
-        query = query.where(ModerationCase.moderator_id == moderator_id)
-    if case_type:
-        query = query.where(ModerationCase.type == case_type)
-    if active is not None:
-        query = query.where(ModerationCase.active == active)
+    """``limit`` matching cases from ``offset``, newest first, and how many match in all."""
+    query = _search_query(user_id, moderator_id, case_type, active)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = await session.scalars(
         query.order_by(ModerationCase.id.desc()).limit(limit).offset(offset)
     )
     return list(rows), total
+
+
+async def search_page(
+    session: AsyncSession,
+    *,
+    user_id: str | None,
+    case_type: str | None,
+    active: bool | None,
+    limit: int,
+    offset: int,
+) -> list[ModerationCase]:
+    """``limit`` matching cases from ``offset``, newest first, without counting them all
+    (a list that reads one row more to know whether another page follows)."""
+    query = _search_query(user_id, None, case_type, active)
+    rows = await session.scalars(
+        query.order_by(ModerationCase.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows)
+
+
+async def moderator_id(session: AsyncSession, account_id: int) -> str:
+    """The id a case names a moderator by who acts through Guildhall itself (the console):
+    the Discord id linked to their account, as Aurora's clients name moderators, else
+    ``console:<account id>``. Either fits the column's :data:`MAX_MEMBER_ID` characters."""
+    for identity in await list_identities(session, account_id):
+        if identity.provider == Provider.DISCORD.value and len(identity.subject) <= MAX_MEMBER_ID:
+            return identity.subject
+    return f"console:{account_id}"
 
 
 async def clear(

@@ -43,6 +43,15 @@ async def active_ban(session: AsyncSession, account_id: int) -> Ban | None:
     )
 
 
+async def bans_of(session: AsyncSession, account_id: int, limit: int) -> list[Ban]:
+    """The account's newest ``limit`` bans, in force or not: its ban history."""
+    return list(
+        await session.scalars(
+            select(Ban).where(Ban.account_id == account_id).order_by(Ban.id.desc()).limit(limit)
+        )
+    )
+
+
 async def _lift(session: AsyncSession, account_id: int, actor: Actor, now: datetime) -> int:
     """Lift the account's bans in force; how many. The account row is locked first,
     so bans of one account take turns: on PostgreSQL each sees the ban the one

@@ -38,7 +38,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts import service as accounts
@@ -415,15 +415,41 @@ async def close_ticket(
     return ticket
 
 
-async def tickets(
-    session: AsyncSession, status_filter: int | None, limit: int, offset: int
-) -> tuple[list[Ticket], int]:
+def _tickets_query(status_filter: int | None) -> Select[Ticket]:
     query = select(Ticket)
     if status_filter is not None:
         query = query.where(Ticket.status == status_filter)
+    return query
+
+
+async def tickets(
+    session: AsyncSession, status_filter: int | None, limit: int, offset: int
+) -> tuple[list[Ticket], int]:
+    """``limit`` tickets from ``offset``, newest first, and how many there are in all."""
+    query = _tickets_query(status_filter)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(query.order_by(Ticket.id.desc()).limit(limit).offset(offset))
-    return list(rows), total
+    return await ticket_page(session, status_filter, limit, offset), total
+
+
+async def ticket_page(
+    session: AsyncSession, status_filter: int | None, limit: int, offset: int
+) -> list[Ticket]:
+    """``limit`` tickets from ``offset``, newest first, without counting them all (a
+    list that reads one row more to know whether another page follows)."""
+    query = _tickets_query(status_filter).order_by(Ticket.id.desc()).limit(limit).offset(offset)
+    return list(await session.scalars(query))
+
+
+async def tickets_of(session: AsyncSession, account_id: int, limit: int) -> list[Ticket]:
+    """The account's newest ``limit`` tickets, open or closed."""
+    return list(
+        await session.scalars(
+            select(Ticket)
+            .where(Ticket.account_id == account_id)
+            .order_by(Ticket.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 # ---- the bot's configuration ---------------------------------------------

@@ -51,10 +51,5 @@ def refused(request: Request, staff: StaffMember | None, status: int, message: s
         title=f"Error {status}",
         status=status,
         message=message,
-        back=request.headers.get("referer", "/"),
     )
     return html(body, status)
-
-
-def core_error(request: Request, staff: StaffMember, error: CoreError) -> Response:
-    return refused(request, staff, status_of(error), error.message)

@@ -8,16 +8,11 @@ member as actor (``account:console:<username>``).
 
 Decisions where the issue is silent:
 
-- Search looks at one thing typed: an account id, a username (a case-insensitive
-  *prefix*: ``ali`` finds ``Alice``), an email (exact, whatever its case), an
-  account's uuid, or any linked identity's subject (a Discord, GitHub or Google
-  id). The exact ones are indexed look-ups made first; the one query that then
-  lists the page asks ``id IN (those) OR lower(username) LIKE 'q%'``, newest
-  first, 50 a page, reading one row more than it shows to know whether a next
-  page exists (no count over 100,000 rows). The username prefix is the only
-  part that reads the table, and only for text a username could start with (not
-  an email). An email with an ``@`` not found as typed is compared whatever its
-  case by the core's ``accounts.holder_of_email`` (one read of the table).
+- Search looks at one thing typed: what identifies an account is the core's rule
+  (``accounts.search``: an id, uuid, email or any linked identity whole, or a
+  username by its beginning whatever the case), newest first, 50 a page, reading
+  one row more than it shows to know whether a next page exists (no count over
+  100,000 rows).
 - A ban's expiry is a number of whole hours from now (empty: permanent): a
   browser's ``datetime-local`` carries no time zone, and staff in several zones
   would each mean a different moment.
@@ -32,46 +27,39 @@ Decisions where the issue is silent:
   each); tickets and bans show the newest 50 and 20, the audit the newest 50 rows
   about or by the account.
 - A form's refused value (a non-numeric amount, a NUL in a reason, an expiry that
-  is not whole hours) re-renders the page with the message next to the form
-  (400, or what the core error says) and changes nothing: the core call runs in a
-  savepoint that a refusal rolls back.
+  is not whole hours) re-renders the page with the message next to its field in
+  the form that was sent (400, or what the core error says) and changes nothing:
+  the core call runs in a savepoint that a refusal rolls back (``forms.attempt``).
 """
 
 from __future__ import annotations
 
 import re
-import urllib.parse
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from guildhall.core.access import service as access
 from guildhall.core.access.console import Area
-from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts import service as accounts
-from guildhall.core.accounts.models import Account, Identity, Provider
 from guildhall.core.accounts.service import AccountRef, AccountView
 from guildhall.core.economy import service as economy
-from guildhall.core.errors import CoreError, Invalid, NotFound, is_digits
+from guildhall.core.errors import CoreError, Invalid, is_digits
 from guildhall.core.moderation import service as moderation
-from guildhall.core.moderation.models import Ban
 from guildhall.core.plans import service as plans
-from guildhall.core.support.models import Ticket
-from guildhall.core.text import require_storable, storable
+from guildhall.core.support import service as support
+from guildhall.core.text import NUL
 from guildhall.db.base import utcnow
 from guildhall.events import audit
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, runtime_of, screen
 from guildhall.faces.console.errors import status_of
+from guildhall.faces.console.forms import PAGE_SIZE, Pager
 from guildhall.faces.console.render import back_to, page
 
-PAGE_SIZE = 50
-MAX_PAGE = 1_000_000
 MAX_QUERY = 320
 """The longest thing worth searching for: an email address's limit."""
 MAX_REASON = 500
@@ -82,27 +70,22 @@ TICKETS_SHOWN = 50
 AUDIT_SHOWN = 50
 AMOUNT = re.compile(r"[+-]?[0-9]{1,16}")
 SCOPE_SEPARATORS = re.compile(r"[\s,]+")
+FORMS: dict[str, tuple[str, ...]] = {
+    "ban": ("reason", "hours"),
+    "coins": ("amount", "reason"),
+    "keys": ("name", "scopes"),
+}
+"""Each form of the account page and its fields, where a refusal is shown."""
+ALIASES = {"scope": "scopes", "balance_out_of_range": "amount", "expiry_in_past": "hours"}
+"""The form field a core error is about, where the core calls it otherwise."""
 
 
 # ---- reading what was typed -------------------------------------------------
 
 
-def page_number(visit: Visit, name: str = "page") -> int:
-    """``?<name>=N`` as a page number (1 when absent); Invalid for anything else."""
-    raw = visit.query(name)
-    if not raw:
-        return 1
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"The page number must be a whole number from 1 to {MAX_PAGE:,}.")
-    return int(raw)
-
-
 def reason_of(visit: Visit) -> str:
     """The form's reason: storable text of at most :data:`MAX_REASON` characters."""
-    reason = require_storable(visit.text("reason"), "The reason", field="reason")
-    if len(reason) > MAX_REASON:
-        raise Invalid(f"The reason must be at most {MAX_REASON} characters.", field="reason")
-    return reason
+    return forms.text(visit.form, "reason", "The reason", MAX_REASON)
 
 
 def amount_of(visit: Visit) -> int:
@@ -131,111 +114,33 @@ def scopes_of(visit: Visit) -> list[str]:
     return [scope for scope in SCOPE_SEPARATORS.split(visit.text("scopes")) if scope]
 
 
-def _link(path: str, params: dict[str, str | int]) -> str:
-    kept = {name: value for name, value in params.items() if value not in ("", 1)}
-    return path + (f"?{urllib.parse.urlencode(kept)}" if kept else "")
-
-
-def pager(path: str, name: str, number: int, has_next: bool, **others: str | int) -> dict[str, Any]:
-    """Previous/next links for page ``number`` of a list, keeping the other parameters."""
-    return {
-        "number": number,
-        "previous": _link(path, {**others, name: number - 1}) if number > 1 else None,
-        "next": _link(path, {**others, name: number + 1}) if has_next else None,
-    }
-
-
 # ---- search -------------------------------------------------------------------
 
 
-async def exact_matches(session: AsyncSession, q: str) -> set[int]:
-    """The ids of accounts ``q`` names exactly: by id, uuid, email or any identity.
-
-    Each is an indexed equality look-up; only an email not found as typed is
-    compared whatever its case (the core's rule for emails), which reads the
-    table once.
-    """
-    found: set[int] = set()
-    if is_digits(q, 18):
-        found.add(int(q))
-    found.update(await session.scalars(select(Identity.account_id).where(Identity.subject == q)))
-    found.update(await session.scalars(select(Account.id).where(Account.uuid == q)))
-    by_email = await session.scalar(select(Account.id).where(Account.email == q))
-    if by_email is None and "@" in q:
-        by_email = await accounts.holder_of_email(session, q)
-    if by_email is not None:
-        found.add(by_email)
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """One row of the search results."""
-
-    id: int
-    username: str
-    email: str | None
-    role: str
-    created_at: datetime
-    identities: list[tuple[str, str]]
-
-
-async def search(session: AsyncSession, q: str, number: int) -> tuple[list[Found], bool]:
-    """Page ``number`` of the accounts ``q`` finds (every account when empty), newest
-    first, and whether another page follows."""
-    query = select(Account.id, Account.username, Account.email, Account.role, Account.created_at)
-    if q:
-        exact = await exact_matches(session, q)
-        # No username holds a character outside the allowed ones (an email's "@", say),
-        # so such a search need not read the usernames at all.
-        if accounts.USERNAME.fullmatch(q):
-            named = func.lower(Account.username).startswith(q.lower(), autoescape=True)
-            query = query.where(Account.id.in_(exact) | named if exact else named)
-        else:
-            query = query.where(Account.id.in_(exact))
-    rows = (
-        await session.execute(
-            query.order_by(Account.id.desc()).limit(PAGE_SIZE + 1).offset((number - 1) * PAGE_SIZE)
-        )
-    ).all()
-    shown = rows[:PAGE_SIZE]
-    linked: dict[int, list[tuple[str, str]]] = {row.id: [] for row in shown}
-    if shown:
-        identities = await session.execute(
-            select(Identity.account_id, Identity.provider, Identity.subject)
-            .where(
-                Identity.account_id.in_(list(linked)),
-                Identity.provider != Provider.LOCAL.value,
-            )
-            .order_by(Identity.id)
-        )
-        for account_id, provider, subject in identities:
-            linked[account_id].append((provider, subject))
-    found = [
-        Found(row.id, row.username, row.email, row.role, row.created_at, linked[row.id])
-        for row in shown
-    ]
-    return found, len(rows) > PAGE_SIZE
-
-
 async def list_accounts(session: AsyncSession, visit: Visit) -> Response:
-    q = visit.query("q")
-    number = page_number(visit)
-    error = ""
-    if not storable(q):
-        error = "The search must not contain a NUL character."
-    elif len(q) > MAX_QUERY:
-        error = f"The search must be at most {MAX_QUERY} characters."
-    found, has_next = ([], False) if error else await search(session, q, number)
+    number = forms.page_number(visit)
+    errors: dict[str, str] = {}
+    try:
+        q = forms.text(visit.request.query_params, "q", "The search", MAX_QUERY)
+    except Invalid as exc:
+        q, errors = visit.query("q").replace(NUL, ""), forms.placed(exc, ("q",))
+    found, has_next = (
+        ([], False)
+        if errors
+        else await forms.read_page(
+            number,
+            lambda limit, offset: accounts.search(session, q, limit=limit, offset=offset),
+        )
+    )
     return page(
         visit,
         "accounts.html",
-        status=400 if error else 200,
+        status=400 if errors else 200,
         title="Accounts",
-        q=q if storable(q) else "",
-        error=error,
+        q=q,
+        errors=errors,
         found=found,
-        pager=pager("/accounts", "page", number, has_next, q=q if not error else ""),
+        pager=Pager.of(visit, number, has_next),
     )
 
 
@@ -243,30 +148,10 @@ async def list_accounts(session: AsyncSession, visit: Visit) -> Response:
 
 
 async def account_of(session: AsyncSession, visit: Visit) -> tuple[AccountView, AccountRef]:
-    """The account the path names, and how the core names it in sentences and events
-    (by its Discord id when it has one, else its uuid, as expired bans are announced)."""
-    raw = str(visit.request.path_params.get("account_id", ""))
-    if not is_digits(raw, 18):
-        raise NotFound(f"There is no account {raw[:40]!r}.", code="account_not_found")
-    account = await accounts.view(session, int(raw))
-    discord = await session.scalar(
-        select(Identity.subject).where(
-            Identity.account_id == account.id, Identity.provider == Provider.DISCORD.value
-        )
-    )
-    return account, AccountRef(account.id, account.username, discord or account.uuid)
-
-
-async def _keys(session: AsyncSession, number: int) -> tuple[list[ApiKey], bool]:
-    rows = list(
-        await session.scalars(
-            select(ApiKey)
-            .order_by(ApiKey.id.desc())
-            .limit(PAGE_SIZE + 1)
-            .offset((number - 1) * PAGE_SIZE)
-        )
-    )
-    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    """The account the path names, and how the core names it in sentences and events."""
+    account_id = forms.path_id(visit, "account_id", "account", code="account_not_found")
+    account = await accounts.view(session, account_id)
+    return account, await accounts.ref_of(session, account)
 
 
 async def render_account(
@@ -275,16 +160,17 @@ async def render_account(
     account: AccountView,
     *,
     status: int = 200,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
+    failed: str = "",
+    errors: Mapping[str, str] | None = None,
     secret: str | None = None,
     secret_name: str = "",
 ) -> Response:
     """The account's page: who they are, their money, plan, bans, keys, servers,
-    tickets and what was done to or by them."""
+    tickets and what was done to or by them; ``failed`` names the form whose
+    refusal ``errors`` shows, filled in again with what was sent."""
     runtime = runtime_of(visit.request)
-    ledger_number = page_number(visit, "ledger_page")
-    keys_number = page_number(visit, "keys_page")
+    ledger_number = forms.page_number(visit, "ledger_page")
+    keys_number = forms.page_number(visit, "keys_page")
     path = f"/accounts/{account.id}"
     ledger, ledger_total = await economy.entries(
         session,
@@ -292,22 +178,8 @@ async def render_account(
         limit=PAGE_SIZE,
         offset=(ledger_number - 1) * PAGE_SIZE,
     )
-    keys, more_keys = await _keys(session, keys_number)
-    bans = list(
-        await session.scalars(
-            select(Ban)
-            .where(Ban.account_id == account.id)
-            .order_by(Ban.id.desc())
-            .limit(BANS_SHOWN)
-        )
-    )
-    tickets = list(
-        await session.scalars(
-            select(Ticket)
-            .where(Ticket.account_id == account.id)
-            .order_by(Ticket.id.desc())
-            .limit(TICKETS_SHOWN)
-        )
+    keys, more_keys = await forms.read_page(
+        keys_number, lambda limit, offset: access.key_page(session, limit=limit, offset=offset)
     )
     return page(
         visit,
@@ -319,24 +191,29 @@ async def render_account(
         balance=await economy.balance_of(session, account.id),
         ledger=[entry for entry, _subject in ledger],
         ledger_total=ledger_total,
-        ledger_pager=pager(
-            path, "ledger_page", ledger_number, ledger_number * PAGE_SIZE < ledger_total
+        ledger_pager=Pager.of(
+            visit,
+            ledger_number,
+            ledger_number * PAGE_SIZE < ledger_total,
+            name="ledger_page",
+            path=path,
         ),
         plan=await plans.get(session, account.id, runtime.catalogue),
         resources=plans.RESOURCES,
         ban=await moderation.active_ban(session, account.id),
-        bans=bans,
+        bans=await moderation.bans_of(session, account.id, BANS_SHOWN),
         now=utcnow(),
         keys=keys,
-        keys_pager=pager(path, "keys_page", keys_number, more_keys),
+        keys_pager=Pager.of(visit, keys_number, more_keys, name="keys_page", path=path),
         scopes=access.SCOPES,
         secret=secret,
         secret_name=secret_name,
         servers=await runtime.hosting.summaries(session, account.id),
-        tickets=tickets,
+        tickets=await support.tickets_of(session, account.id, TICKETS_SHOWN),
         audit=await audit.for_account(session, account.id, AUDIT_SHOWN),
+        failed=failed,
         errors=errors or {},
-        values=values or {},
+        values=forms.form_values(visit) if failed else {},
         max_ban_hours=MAX_BAN_HOURS,
     )
 
@@ -346,27 +223,31 @@ async def show_account(session: AsyncSession, visit: Visit) -> Response:
     return await render_account(session, visit, account)
 
 
+async def _refused(
+    session: AsyncSession, visit: Visit, account: AccountView, form: str, error: CoreError
+) -> Response:
+    """The page again, with ``error`` next to its field of form ``form``."""
+    return await render_account(
+        session,
+        visit,
+        account,
+        status=status_of(error),
+        failed=form,
+        errors=forms.placed(error, FORMS[form], ALIASES),
+    )
+
+
 Change = Callable[[AccountRef], Awaitable[str]]
 
 
 async def _change(session: AsyncSession, visit: Visit, form: str, change: Change) -> Response:
     """Run ``change`` on the path's account in a savepoint: on success back to the page
-    with its notice; refused, the page again with the message by form ``form`` and
+    with its notice; refused, the page again with the message in form ``form`` and
     nothing of the change kept."""
     account, ref = await account_of(session, visit)
-    try:
-        async with session.begin_nested():
-            notice = await change(ref)
-    except CoreError as exc:
-        values = {name: value for name, value in visit.form.items() if name != "csrf"}
-        return await render_account(
-            session,
-            visit,
-            account,
-            status=status_of(exc),
-            errors={form: exc.message},
-            values={name: value.replace("\x00", "") for name, value in values.items()},
-        )
+    notice = await forms.attempt(session, lambda: change(ref))
+    if isinstance(notice, CoreError):
+        return await _refused(session, visit, account, form, notice)
     return back_to(visit, f"/accounts/{account.id}", notice)
 
 
@@ -407,23 +288,15 @@ async def change_coins(session: AsyncSession, visit: Visit) -> Response:
 async def create_key(session: AsyncSession, visit: Visit) -> Response:
     """Make an installation API key and show its secret, this once, in the answer."""
     account, _ref = await account_of(session, visit)
-    try:
-        async with session.begin_nested():
-            key, plaintext = await access.create(
-                session, name=visit.text("name"), scopes=scopes_of(visit), actor=visit.staff.actor
-            )
-    except CoreError as exc:
-        return await render_account(
-            session,
-            visit,
-            account,
-            status=status_of(exc),
-            errors={"keys": exc.message},
-            values={
-                "name": visit.text("name").replace("\x00", ""),
-                "scopes": visit.text("scopes").replace("\x00", ""),
-            },
-        )
+    made = await forms.attempt(
+        session,
+        lambda: access.create(
+            session, name=visit.text("name"), scopes=scopes_of(visit), actor=visit.staff.actor
+        ),
+    )
+    if isinstance(made, CoreError):
+        return await _refused(session, visit, account, "keys", made)
+    key, plaintext = made
     return await render_account(
         session, visit, account, secret=plaintext, secret_name=f"{key.name} (#{key.id})"
     )
@@ -431,10 +304,8 @@ async def create_key(session: AsyncSession, visit: Visit) -> Response:
 
 async def revoke_key(session: AsyncSession, visit: Visit) -> Response:
     account, _ref = await account_of(session, visit)
-    raw = str(visit.request.path_params.get("key_id", ""))
-    if not is_digits(raw, 18):
-        raise NotFound(f"There is no API key {raw[:40]!r}.", code="key_not_found")
-    key = await access.revoke(session, int(raw), visit.staff.actor)
+    key_id = forms.path_id(visit, "key_id", "API key", code="key_not_found")
+    key = await access.revoke(session, key_id, visit.staff.actor)
     return back_to(
         visit, f"/accounts/{account.id}", f"API key {key.name!r} (#{key.id}) is revoked."
     )

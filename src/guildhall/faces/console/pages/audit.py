@@ -28,7 +28,6 @@ Decisions where the issue is silent:
 from __future__ import annotations
 
 import re
-import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,14 +35,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from guildhall.core.access.console import Area
-from guildhall.core.errors import Invalid, is_digits
+from guildhall.core.errors import Invalid
 from guildhall.core.text import require_storable
 from guildhall.events import audit
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, screen
+from guildhall.faces.console.forms import Pager
 from guildhall.faces.console.render import page
 
-PAGE_SIZE = 50
-MAX_PAGE = 1_000_000
 MAX_FILTER = 200
 """The actor, action and target columns hold at most this many characters."""
 TEXT_FILTERS = ("actor", "subject", "action")
@@ -97,27 +96,11 @@ def filters_of(values: dict[str, str]) -> audit.AuditFilter:
     )
 
 
-def page_number(raw: str) -> int:
-    if not raw:
-        return 1
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"The page number must be a whole number from 1 to {MAX_PAGE:,}.")
-    return int(raw)
-
-
-def link(values: dict[str, str], number: int) -> str:
-    """This page with the same filters, at page ``number``."""
-    kept: dict[str, str | int] = {k: v for k, v in values.items() if v}
-    if number > 1:
-        kept["page"] = number
-    return "/audit" + (f"?{urllib.parse.urlencode(kept)}" if kept else "")
-
-
 async def audit_page(session: AsyncSession, visit: Visit) -> Response:
     values = {name: visit.query(name) for name in (*TEXT_FILTERS, "since", "until")}
     try:
         where = filters_of(values)
-        number = page_number(visit.query("page"))
+        number = forms.page_number(visit)
     except Invalid as exc:
         return page(
             visit,
@@ -130,20 +113,18 @@ async def audit_page(session: AsyncSession, visit: Visit) -> Response:
             filtered=True,
             pager=None,
         )
-    rows = await audit.search(session, where, limit=PAGE_SIZE + 1, offset=(number - 1) * PAGE_SIZE)
+    rows, has_next = await forms.read_page(
+        number, lambda limit, offset: audit.search(session, where, limit=limit, offset=offset)
+    )
     return page(
         visit,
         "audit.html",
         title="Audit",
         values=values,
         error="",
-        rows=rows[:PAGE_SIZE],
+        rows=rows,
         filtered=any(values.values()),
-        pager={
-            "number": number,
-            "previous": link(values, number - 1) if number > 1 else "",
-            "next": link(values, number + 1) if len(rows) > PAGE_SIZE else "",
-        },
+        pager=Pager.of(visit, number, has_next, params=values),
     )
 
 

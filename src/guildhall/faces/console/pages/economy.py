@@ -14,8 +14,9 @@ console user. Decisions where the issue is silent:
   page runs, so it gets the console's error page (400) rather than the form.
 - An image is served from ``/economy/items/{id}/image`` with its stored type, as
   content that runs nothing (``default-src 'none'``), revalidated by its ETag.
-- Lists page in the database, 50 to a page; items can also be searched by name or
-  description (``?q=``), as Aurora's ``search`` does.
+- Lists page in the database, 50 to a page, reading one row more than they show
+  rather than counting the table (the overview shows the counts); items can also be
+  searched by name or description (``?q=``), as Aurora's ``search`` does.
 - Saving the settings merges the submitted document into the stored one, as Aurora's
   ``POST /api/settings`` does: a key removed from the text is kept as it is (a key
   of the operator's own can be set to ``null``), and a known key keeps its type.
@@ -24,9 +25,6 @@ console user. Decisions where the issue is silent:
 from __future__ import annotations
 
 import asyncio
-import math
-import urllib.parse
-from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,16 +33,17 @@ from starlette.routing import BaseRoute, Route
 
 from guildhall.core.access.console import Area
 from guildhall.core.community import service as community
+from guildhall.core.community.models import Quest
 from guildhall.core.errors import CoreError, Invalid, NotFound, is_digits
 from guildhall.core.items import service as items
-from guildhall.core.text import require_storable
+from guildhall.core.items.models import Item
 from guildhall.faces.common.body import TooDeep, parse_json
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, screen
 from guildhall.faces.console.errors import status_of
+from guildhall.faces.console.forms import FORM, Pager
 from guildhall.faces.console.render import SECURITY_HEADERS, back_to, page
 
-PER_PAGE = 50
-MAX_PAGE = 1_000_000
 MAX_BIG = community.MAX_BIG
 ITEM_FIELDS = ("name", "type", "rarity", "price", "description", "image")
 CLASS_FIELDS = ("name", "id", "balance", "role_id")
@@ -56,45 +55,10 @@ QUEST_FIELDS = (
     "xp_reward",
     "balance_reward",
 )
+MAX_SEARCH = 100
 
 
-# ---- reading forms and queries -------------------------------------------
-
-
-def page_number(raw: str) -> int:
-    """The page asked for (1 when none is); Invalid for anything but 1 to 1,000,000."""
-    raw = raw or "1"
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"page must be a whole number from 1 to {MAX_PAGE:,}", field="page")
-    return int(raw)
-
-
-def pager(path: str, number: int, total: int, **query: str) -> dict[str, Any]:
-    """Where the previous and next pages are, keeping the list's filters."""
-    pages = max(1, math.ceil(total / PER_PAGE))
-
-    def link(to: int) -> str:
-        kept = {name: value for name, value in query.items() if value}
-        return f"{path}?{urllib.parse.urlencode({**kept, 'page': to})}"
-
-    return {
-        "number": number,
-        "pages": pages,
-        "total": total,
-        "previous": link(number - 1) if number > 1 else None,
-        "next": link(number + 1) if number < pages else None,
-    }
-
-
-def field(visit: Visit, name: str, label: str, maximum: int, *, required: bool = False) -> str:
-    """A text field as typed (trimmed): Invalid, naming the field, when it is missing,
-    too long or holds a NUL (which neither database stores)."""
-    value = visit.text(name)
-    if required and not value:
-        raise Invalid(f"{label} is required.", field=name)
-    if len(value) > maximum:
-        raise Invalid(f"{label} must be at most {maximum} characters.", field=name)
-    return require_storable(value, label, field=name)
+# ---- reading forms ---------------------------------------------------------
 
 
 def amount(visit: Visit, name: str, label: str, *, minimum: int = 0) -> int | None:
@@ -107,38 +71,19 @@ def amount(visit: Visit, name: str, label: str, *, minimum: int = 0) -> int | No
     return int(raw)
 
 
-def placed(error: CoreError, fields: tuple[str, ...]) -> dict[str, str]:
-    """The error keyed by the form field it belongs to, or by "" for the whole form."""
-    return {error.field if error.field in fields else "": error.message}
-
-
-def path_id(visit: Visit, name: str, what: str) -> int:
-    """A numeric id from the path; a path with anything else names nothing there is."""
-    raw = visit.request.path_params[name]
-    if not is_digits(raw, 15):
-        raise NotFound(f"There is no such {what}.")
-    return int(raw)
-
-
-def kept(visit: Visit) -> dict[str, str]:
-    """What the form sent, to fill it in again (never its token)."""
-    return {name: value for name, value in visit.form.items() if name != "csrf"}
-
-
 # ---- overview -------------------------------------------------------------
 
 
 async def overview(session: AsyncSession, visit: Visit) -> Response:
-    _, item_count = await items.search(
-        session, text=None, item_type=None, rarity=None, limit=0, offset=0
-    )
-    _, class_count = await community.class_page(session, limit=0, offset=0)
-    _, quest_count = await community.quest_page(session, limit=0, offset=0)
     return page(
         visit,
         "economy.html",
         title="Economy",
-        figures={"Items": item_count, "Classes": class_count, "Quests": quest_count},
+        figures={
+            "Items": await items.item_count(session),
+            "Classes": await community.class_count(session),
+            "Quests": await community.quest_count(session),
+        },
         maintenance=await community.maintenance(session),
     )
 
@@ -156,25 +101,20 @@ async def _items_page(
     values: dict[str, str] | None = None,
     row_errors: dict[int, str] | None = None,
 ) -> Response:
-    search = visit.query("q")
-    if len(search) > 100:
-        raise Invalid("The search must be at most 100 characters.", field="q")
-    require_storable(search, "The search", field="q")
+    search = forms.text(visit.request.query_params, "q", "The search", MAX_SEARCH)
     if number is None:
-        number = page_number(visit.query("page"))
-    rows, total = await items.search(
-        session,
-        text=search or None,
-        item_type=None,
-        rarity=None,
-        limit=PER_PAGE,
-        offset=(number - 1) * PER_PAGE,
+        number = forms.page_number(visit)
+    rows, has_next = await forms.read_page(
+        number,
+        lambda limit, offset: items.search_page(
+            session, text=search or None, item_type=None, rarity=None, limit=limit, offset=offset
+        ),
     )
     errors = dict(errors or {})
     row_errors = dict(row_errors or {})
     shown = {row.id for row in rows}
     for item_id in [key for key in row_errors if key not in shown]:
-        errors[""] = f"Item #{item_id}: {row_errors.pop(item_id)}"
+        errors[FORM] = f"Item #{item_id}: {row_errors.pop(item_id)}"
     return page(
         visit,
         "economy_items.html",
@@ -182,7 +122,7 @@ async def _items_page(
         title="Items",
         items=rows,
         images=await items.image_names(session, [row.id for row in rows]),
-        pager=pager("/economy/items", number, total, q=search),
+        pager=Pager.of(visit, number, has_next, path="/economy/items", params={"q": search}),
         search=search,
         rarities=items.RARITIES,
         errors=errors,
@@ -209,44 +149,48 @@ async def _upload(visit: Visit, *, required: bool) -> items.CheckedImage | None:
 
 
 async def create_item(session: AsyncSession, visit: Visit) -> Response:
-    try:
+    async def create() -> Item:
+        form = visit.form
         fields = items.ItemFields(
-            name=field(visit, "name", "Name", 100, required=True),
-            type=field(visit, "type", "Type", 32, required=True),
-            rarity=field(visit, "rarity", "Rarity", 3, required=True),
+            name=forms.text(form, "name", "Name", 100, required=True),
+            type=forms.text(form, "type", "Type", 32, required=True),
+            rarity=forms.text(form, "rarity", "Rarity", 3, required=True),
             price=amount(visit, "price", "Price"),
-            description=field(visit, "description", "Description", 2000),
+            description=forms.text(form, "description", "Description", 2000),
         )
         image = await _upload(visit, required=False)
-        async with session.begin_nested():
-            row = await items.create(session, fields, visit.staff.actor, image)
-    except CoreError as exc:
+        return await items.create(session, fields, visit.staff.actor, image)
+
+    row = await forms.attempt(session, create)
+    if isinstance(row, CoreError):
         return await _items_page(
             session,
             visit,
             number=1,
-            status=status_of(exc),
-            errors=placed(exc, ITEM_FIELDS),
-            values=kept(visit),
+            status=status_of(row),
+            errors=forms.placed(row, ITEM_FIELDS),
+            values=forms.form_values(visit),
         )
     return back_to(visit, "/economy/items", f"Item {row.name} (#{row.id}) created.")
 
 
 async def replace_image(session: AsyncSession, visit: Visit) -> Response:
-    item_id = path_id(visit, "item_id", "item")
+    item_id = forms.path_id(visit, "item_id", "item")
     await items.get(session, item_id)  # an item there is not: 404, not the form
     try:
-        number = page_number(visit.text("page"))
+        number = forms.parse_page(visit.text("page"))
     except Invalid:
         number = 1
-    try:
+
+    async def replace() -> Item:
         image = await _upload(visit, required=True)
         assert image is not None
-        async with session.begin_nested():
-            row = await items.set_image(session, item_id, image, visit.staff.actor)
-    except CoreError as exc:
+        return await items.set_image(session, item_id, image, visit.staff.actor)
+
+    row = await forms.attempt(session, replace)
+    if isinstance(row, CoreError):
         return await _items_page(
-            session, visit, number=number, status=status_of(exc), row_errors={item_id: exc.message}
+            session, visit, number=number, status=status_of(row), row_errors={item_id: row.message}
         )
     return back_to(
         visit, f"/economy/items?page={number}", f"The image of {row.name} (#{row.id}) replaced."
@@ -254,7 +198,7 @@ async def replace_image(session: AsyncSession, visit: Visit) -> Response:
 
 
 async def delete_item(session: AsyncSession, visit: Visit) -> Response:
-    item_id = path_id(visit, "item_id", "item")
+    item_id = forms.path_id(visit, "item_id", "item")
     row = await items.get(session, item_id)
     name = row.name
     await items.delete_item(session, item_id, visit.staff.actor)
@@ -263,7 +207,7 @@ async def delete_item(session: AsyncSession, visit: Visit) -> Response:
 
 async def item_image(session: AsyncSession, visit: Visit) -> Response:
     """The stored bytes with their stored type; the same image Aurora serves."""
-    item_id = path_id(visit, "item_id", "item")
+    item_id = forms.path_id(visit, "item_id", "item")
     names = await items.image_names(session, [item_id])
     if item_id not in names:
         raise NotFound(f"Item #{item_id} has no image.")
@@ -296,9 +240,9 @@ async def _classes_page(
     values: dict[str, str] | None = None,
 ) -> Response:
     if number is None:
-        number = page_number(visit.query("page"))
-    rows, total = await community.class_page(
-        session, limit=PER_PAGE, offset=(number - 1) * PER_PAGE
+        number = forms.page_number(visit)
+    rows, has_next = await forms.read_page(
+        number, lambda limit, offset: community.class_page(session, limit=limit, offset=offset)
     )
     return page(
         visit,
@@ -306,7 +250,7 @@ async def _classes_page(
         status=status,
         title="Classes",
         classes=rows,
-        pager=pager("/economy/classes", number, total),
+        pager=Pager.of(visit, number, has_next, path="/economy/classes"),
         errors=errors or {},
         values=values or {},
     )
@@ -317,28 +261,26 @@ async def list_classes(session: AsyncSession, visit: Visit) -> Response:
 
 
 async def create_class(session: AsyncSession, visit: Visit) -> Response:
-    try:
-        name = field(visit, "name", "Name", 100, required=True)
-        class_id = field(visit, "id", "Id", 32) or None
-        role_id = field(visit, "role_id", "Role id", 32) or None
-        balance = amount(visit, "balance", "Treasury") or 0
-        async with session.begin_nested():
-            view = await community.create_class(
-                session,
-                visit.staff.actor,
-                name=name,
-                balance=balance,
-                role_id=role_id,
-                class_id=class_id,
-            )
-    except CoreError as exc:
+    async def create() -> community.ClassView:
+        form = visit.form
+        return await community.create_class(
+            session,
+            visit.staff.actor,
+            name=forms.text(form, "name", "Name", 100, required=True),
+            balance=amount(visit, "balance", "Treasury") or 0,
+            role_id=forms.text(form, "role_id", "Role id", 32) or None,
+            class_id=forms.text(form, "id", "Id", 32) or None,
+        )
+
+    view = await forms.attempt(session, create)
+    if isinstance(view, CoreError):
         return await _classes_page(
             session,
             visit,
             number=1,
-            status=status_of(exc),
-            errors=placed(exc, CLASS_FIELDS),
-            values=kept(visit),
+            status=status_of(view),
+            errors=forms.placed(view, CLASS_FIELDS),
+            values=forms.form_values(visit),
         )
     return back_to(visit, "/economy/classes", f"Class {view.name} ({view.id}) created.")
 
@@ -362,9 +304,9 @@ async def _quests_page(
     values: dict[str, str] | None = None,
 ) -> Response:
     if number is None:
-        number = page_number(visit.query("page"))
-    rows, total = await community.quest_page(
-        session, limit=PER_PAGE, offset=(number - 1) * PER_PAGE
+        number = forms.page_number(visit)
+    rows, has_next = await forms.read_page(
+        number, lambda limit, offset: community.quest_page(session, limit=limit, offset=offset)
     )
     return page(
         visit,
@@ -372,7 +314,7 @@ async def _quests_page(
         status=status,
         title="Quests",
         quests=rows,
-        pager=pager("/economy/quests", number, total),
+        pager=Pager.of(visit, number, has_next, path="/economy/quests"),
         errors=errors or {},
         values=values or {"target": "1"},
     )
@@ -383,31 +325,33 @@ async def list_quests(session: AsyncSession, visit: Visit) -> Response:
 
 
 async def create_quest(session: AsyncSession, visit: Visit) -> Response:
-    try:
+    async def create() -> Quest:
+        form = visit.form
         fields = community.QuestFields(
-            name=field(visit, "name", "Name", 100, required=True),
-            description=field(visit, "description", "Description", 2000),
-            trigger_event=field(visit, "trigger_event", "Trigger event", 64, required=True),
+            name=forms.text(form, "name", "Name", 100, required=True),
+            description=forms.text(form, "description", "Description", 2000),
+            trigger_event=forms.text(form, "trigger_event", "Trigger event", 64, required=True),
             target=amount(visit, "target", "Target", minimum=1),
             xp_reward=amount(visit, "xp_reward", "XP reward"),
             balance_reward=amount(visit, "balance_reward", "Coin reward"),
         )
-        async with session.begin_nested():
-            row = await community.create_quest(session, fields, visit.staff.actor)
-    except CoreError as exc:
+        return await community.create_quest(session, fields, visit.staff.actor)
+
+    row = await forms.attempt(session, create)
+    if isinstance(row, CoreError):
         return await _quests_page(
             session,
             visit,
             number=1,
-            status=status_of(exc),
-            errors=placed(exc, QUEST_FIELDS),
-            values=kept(visit),
+            status=status_of(row),
+            errors=forms.placed(row, QUEST_FIELDS),
+            values=forms.form_values(visit),
         )
     return back_to(visit, "/economy/quests", f"Quest {row.name} (#{row.id}) created.")
 
 
 async def delete_quest(session: AsyncSession, visit: Visit) -> Response:
-    quest_id = path_id(visit, "quest_id", "quest")
+    quest_id = forms.path_id(visit, "quest_id", "quest")
     await community.delete_quest(session, quest_id, visit.staff.actor)
     return back_to(visit, "/economy/quests", f"Quest #{quest_id} deleted.")
 
@@ -415,14 +359,16 @@ async def delete_quest(session: AsyncSession, visit: Visit) -> Response:
 # ---- settings -------------------------------------------------------------
 
 
-def _settings_page(visit: Visit, text: str, *, status: int = 200, error: str = "") -> Response:
+def _settings_page(
+    visit: Visit, text: str, *, status: int = 200, errors: dict[str, str] | None = None
+) -> Response:
     return page(
         visit,
         "economy_settings.html",
         status=status,
         title="Settings",
         text=text,
-        error=error,
+        errors=errors or {},
         max_kilobytes=community.MAX_DOCUMENT_BYTES // 1024,
     )
 
@@ -434,17 +380,21 @@ async def settings_editor(session: AsyncSession, visit: Visit) -> Response:
 
 async def save_settings(session: AsyncSession, visit: Visit) -> Response:
     text = visit.form.get("document", "")
-    try:
+
+    async def save() -> None:
         try:
             update = parse_json(text)
         except TooDeep as exc:
             raise Invalid(f"The document: {exc}.", field="document") from None
         except ValueError as exc:
             raise Invalid(f"The document is not valid JSON: {exc}.", field="document") from None
-        async with session.begin_nested():
-            await community.merge_settings(session, update, visit.staff.actor)
-    except CoreError as exc:
-        return _settings_page(visit, text, status=status_of(exc), error=exc.message)
+        await community.merge_settings(session, update, visit.staff.actor)
+
+    refused = await forms.attempt(session, save)
+    if isinstance(refused, CoreError):
+        # The whole form is the document: whatever part of it the core names.
+        errors = {"document": refused.message}
+        return _settings_page(visit, text, status=status_of(refused), errors=errors)
     return back_to(visit, "/economy/settings", "Settings saved.")
 
 

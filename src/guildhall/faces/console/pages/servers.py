@@ -11,13 +11,14 @@ core as SkyPANEL and the CLI:
   The buttons offered follow the state: ``start`` when stopped; ``restart``,
   ``stop``, ``shutdown`` and ``kill`` when running; none while an action is
   under way, nor for a game server (its power is the panel's).
-- Creating (``POST /servers``) is what ``guildhall servers create --plan`` does:
-  a plan on a hosting driver is recorded in one unit of work (``Hosting.create``)
-  and made on its driver after commit (``Hosting.provision``); a plan on the
-  ``pterodactyl`` driver is a game server made through ``GameServers.create``,
-  which checks the owner's package (and ban) first. A refusal (unknown owner or
-  plan, a package that does not cover it) re-renders the form with the reason
-  next to its field, with the status the core error says, and nothing is made.
+- Creating (``POST /servers``) is ``Runtime.create_server``, what ``guildhall
+  servers create --plan`` runs: a plan on a hosting driver is recorded in one unit
+  of work and made on its driver after commit; a plan on the ``pterodactyl``
+  driver is a game server on the panel, within the owner's package (and not for a
+  banned owner). A refusal (unknown owner or plan, a package that does not cover
+  it) re-renders the form with the reason next to its field, with the status the
+  core error says, and nothing is made. An empty owner is refused by the form; any
+  other the core looks up (one no account can have is not found, 404).
 
 Decisions where the issue is silent: the list is newest first, 50 a page; after
 a power action the browser goes back to the page the form was on (the list or
@@ -36,22 +37,22 @@ from starlette.routing import BaseRoute, Route
 
 from guildhall.config import HostingPlanSettings
 from guildhall.core.access.console import Area
-from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Account
-from guildhall.core.accounts.service import MAX_SUBJECT
-from guildhall.core.actor import Actor
-from guildhall.core.errors import CoreError, Invalid, NotFound, is_digits
+from guildhall.core.errors import CoreError, Invalid, NotFound
 from guildhall.core.hosting.models import PowerState, Server
 from guildhall.core.hosting.suspension import PANEL_DRIVER
-from guildhall.core.text import storable
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, local_path, runtime_of, screen, screen_action
 from guildhall.faces.console.errors import status_of
+from guildhall.faces.console.forms import Pager
 from guildhall.faces.console.render import back_to, page
 from guildhall.runtime import Runtime
 
-PER_PAGE = 50
-MAX_PAGE = 1_000_000
 FORM_FIELDS = ("owner", "name", "plan")
+MAX_PUBLIC_ID = 32
+"""A server's public id is stored in 32 characters."""
+ALIASES = {"account_not_found": "owner"}
+"""An owner the core finds no account for is the owner field's error."""
 RUNNING_ACTIONS = ("restart", "stop", "shutdown", "kill")
 
 
@@ -70,14 +71,6 @@ class ServerLine:
     created_at: datetime
     actions: tuple[str, ...]
     row: Server
-
-
-def page_number(visit: Visit) -> int:
-    """``?page=N`` (from 1); anything else is a 400, never a 500."""
-    raw = visit.query("page") or "1"
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"page must be a whole number from 1 to {MAX_PAGE:,}")
-    return int(raw)
 
 
 def _line(runtime: Runtime, row: Server, owner: str) -> ServerLine:
@@ -134,21 +127,19 @@ async def _server_list(
 ) -> Response:
     """The list page; with ``error``, the create form again with the reason in place."""
     runtime = runtime_of(visit.request)
-    query = (
-        select(Server, Account.username)
-        .join(Account, Account.id == Server.account_id)
-        .order_by(Server.id.desc())
-        .limit(PER_PAGE + 1)
-        .offset((number - 1) * PER_PAGE)
-    )
-    found = (await session.execute(query)).all()
-    lines = [_line(runtime, row, owner) for row, owner in found[:PER_PAGE]]
-    errors: dict[str, str] = {}
-    if error is not None:
-        field = error.field if error.field in FORM_FIELDS else None
-        if error.code == "account_not_found":
-            field = "owner"
-        errors[field or "form"] = error.message
+
+    async def fetch(limit: int, offset: int) -> list[tuple[Server, str]]:
+        query = (
+            select(Server, Account.username)
+            .join(Account, Account.id == Server.account_id)
+            .order_by(Server.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [(row, owner) for row, owner in await session.execute(query)]
+
+    found, has_next = await forms.read_page(number, fetch)
+    lines = [_line(runtime, row, owner) for row, owner in found]
     return page(
         visit,
         "servers.html",
@@ -157,22 +148,18 @@ async def _server_list(
         servers=lines,
         plans=plan_choices(runtime),
         form=form or {},
-        errors=errors,
-        page_number=number,
-        has_next=len(found) > PER_PAGE,
+        errors=forms.placed(error, FORM_FIELDS, ALIASES) if error is not None else {},
+        pager=Pager.of(visit, number, has_next, path="/servers", params={}),
         back=f"/servers?page={number}" if number > 1 else "/servers",
     )
 
 
 async def list_servers(session: AsyncSession, visit: Visit) -> Response:
-    return await _server_list(session, visit, page_number(visit))
+    return await _server_list(session, visit, forms.page_number(visit))
 
 
 async def show_server(session: AsyncSession, visit: Visit) -> Response:
-    public_id = visit.request.path_params["public_id"]
-    missing = NotFound(f"server {public_id} not found", code="server_not_found")
-    if not storable(public_id):
-        raise missing
+    public_id = forms.path_key(visit, "public_id", "server", MAX_PUBLIC_ID, code="server_not_found")
     found = (
         await session.execute(
             select(Server, Account.username)
@@ -181,7 +168,7 @@ async def show_server(session: AsyncSession, visit: Visit) -> Response:
         )
     ).first()
     if found is None:
-        raise missing
+        raise NotFound(f"server {public_id} not found", code="server_not_found")
     row, owner = found
     line = _line(runtime_of(visit.request), row, owner)
     return page(
@@ -214,42 +201,20 @@ async def power(visit: Visit) -> Response:
     )
 
 
-async def _make(runtime: Runtime, actor: Actor, owner: str, name: str, plan: str) -> str:
-    """What ``guildhall servers create --plan`` does; the new server's id."""
-    if not owner:
-        raise Invalid("name the owner: an account id, username or any linked id", field="owner")
-    if len(owner) > MAX_SUBJECT or not storable(owner):
-        raise NotFound(f"no account has the id {owner!r}", code="account_not_found")
-    chosen = runtime.settings.hosting.plans.get(plan)
-    if chosen is not None and chosen.driver == PANEL_DRIVER:
-        if runtime.games is None:
-            raise Invalid("game servers need a panel: set [pterodactyl] url", field="plan")
-        made = await runtime.games.create(
-            owner,
-            name,
-            chosen.egg,
-            ram=chosen.ram,
-            disk=chosen.disk,
-            cpu=chosen.cpu,
-            actor=actor,
-            plan=plan,
-        )
-        return made.public_id
-    async with runtime.database.unit_of_work() as session:
-        account = await accounts.resolve(session, owner)
-        created = await runtime.hosting.create(session, account, name, plan, actor)
-    await runtime.hosting.provision(created.public_id)
-    return created.public_id
-
-
 async def create_server(visit: Visit) -> Response:
+    """A server in a plan, as ``guildhall servers create --plan`` makes one (no
+    transaction across the driver or the panel)."""
     runtime = runtime_of(visit.request)
     form = {name: visit.text(name) for name in FORM_FIELDS}
     try:
-        public_id = await _make(runtime, visit.staff.actor, **form)
+        if not form["owner"]:
+            raise Invalid("name the owner: an account id, username or any linked id", field="owner")
+        public_id = await runtime.create_server(
+            form["owner"], form["name"], form["plan"], visit.staff.actor
+        )
     except CoreError as error:
         async with runtime.database.unit_of_work(write=False) as session:
-            return await _server_list(session, visit, 1, form=form, error=error)
+            return await _server_list(session, visit, 1, form=forms.form_values(visit), error=error)
     return back_to(
         visit,
         f"/servers/{public_id}",

@@ -32,22 +32,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from guildhall.core.access.console import Area
-from guildhall.core.errors import Invalid, NotFound, is_digits
+from guildhall.core.errors import NotFound
 from guildhall.core.sessions.models import State
 from guildhall.core.sessions.service import Pairing, check_handle
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, runtime_of, screen, screen_action
+from guildhall.faces.console.forms import Pager
 from guildhall.faces.console.render import SECURITY_HEADERS, back_to, page
-
-PER_PAGE = 50
-MAX_PAGE = 1_000_000
-
-
-def page_number(visit: Visit) -> int:
-    """``?page=N`` (from 1); anything else is a 400, never a 500."""
-    raw = visit.query("page") or "1"
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"page must be a whole number from 1 to {MAX_PAGE:,}")
-    return int(raw)
 
 
 def _handle(visit: Visit) -> str:
@@ -63,17 +54,18 @@ def qr_png(content: str) -> bytes:
 
 
 async def list_sessions(session: AsyncSession, visit: Visit) -> Response:
-    number = page_number(visit)
+    number = forms.page_number(visit)
     service = runtime_of(visit.request).sessions
-    found = await service.page(session, PER_PAGE + 1, (number - 1) * PER_PAGE)
+    found, has_next = await forms.read_page(
+        number, lambda limit, offset: service.page(session, limit, offset)
+    )
     return page(
         visit,
         "sessions.html",
         title="Bot sessions",
-        sessions=found[:PER_PAGE],
+        sessions=found,
         stats=await service.stats(session),
-        page_number=number,
-        has_next=len(found) > PER_PAGE,
+        pager=Pager.of(visit, number, has_next),
     )
 
 

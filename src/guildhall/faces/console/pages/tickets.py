@@ -1,7 +1,8 @@
 """``/tickets``: modmail tickets, their transcripts, and closing one.
 
 Open to admins and moderators (``Area.TICKETS``). The list is Rustmail's own
-query (``support.tickets``: newest first, filtered and paged in the database);
+query without its count (``support.ticket_page``: newest first, filtered and paged
+in the database, one row more than shown read to know whether a next page exists);
 the transcript is ``support.transcript`` (every message in order, staff notes
 included, as ``guildhall tickets transcript`` prints it); closing is
 ``support.close_ticket``, the call the CLI and the modmail bot make, so the
@@ -21,55 +22,42 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from guildhall.core.access.console import Area
-from guildhall.core.errors import Invalid, NotFound, is_digits
+from guildhall.core.errors import Invalid
 from guildhall.core.support import service as support
 from guildhall.core.support.models import CLOSED, INBOUND, NOTE, OPEN, OUTBOUND
-from guildhall.core.text import require_storable, storable
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, runtime_of, screen
+from guildhall.faces.console.forms import Pager
 from guildhall.faces.console.render import back_to, page
 
-PER_PAGE = 50
-MAX_PAGE = 1_000_000
 MAX_TICKET_ID = 32
 MAX_REASON = 500
 STATUSES: dict[str, int | None] = {"open": OPEN, "closed": CLOSED, "all": None}
 DIRECTIONS = {INBOUND: "member", OUTBOUND: "staff", NOTE: "note"}
 
 
-def page_number(visit: Visit) -> int:
-    """``?page=N`` (from 1); anything else is a 400, never a 500."""
-    raw = visit.query("page") or "1"
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"page must be a whole number from 1 to {MAX_PAGE:,}")
-    return int(raw)
-
-
 def _ticket_id(visit: Visit) -> str:
     """The ticket's public id from the path; one no ticket can have is a 404 at once."""
-    public_id: str = visit.request.path_params["ticket_id"]
-    if len(public_id) > MAX_TICKET_ID or not storable(public_id):
-        raise NotFound(f"ticket {public_id[:MAX_TICKET_ID]} does not exist")
-    return public_id
+    return forms.path_key(visit, "ticket_id", "ticket", MAX_TICKET_ID, code="ticket_not_found")
 
 
 async def list_tickets(session: AsyncSession, visit: Visit) -> Response:
     status = visit.query("status") or "open"
     if status not in STATUSES:
         raise Invalid("status must be open, closed or all")
-    number = page_number(visit)
-    rows, total = await support.tickets(
-        session, STATUSES[status], PER_PAGE, (number - 1) * PER_PAGE
+    number = forms.page_number(visit)
+    rows, has_next = await forms.read_page(
+        number,
+        lambda limit, offset: support.ticket_page(session, STATUSES[status], limit, offset),
     )
     return page(
         visit,
         "tickets.html",
         title="Tickets",
         tickets=rows,
-        total=total,
         showing=status,
         statuses=list(STATUSES),
-        page_number=number,
-        has_next=number * PER_PAGE < total,
+        pager=Pager.of(visit, number, has_next, params={"status": status}),
         OPEN=OPEN,
     )
 
@@ -90,10 +78,7 @@ async def show_ticket(session: AsyncSession, visit: Visit) -> Response:
 async def close_ticket(session: AsyncSession, visit: Visit) -> Response:
     """Rustmail's close (through the outbox to Discord when its modmail is connected)."""
     public_id = _ticket_id(visit)
-    reason = visit.text("reason")
-    if len(reason) > MAX_REASON:
-        raise Invalid(f"a reason is at most {MAX_REASON} characters", field="reason")
-    require_storable(reason, "the reason", field="reason")
+    reason = forms.text(visit.form, "reason", "The reason", MAX_REASON)
     discord = runtime_of(visit.request).settings.discord
     closed = await support.close_ticket(
         session,

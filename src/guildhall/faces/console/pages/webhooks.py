@@ -29,60 +29,33 @@ Decisions where the issue is silent:
 - Deliveries are listed newest first, of all endpoints or of one
   (``?endpoint=<id>``), 50 a page (``?page=N``); endpoints 50 a page
   (``?endpoints_page=N``). Each list reads one row more than it shows to know
-  whether a next page exists.
+  whether a next page exists; each pager keeps the other's place.
 """
 
 from __future__ import annotations
 
 import re
-import urllib.parse
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from guildhall.core.access.console import Area
-from guildhall.core.errors import CoreError, Invalid, NotFound, is_digits
-from guildhall.core.text import require_storable
+from guildhall.core.errors import CoreError, Invalid
 from guildhall.events.outbox import EVENTS
+from guildhall.faces.console import forms
 from guildhall.faces.console.auth import Visit, runtime_of, screen, screen_action
 from guildhall.faces.console.errors import status_of
+from guildhall.faces.console.forms import Pager
 from guildhall.faces.console.render import back_to, page
 
-PAGE_SIZE = 50
-MAX_PAGE = 1_000_000
 MAX_URL = 2000
 """The endpoint column holds this many characters (the core refuses a longer URL)."""
 MAX_EVENTS_TEXT = 4000
 SEPARATORS = re.compile(r"[\s,]+")
-PAGE_PARAMS = frozenset({"page", "endpoints_page"})
-
-
-def page_number(visit: Visit, name: str) -> int:
-    """``?<name>=N`` (1 when absent); Invalid (a 400 page) when it is not 1..MAX_PAGE."""
-    raw = visit.query(name)
-    if not raw:
-        return 1
-    if not is_digits(raw, 7) or not 1 <= int(raw) <= MAX_PAGE:
-        raise Invalid(f"The page number must be a whole number from 1 to {MAX_PAGE:,}.")
-    return int(raw)
-
-
-def endpoint_id_of(raw: str) -> int:
-    """An endpoint id from a path or query; NotFound (404) for anything else."""
-    if not is_digits(raw):
-        raise NotFound(f"There is no webhook {raw[:40]!r}.")
-    return int(raw)
-
-
-def link(**params: str | int) -> str:
-    """``/webhooks`` with the given query parameters (empty ones and page 1 left out)."""
-    kept = {
-        name: value
-        for name, value in params.items()
-        if value != "" and not (name in PAGE_PARAMS and value == 1)
-    }
-    return "/webhooks" + (f"?{urllib.parse.urlencode(kept)}" if kept else "")
+FORM_FIELDS = ("url", "events")
+ALIASES = {"event": "events"}
+"""The core names the events field ``event`` (as the CLI's ``--event``)."""
 
 
 def events_of(text: str) -> list[str]:
@@ -105,42 +78,32 @@ async def _render(
 ) -> Response:
     """The page: the add form, the endpoints and the deliveries, as the query asks."""
     hooks = runtime_of(visit.request).webhooks
-    endpoints = await hooks.endpoints(
-        session, limit=PAGE_SIZE + 1, offset=(endpoints_page - 1) * PAGE_SIZE
+    endpoints, more_endpoints = await forms.read_page(
+        endpoints_page,
+        lambda limit, offset: hooks.endpoints(session, limit=limit, offset=offset),
     )
-    deliveries = await hooks.deliveries(
-        session,
-        endpoint_id=endpoint_filter,
-        limit=PAGE_SIZE + 1,
-        offset=(deliveries_page - 1) * PAGE_SIZE,
+    deliveries, more_deliveries = await forms.read_page(
+        deliveries_page,
+        lambda limit, offset: hooks.deliveries(
+            session, endpoint_id=endpoint_filter, limit=limit, offset=offset
+        ),
     )
-    shown = {"endpoint": endpoint_filter or "", "endpoints_page": endpoints_page}
     return page(
         visit,
         "webhooks.html",
         status=status,
         title="Webhooks",
-        endpoints=endpoints[:PAGE_SIZE],
-        deliveries=deliveries[:PAGE_SIZE],
+        endpoints=endpoints,
+        deliveries=deliveries,
         endpoint_filter=endpoint_filter,
         form=form or {"url": "", "events": "*"},
         errors=errors or {},
         added=added,
         known_events=EVENTS,
-        endpoints_pager={
-            "number": endpoints_page,
-            "previous": link(endpoints_page=endpoints_page - 1, endpoint=endpoint_filter or "")
-            if endpoints_page > 1
-            else "",
-            "next": link(endpoints_page=endpoints_page + 1, endpoint=endpoint_filter or "")
-            if len(endpoints) > PAGE_SIZE
-            else "",
-        },
-        deliveries_pager={
-            "number": deliveries_page,
-            "previous": link(page=deliveries_page - 1, **shown) if deliveries_page > 1 else "",
-            "next": link(page=deliveries_page + 1, **shown) if len(deliveries) > PAGE_SIZE else "",
-        },
+        endpoints_pager=Pager.of(
+            visit, endpoints_page, more_endpoints, name="endpoints_page", path="/webhooks"
+        ),
+        deliveries_pager=Pager.of(visit, deliveries_page, more_deliveries, path="/webhooks"),
     )
 
 
@@ -149,9 +112,11 @@ async def webhooks_page(session: AsyncSession, visit: Visit) -> Response:
     return await _render(
         session,
         visit,
-        endpoint_filter=endpoint_id_of(raw_filter) if raw_filter else None,
-        deliveries_page=page_number(visit, "page"),
-        endpoints_page=page_number(visit, "endpoints_page"),
+        endpoint_filter=(
+            forms.id_of(raw_filter, "webhook", code="webhook_not_found") if raw_filter else None
+        ),
+        deliveries_page=forms.page_number(visit),
+        endpoints_page=forms.page_number(visit, "endpoints_page"),
     )
 
 
@@ -159,25 +124,33 @@ async def add_endpoint(visit: Visit) -> Response:
     """Add an endpoint through the core (which checks its host outside any transaction);
     its secret is shown once, on the page this answers with."""
     runtime = runtime_of(visit.request)
-    form = {"url": visit.text("url"), "events": visit.text("events")}
+    sent = forms.form_values(visit)
+    form = {name: sent.get(name, "") for name in FORM_FIELDS}
     added: tuple[int, str] | None = None
     errors: dict[str, str] = {}
     status = 200
     try:
-        url = require_storable(form["url"], "The URL", field="url")
-        if not url:
-            raise Invalid("Give the URL that receives the events.", field="url")
-        if len(url) > MAX_URL:
-            raise Invalid(f"The URL is longer than {MAX_URL:,} characters.", field="url")
-        text = require_storable(form["events"], "The events", field="event")
-        if len(text) > MAX_EVENTS_TEXT:
-            raise Invalid("That is more text than every event name together.", field="event")
+        url = forms.text(
+            visit.form,
+            "url",
+            "The URL",
+            MAX_URL,
+            required=True,
+            too_long=f"The URL is longer than {MAX_URL:,} characters.",
+        )
+        text = forms.text(
+            visit.form,
+            "events",
+            "The events",
+            MAX_EVENTS_TEXT,
+            too_long="That is more text than every event name together.",
+        )
         events = events_of(text)
         if not events:
-            raise Invalid("Name at least one event, or * for all of them.", field="event")
+            raise Invalid("Name at least one event, or * for all of them.", field="events")
         added = await runtime.webhooks.add(url, events, visit.staff.actor)
     except CoreError as exc:
-        errors["events" if exc.field == "event" else "url"] = exc.message
+        errors = forms.placed(exc, FORM_FIELDS, ALIASES)
         status = status_of(exc)
     async with runtime.database.unit_of_work(write=False) as session:
         if added is None:
@@ -187,7 +160,7 @@ async def add_endpoint(visit: Visit) -> Response:
 
 async def send_test(visit: Visit) -> Response:
     """A ``webhook.test`` delivery, committed and then attempted (as the CLI's test)."""
-    endpoint_id = endpoint_id_of(visit.request.path_params["endpoint_id"])
+    endpoint_id = forms.path_id(visit, "endpoint_id", "webhook", code="webhook_not_found")
     outcome = await runtime_of(visit.request).webhooks.send_test(endpoint_id)
     answer = (
         f"HTTP {outcome.status_code}" if outcome.status_code else (outcome.error or "no answer")
@@ -199,12 +172,12 @@ async def send_test(visit: Visit) -> Response:
             f"Test to webhook #{endpoint_id} was not accepted: {answer} after "
             f"{outcome.duration_ms} ms. It stays pending and will be retried."
         )
-    return back_to(visit, link(endpoint=endpoint_id), notice)
+    return back_to(visit, f"/webhooks?endpoint={endpoint_id}", notice)
 
 
 async def remove_endpoint(session: AsyncSession, visit: Visit) -> Response:
     """Remove an endpoint and its deliveries (as ``guildhall webhooks remove``)."""
-    endpoint_id = endpoint_id_of(visit.request.path_params["endpoint_id"])
+    endpoint_id = forms.path_id(visit, "endpoint_id", "webhook", code="webhook_not_found")
     url = await runtime_of(visit.request).webhooks.remove(session, endpoint_id, visit.staff.actor)
     return back_to(visit, "/webhooks", f"Webhook #{endpoint_id} ({url}) removed.")
 
