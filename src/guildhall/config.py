@@ -127,7 +127,8 @@ def _limits(**groups: tuple[int, int]) -> Any:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -186,7 +187,7 @@ class FaceSettings(_Strict):
 
     @property
     def on_loopback(self) -> bool:
-        return _is_loopback(self.host)
+        return is_loopback_host(self.host)
 
 
 class HeliactylFaceSettings(FaceSettings):
@@ -361,7 +362,7 @@ class ConsoleSettings(_Strict):
 
     @property
     def on_loopback(self) -> bool:
-        return _is_loopback(self.host)
+        return is_loopback_host(self.host)
 
 
 DEFAULT_SERVER_COMMAND = "sleep infinity"

@@ -17,7 +17,6 @@ names the page it comes from in ``Origin``; API clients send none. Two guards:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Collection
 from urllib.parse import urlsplit
 
@@ -25,16 +24,8 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from guildhall.config import is_loopback_host
 from guildhall.faces.common.session import SAFE_METHODS
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _names_loopback(url: str) -> bool:
@@ -50,7 +41,7 @@ def _names_loopback(url: str) -> bool:
     # "@", a comma (two values folded into one header) or a space: no browser's.
     if any(mark in parts.netloc for mark in "@, \t"):
         return False
-    return _is_loopback_name(hostname or "")
+    return is_loopback_host(hostname or "")
 
 
 def is_local_origin(origin: str) -> bool:

@@ -25,6 +25,8 @@ console user. Decisions where the issue is silent:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -230,34 +232,64 @@ async def item_image(session: AsyncSession, visit: Visit) -> Response:
 # ---- classes --------------------------------------------------------------
 
 
-async def _classes_page(
+@dataclass(frozen=True)
+class Listing:
+    """A list page of the economy with its creation form: classes, quests."""
+
+    template: str
+    title: str
+    path: str
+    rows_name: str
+    read: Callable[[AsyncSession, int, int], Awaitable[Sequence[object]]]
+    blank: Mapping[str, str] = field(default_factory=dict)
+    """The creation form's values before anything is typed."""
+
+
+CLASSES = Listing(
+    "economy_classes.html",
+    "Classes",
+    "/economy/classes",
+    "classes",
+    lambda session, limit, offset: community.class_page(session, limit=limit, offset=offset),
+)
+QUESTS = Listing(
+    "economy_quests.html",
+    "Quests",
+    "/economy/quests",
+    "quests",
+    lambda session, limit, offset: community.quest_page(session, limit=limit, offset=offset),
+    blank={"target": "1"},
+)
+
+
+async def _listing_page(
     session: AsyncSession,
     visit: Visit,
+    listing: Listing,
     *,
-    number: int | None = None,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
+    refused: CoreError | None = None,
+    fields: Sequence[str] = (),
 ) -> Response:
-    if number is None:
-        number = forms.page_number(visit)
+    """The list (its first page after a refused form) and the creation form: empty, or
+    as it was sent, with the refusal next to its field."""
+    number = 1 if refused is not None else forms.page_number(visit)
     rows, has_next = await forms.read_page(
-        number, lambda limit, offset: community.class_page(session, limit=limit, offset=offset)
+        number, lambda limit, offset: listing.read(session, limit, offset)
     )
     return page(
         visit,
-        "economy_classes.html",
-        status=status,
-        title="Classes",
-        classes=rows,
-        pager=Pager.of(visit, number, has_next, path="/economy/classes"),
-        errors=errors or {},
-        values=values or {},
+        listing.template,
+        status=status_of(refused) if refused is not None else 200,
+        title=listing.title,
+        pager=Pager.of(visit, number, has_next, path=listing.path),
+        errors=forms.placed(refused, fields) if refused is not None else {},
+        values=forms.form_values(visit) if refused is not None else dict(listing.blank),
+        **{listing.rows_name: rows},
     )
 
 
 async def list_classes(session: AsyncSession, visit: Visit) -> Response:
-    return await _classes_page(session, visit)
+    return await _listing_page(session, visit, CLASSES)
 
 
 async def create_class(session: AsyncSession, visit: Visit) -> Response:
@@ -274,14 +306,7 @@ async def create_class(session: AsyncSession, visit: Visit) -> Response:
 
     view = await forms.attempt(session, create)
     if isinstance(view, CoreError):
-        return await _classes_page(
-            session,
-            visit,
-            number=1,
-            status=status_of(view),
-            errors=forms.placed(view, CLASS_FIELDS),
-            values=forms.form_values(visit),
-        )
+        return await _listing_page(session, visit, CLASSES, refused=view, fields=CLASS_FIELDS)
     return back_to(visit, "/economy/classes", f"Class {view.name} ({view.id}) created.")
 
 
@@ -294,34 +319,8 @@ async def delete_class(session: AsyncSession, visit: Visit) -> Response:
 # ---- quests ---------------------------------------------------------------
 
 
-async def _quests_page(
-    session: AsyncSession,
-    visit: Visit,
-    *,
-    number: int | None = None,
-    status: int = 200,
-    errors: dict[str, str] | None = None,
-    values: dict[str, str] | None = None,
-) -> Response:
-    if number is None:
-        number = forms.page_number(visit)
-    rows, has_next = await forms.read_page(
-        number, lambda limit, offset: community.quest_page(session, limit=limit, offset=offset)
-    )
-    return page(
-        visit,
-        "economy_quests.html",
-        status=status,
-        title="Quests",
-        quests=rows,
-        pager=Pager.of(visit, number, has_next, path="/economy/quests"),
-        errors=errors or {},
-        values=values or {"target": "1"},
-    )
-
-
 async def list_quests(session: AsyncSession, visit: Visit) -> Response:
-    return await _quests_page(session, visit)
+    return await _listing_page(session, visit, QUESTS)
 
 
 async def create_quest(session: AsyncSession, visit: Visit) -> Response:
@@ -339,14 +338,7 @@ async def create_quest(session: AsyncSession, visit: Visit) -> Response:
 
     row = await forms.attempt(session, create)
     if isinstance(row, CoreError):
-        return await _quests_page(
-            session,
-            visit,
-            number=1,
-            status=status_of(row),
-            errors=forms.placed(row, QUEST_FIELDS),
-            values=forms.form_values(visit),
-        )
+        return await _listing_page(session, visit, QUESTS, refused=row, fields=QUEST_FIELDS)
     return back_to(visit, "/economy/quests", f"Quest {row.name} (#{row.id}) created.")
 
 
