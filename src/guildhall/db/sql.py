@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Result, Table
@@ -88,3 +89,19 @@ given to someone, a class assigned): ``FOR KEY SHARE`` on PostgreSQL, so a
 concurrent delete waits for the commit, or, if it came first, the read finds the
 row gone and the caller answers "not found" instead of breaking a foreign key.
 SQLite runs writers one at a time and needs no lock."""
+
+
+_SURROGATES = range(0xD800, 0xE000)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least text above every text that starts with ``prefix`` (None: there is none),
+    so ``prefix <= x < prefix_end(prefix)`` is a range an index serves: on SQLite, whose
+    LIKE ignores case and skips indexes, and on PostgreSQL in the "C" collation.
+    No text holds a lone surrogate, so the character after U+D7FF is U+E000."""
+    following = ord(prefix[-1]) + 1
+    if following in _SURROGATES:
+        following = _SURROGATES.stop
+    if following > sys.maxunicode:
+        return None
+    return prefix[:-1] + chr(following)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +13,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import is_digits
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
-from guildhall.db.sql import dialect_of
+from guildhall.db.sql import dialect_of, prefix_end
 from guildhall.events.models import AuditEntry
 
 
@@ -110,9 +109,6 @@ class AuditLine:
     message: str
 
 
-SURROGATES_START, SURROGATES_END = 0xD800, 0xDFFF
-
-
 def _text_filter(
     column: InstrumentedAttribute[str], value: str, dialect: str
 ) -> ColumnElement[bool]:
@@ -126,12 +122,8 @@ def _text_filter(
         return true()
     if dialect == "postgresql":
         return column.startswith(prefix, autoescape=True)
-    following = ord(prefix[-1]) + 1
-    if following == SURROGATES_START:  # no text holds a lone surrogate: skip them all
-        following = SURROGATES_END + 1
-    if following > sys.maxunicode:
-        return column >= prefix
-    return (column >= prefix) & (column < prefix[:-1] + chr(following))
+    end = prefix_end(prefix)
+    return column >= prefix if end is None else (column >= prefix) & (column < end)
 
 
 async def search(

@@ -39,7 +39,7 @@ class Account(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("role IN ('user', 'admin', 'moderator')", name="role"),
         # Logins find an email whatever its case; the console finds a username's start
-        # (on PostgreSQL with text_pattern_ops, for prefixes: migration 0015).
+        # (on PostgreSQL in the "C" collation, for prefix ranges: migration 0015).
         Index("ix_accounts_email_lower", func.lower("email")),
         Index("ix_accounts_username_lower", func.lower("username")),
         NEVER_REUSED,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from argon2 import PasswordHasher
 from sqlalchemy import bindparam, case, func, select
@@ -21,6 +22,7 @@ from guildhall.core.actor import Actor
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.core.text import storable
 from guildhall.db.prepared import Prepared, Row
+from guildhall.db.sql import dialect_of, prefix_end
 from guildhall.events import audit
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -274,30 +276,51 @@ async def named_exactly(session: AsyncSession, text: str) -> set[int]:
     return found
 
 
+def _username_key(dialect: str) -> Any:
+    """``lower(username)`` as its index holds it: in the "C" collation on PostgreSQL
+    (migration 0015), so a prefix is a range of that index, in its order."""
+    lowered = func.lower(Account.username)
+    return lowered.collate("C") if dialect == "postgresql" else lowered
+
+
 async def search(
     session: AsyncSession, text: str, *, limit: int, offset: int
 ) -> list[AccountMatch]:
-    """The accounts ``text`` finds (every account when it is empty), newest first.
+    """The accounts ``text`` finds (every account, newest first, when it is empty).
 
     What identifies an account: its id, its uuid, its email (whatever its case), any
     linked identity's subject (a Discord, GitHub or Google id), all matched whole, or
     its username matched by its beginning whatever the case (``ali`` finds ``Alice``).
-    The whole matches are indexed look-ups made first; the one query that then lists
-    ``limit`` of them from ``offset`` asks ``id IN (those) OR lower(username) LIKE
-    'text%'``. Only text a username could start with reads the usernames at all (not
-    an email: no username holds an ``@``). Text with a NUL finds nothing.
+    The whole matches come first (newest first; indexed look-ups), then the usernames
+    that start with ``text`` in their order: a range of the ``lower(username)`` index,
+    read no further than the page, however many accounts there are. Only text a
+    username could start with reads usernames at all (not an email: no username holds
+    an ``@``). Text with a NUL finds nothing.
     """
-    query = select(Account.id, Account.username, Account.email, Account.role, Account.created_at)
-    if text:
-        exact = await named_exactly(session, text)
-        if USERNAME.fullmatch(text):
-            named = func.lower(Account.username).startswith(text.lower(), autoescape=True)
-            query = query.where(Account.id.in_(exact) | named if exact else named)
-        else:
-            query = query.where(Account.id.in_(exact))
-    rows = (
-        await session.execute(query.order_by(Account.id.desc()).limit(limit).offset(offset))
-    ).all()
+    columns = (Account.id, Account.username, Account.email, Account.role, Account.created_at)
+    if not text:
+        query = select(*columns).order_by(Account.id.desc()).limit(limit).offset(offset)
+        rows = list((await session.execute(query)).all())
+    else:
+        exact = sorted(await named_exactly(session, text), reverse=True)
+        whole = list(
+            (
+                await session.execute(
+                    select(*columns).where(Account.id.in_(exact)).order_by(Account.id.desc())
+                )
+            ).all()
+        )
+        rows = whole[offset : offset + limit]
+        wanted = limit - len(rows)
+        if wanted > 0 and USERNAME.fullmatch(text):
+            key = _username_key(dialect_of(session).name)
+            prefix = text.lower()
+            end = prefix_end(prefix)
+            named = select(*columns).where(key >= prefix, Account.id.not_in(exact))
+            if end is not None:
+                named = named.where(key < end)
+            named = named.order_by(key, Account.id).limit(wanted)
+            rows += (await session.execute(named.offset(max(0, offset - len(whole))))).all()
     linked: dict[int, list[tuple[str, str]]] = {row.id: [] for row in rows}
     if rows:
         identities = await session.execute(

@@ -34,6 +34,11 @@ def _active(now: datetime) -> ColumnElement[bool]:
     return (Ban.lifted_at.is_(None)) & (or_(Ban.expires_at.is_(None), Ban.expires_at > now))
 
 
+def in_force(ban: Ban, now: datetime) -> bool:
+    """What :func:`_active` asks of a row, asked of one already read."""
+    return ban.lifted_at is None and (ban.expires_at is None or ban.expires_at > now)
+
+
 async def active_ban(session: AsyncSession, account_id: int) -> Ban | None:
     return await session.scalar(
         select(Ban)
@@ -44,7 +49,8 @@ async def active_ban(session: AsyncSession, account_id: int) -> Ban | None:
 
 
 async def bans_of(session: AsyncSession, account_id: int, limit: int) -> list[Ban]:
-    """The account's newest ``limit`` bans, in force or not: its ban history."""
+    """The account's newest ``limit`` bans, in force or not: its ban history. A ban in
+    force is the newest one (a ban lifts those before it): ``in_force(bans[0], now)``."""
     return list(
         await session.scalars(
             select(Ban).where(Ban.account_id == account_id).order_by(Ban.id.desc()).limit(limit)

@@ -62,6 +62,8 @@ templates = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates ship inside the package: no need to look at their files on every page.
+    auto_reload=False,
 )
 templates.filters["when"] = _when
 templates.filters["number"] = _number

@@ -1,9 +1,10 @@
 """Accounts found by what people type: an email whatever its case, a username's start
 
 Logins (SkyPANEL's, the console's) compare ``lower(email)``, and the console's search
-a username's start whatever its case (``lower(username) LIKE 'ali%'``); without an
-index on those expressions each read the whole table. On PostgreSQL the username
-index uses the pattern-ops class, so a prefix is an index range.
+lists the usernames that start with what was typed, whatever its case, in their
+order; without an index on those expressions each read the whole table. The search
+asks for a range (``'ali' <= lower(username) < 'alj'``) of the index, in its order: on
+PostgreSQL in the "C" collation (byte order, as on SQLite), whatever the database's.
 
 Revision ID: 0015
 Revises: 0014
@@ -22,9 +23,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index("ix_accounts_email_lower", "accounts", [sa.text("lower(email)")])
-    pattern = " text_pattern_ops" if op.get_bind().dialect.name == "postgresql" else ""
+    collation = ' COLLATE "C"' if op.get_bind().dialect.name == "postgresql" else ""
     op.create_index(
-        "ix_accounts_username_lower", "accounts", [sa.text(f"lower(username){pattern}")]
+        "ix_accounts_username_lower", "accounts", [sa.text(f"(lower(username){collation})")]
     )
 
 

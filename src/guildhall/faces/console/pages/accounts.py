@@ -10,9 +10,10 @@ Decisions where the issue is silent:
 
 - Search looks at one thing typed: what identifies an account is the core's rule
   (``accounts.search``: an id, uuid, email or any linked identity whole, or a
-  username by its beginning whatever the case), newest first, 50 a page, reading
-  one row more than it shows to know whether a next page exists (no count over
-  100,000 rows).
+  username by its beginning whatever the case): whole matches first, then the
+  usernames in their order (every account newest first when nothing is typed), 50
+  a page, reading one row more than it shows to know whether a next page exists (no
+  count over 100,000 rows).
 - A ban's expiry is a number of whole hours from now (empty: permanent): a
   browser's ``datetime-local`` carries no time zone, and staff in several zones
   would each mean a different moment.
@@ -147,11 +148,10 @@ async def list_accounts(session: AsyncSession, visit: Visit) -> Response:
 # ---- one account --------------------------------------------------------------
 
 
-async def account_of(session: AsyncSession, visit: Visit) -> tuple[AccountView, AccountRef]:
-    """The account the path names, and how the core names it in sentences and events."""
+async def account_of(session: AsyncSession, visit: Visit) -> AccountView:
+    """The account the path names."""
     account_id = forms.path_id(visit, "account_id", "account", code="account_not_found")
-    account = await accounts.view(session, account_id)
-    return account, await accounts.ref_of(session, account)
+    return await accounts.view(session, account_id)
 
 
 async def render_account(
@@ -181,6 +181,8 @@ async def render_account(
     keys, more_keys = await forms.read_page(
         keys_number, lambda limit, offset: access.key_page(session, limit=limit, offset=offset)
     )
+    bans = await moderation.bans_of(session, account.id, BANS_SHOWN)
+    now = utcnow()
     return page(
         visit,
         "account.html",
@@ -200,9 +202,9 @@ async def render_account(
         ),
         plan=await plans.get(session, account.id, runtime.catalogue),
         resources=plans.RESOURCES,
-        ban=await moderation.active_ban(session, account.id),
-        bans=await moderation.bans_of(session, account.id, BANS_SHOWN),
-        now=utcnow(),
+        ban=bans[0] if bans and moderation.in_force(bans[0], now) else None,
+        bans=bans,
+        now=now,
         keys=keys,
         keys_pager=Pager.of(visit, keys_number, more_keys, name="keys_page", path=path),
         scopes=access.SCOPES,
@@ -219,7 +221,7 @@ async def render_account(
 
 
 async def show_account(session: AsyncSession, visit: Visit) -> Response:
-    account, _ref = await account_of(session, visit)
+    account = await account_of(session, visit)
     return await render_account(session, visit, account)
 
 
@@ -244,7 +246,8 @@ async def _change(session: AsyncSession, visit: Visit, form: str, change: Change
     """Run ``change`` on the path's account in a savepoint: on success back to the page
     with its notice; refused, the page again with the message in form ``form`` and
     nothing of the change kept."""
-    account, ref = await account_of(session, visit)
+    account = await account_of(session, visit)
+    ref = await accounts.ref_of(session, account)  # how the core names it in events
     notice = await forms.attempt(session, lambda: change(ref))
     if isinstance(notice, CoreError):
         return await _refused(session, visit, account, form, notice)
@@ -287,7 +290,7 @@ async def change_coins(session: AsyncSession, visit: Visit) -> Response:
 
 async def create_key(session: AsyncSession, visit: Visit) -> Response:
     """Make an installation API key and show its secret, this once, in the answer."""
-    account, _ref = await account_of(session, visit)
+    account = await account_of(session, visit)
     made = await forms.attempt(
         session,
         lambda: access.create(
@@ -303,7 +306,7 @@ async def create_key(session: AsyncSession, visit: Visit) -> Response:
 
 
 async def revoke_key(session: AsyncSession, visit: Visit) -> Response:
-    account, _ref = await account_of(session, visit)
+    account = await account_of(session, visit)
     key_id = forms.path_id(visit, "key_id", "API key", code="key_not_found")
     key = await access.revoke(session, key_id, visit.staff.actor)
     return back_to(
