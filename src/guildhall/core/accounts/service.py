@@ -329,7 +329,9 @@ async def search(
                 Identity.account_id.in_(list(linked)),
                 Identity.provider != Provider.LOCAL.value,
             )
-            .order_by(Identity.id)
+            # By account first: the planner then reads the account_id index, not every
+            # identity in id order looking for these accounts'.
+            .order_by(Identity.account_id, Identity.id)
         )
         for account_id, provider, subject in identities:
             linked[account_id].append((provider, subject))
