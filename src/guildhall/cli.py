@@ -210,6 +210,8 @@ def serve(
         loaded, redis_warning = _run(_with_runtime(settings, prepare))
         if redis_warning:
             out.print(redis_warning, markup=False)
+        if plain_http := server.plain_http_warning(settings, listeners):
+            out.print(plain_http, markup=False)
         out.print(f"Guildhall {__version__} on {Runtime.describe_url(settings)}")
         out.print(f"  ({_origin(settings)})")
         for listener, sock in zip(listeners, sockets, strict=True):

@@ -96,6 +96,21 @@ def plan_listeners(settings: Settings, only: Sequence[str] = ()) -> list[Listene
     return listeners
 
 
+def plain_http_warning(settings: Settings, listeners: Sequence[Listener]) -> str | None:
+    """A sentence for the operator when the console takes passwords over plain HTTP from
+    other machines: off loopback, with no TLS proxy in front named in trusted_proxies."""
+    if settings.console.on_loopback or settings.trusted_proxies:
+        return None
+    for listener in listeners:
+        if listener.face == CONSOLE:
+            return (
+                f"Warning: the console listens on {listener.host} over plain HTTP: "
+                "passwords and session cookies cross the network in clear. Put it behind "
+                "a TLS proxy (and name it in trusted_proxies) or listen on 127.0.0.1."
+            )
+    return None
+
+
 def bind(listeners: Sequence[Listener]) -> list[socket.socket]:
     """Open every listening socket, or close them all and say which port failed."""
     sockets: list[socket.socket] = []

@@ -110,9 +110,7 @@ async def test_a_search_that_finds_nothing_says_so(
         assert _listed(page.text) == []
 
 
-async def test_the_list_pages_fifty_at_a_time(
-    admin: httpx.AsyncClient, runtime: Runtime
-) -> None:
+async def test_the_list_pages_fifty_at_a_time(admin: httpx.AsyncClient, runtime: Runtime) -> None:
     async with runtime.database.unit_of_work() as session:
         for number in range(60):
             await accounts.create(session, username=f"member-{number:02d}", actor=TEST_ACTOR)
