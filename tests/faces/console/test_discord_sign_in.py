@@ -3,6 +3,8 @@ local OAuth2 provider (tests/peers/oauth), for staff already linked to a Discord
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs, urlparse
 
@@ -113,3 +115,65 @@ async def test_without_configuration_there_is_no_discord_sign_in(
 ) -> None:
     assert "sign-in/discord" not in (await console.get("/sign-in")).text
     assert (await console.get("/sign-in/discord")).status_code == 404
+
+
+async def _approved_callback(web: httpx.AsyncClient) -> str:
+    start = await web.get("/sign-in/discord")
+    async with httpx.AsyncClient() as browser:
+        approved = await browser.get(start.headers["location"])
+    return approved.headers["location"]
+
+
+async def test_a_provider_that_refuses_the_code_opens_nothing(
+    other_runtime: Callable[..., Runtime],
+) -> None:
+    async with running_provider() as provider:
+        runtime = other_runtime(console__oauth=provider.settings(CALLBACK))
+        await _link(runtime, Role.ADMIN)
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as web:
+            callback = await _approved_callback(web)
+            provider.codes.clear()  # the code is no longer good at the provider
+            refused = await web.get(callback)
+            assert refused.status_code == 502
+            assert "Discord did not confirm who you are" in refused.text
+            assert await _sessions(runtime) == 0
+
+
+async def test_a_provider_slower_than_the_timeout_opens_nothing(
+    other_runtime: Callable[..., Runtime],
+) -> None:
+    async with running_provider() as provider:
+        runtime = other_runtime(
+            console__oauth={**provider.settings(CALLBACK), "timeout_seconds": 0.5}
+        )
+        await _link(runtime, Role.ADMIN)
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as web:
+            callback = await _approved_callback(web)
+            provider.token_delay = 5
+            started = time.perf_counter()
+            refused = await web.get(callback)
+            assert time.perf_counter() - started < 3
+            assert refused.status_code == 502
+            assert "did not answer within 0.5 seconds" in refused.text
+            assert await _sessions(runtime) == 0
+
+
+async def test_a_provider_that_is_down_opens_nothing(
+    other_runtime: Callable[..., Runtime],
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        provider = await stack.enter_async_context(running_provider())
+        runtime = other_runtime(console__oauth=provider.settings(CALLBACK))
+        await _link(runtime, Role.ADMIN)
+        transport = httpx.ASGITransport(app=create_app(runtime))
+        web = await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://console.test")
+        )
+        callback = await _approved_callback(web)
+        await provider.stop()  # the provider goes down between approval and callback
+        refused = await web.get(callback)
+        assert refused.status_code == 502
+        assert "Discord did not confirm who you are" in refused.text
+        assert await _sessions(runtime) == 0

@@ -14,7 +14,7 @@ import base64
 import contextlib
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -42,6 +42,12 @@ class Provider:
     tokens: dict[str, dict[str, object]] = field(default_factory=dict)
     token_delay: float = 0
     token_requests: int = 0
+    _stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Go down: the port stops answering (a provider having an outage)."""
+        for stop in self._stopping:
+            await stop()
 
     @property
     def base(self) -> str:
@@ -104,9 +110,15 @@ async def running_provider() -> AsyncIterator[Provider]:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.01)
+
+    async def stop() -> None:
+        if not task.done():
+            server.should_exit = True
+            await task
+        sock.close()
+
+    provider._stopping.append(stop)
     try:
         yield provider
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        await stop()

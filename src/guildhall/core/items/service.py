@@ -170,8 +170,10 @@ async def search(
     """``limit`` matching items from ``offset``, by id, and how many match in all."""
     query = _search_query(text, item_type, rarity)
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = await session.scalars(query.order_by(Item.id).limit(limit).offset(offset))
-    return list(rows), total
+    rows = await search_page(
+        session, text=text, item_type=item_type, rarity=rarity, limit=limit, offset=offset
+    )
+    return rows, total
 
 
 async def search_page(
