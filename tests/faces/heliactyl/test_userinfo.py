@@ -12,6 +12,8 @@ import re
 import httpx
 import pytest
 
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
@@ -137,3 +139,39 @@ async def test_userinfo_lists_the_accounts_servers(
         "Basic",
     )
     assert ISO.match(attributes["created_at"])
+
+
+async def test_userinfo_reads_plan_coins_and_servers_of_the_preferred_account(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """userinfo is one statement joining identity, plan, balance and servers: each part
+    must come from the account Discord's identity names, every server once, in order."""
+    owner = await make_account(runtime, "twice", discord="777000", github="777000")
+    shadow = await make_account(runtime, "shadow", github="777001")
+    async with runtime.database.unit_of_work() as session:
+        # The same subject under Google on another account: Discord's identity wins.
+        await accounts.create(
+            session, username="rival", identities={Provider.GOOGLE: "777000"}, actor=TEST_ACTOR
+        )
+        first = await runtime.hosting.create(session, owner, "First", "Basic", TEST_ACTOR)
+        second = await runtime.hosting.create(session, owner, "Second", "Basic", TEST_ACTOR)
+        await runtime.hosting.create(session, shadow, "Shadow's", "Basic", TEST_ACTOR)
+    await api.post("/api/v3/addcoins", json={"id": "777000", "coins": 25})
+    await api.post("/api/v3/addcoins", json={"id": "777001", "coins": 3})
+    await api.post("/api/v3/setresources", json={"id": "777000", "ram": 512})
+    await api.post("/api/v3/give_renewalbypass", json={"id": "777000"})
+
+    body = (await api.get("/api/v3/userinfo", params={"id": "777000"})).json()
+    assert body["status"] == "success"
+    assert body["coins"] == 25
+    assert body["extra"] == {"ram": 512, "disk": 0, "cpu": 0, "servers": 0}
+    assert body["renewalBypass"] is True
+    attributes = body["userinfo"]["attributes"]
+    assert attributes["id"] == owner.id
+    listed = attributes["relationships"]["servers"]["data"]
+    assert [s["attributes"]["id"] for s in listed] == [first.public_id, second.public_id]
+
+    other = (await api.get("/api/v3/userinfo", params={"id": "777001"})).json()
+    assert (other["coins"], other["renewalBypass"], other["extra"]["ram"]) == (3, False, 0)
+    servers = other["userinfo"]["attributes"]["relationships"]["servers"]["data"]
+    assert [s["attributes"]["name"] for s in servers] == ["Shadow's"]

@@ -57,14 +57,14 @@ def hash_password(password: str) -> str:
 _accounts = Account.__table__
 _identities = Identity.__table__
 # A subject names one identity per provider at most, so these answer a row or
-# a few; the provider's rank picks one in Python (see _preferred), which costs
+# a few; the provider's rank picks one in Python (see preferred), which costs
 # less than having SQLite sort them.
 _ACCOUNT_BY_SUBJECT = Prepared(
     select(_identities.c.provider, _accounts.c.id, _accounts.c.username)
     .join(_identities, _identities.c.account_id == _accounts.c.id)
     .where(_identities.c.subject == bindparam("subject"))
 )
-_PUBLIC_COLUMNS = (
+PUBLIC_COLUMNS = (
     "id",
     "uuid",
     "username",
@@ -76,19 +76,19 @@ _PUBLIC_COLUMNS = (
     "updated_at",
 )
 _ACCOUNT_BY_ID = Prepared(
-    select(*(_accounts.c[name] for name in _PUBLIC_COLUMNS)).where(
+    select(*(_accounts.c[name] for name in PUBLIC_COLUMNS)).where(
         _accounts.c.id == bindparam("account_id")
     )
 )
 _VIEW_BY_SUBJECT = Prepared(
-    select(_identities.c.provider, *(_accounts.c[name] for name in _PUBLIC_COLUMNS))
+    select(_identities.c.provider, *(_accounts.c[name] for name in PUBLIC_COLUMNS))
     .join(_identities, _identities.c.account_id == _accounts.c.id)
     .where(_identities.c.subject == bindparam("subject"))
 )
 _PROVIDER_RANK = {provider.value: rank for rank, provider in enumerate(Provider)}
 
 
-def _preferred(rows: list[Row]) -> Row | None:
+def preferred(rows: list[Row]) -> Row | None:
     """Of the rows (provider first) one subject finds, the best-ranked provider's,
     without its provider; None for no rows."""
     if not rows:
@@ -126,7 +126,7 @@ MAX_DISCORD_ID = 32
 """The longest Discord id the faces accept (snowflakes have up to 20 digits today)."""
 
 
-def _plausible_subject(subject: str) -> bool:
+def plausible_subject(subject: str) -> bool:
     # Longer than any stored id, or with a NUL (which PostgreSQL refuses in
     # text): no account can have it, so do not ask the database.
     return 0 < len(subject) <= MAX_SUBJECT and storable(subject)
@@ -134,9 +134,9 @@ def _plausible_subject(subject: str) -> bool:
 
 async def find_by_identity(session: AsyncSession, subject: str) -> AccountRef | None:
     """The account that any identity (discord, google, github, local uuid) names."""
-    if not _plausible_subject(subject):
+    if not plausible_subject(subject):
         return None
-    row = _preferred(await _ACCOUNT_BY_SUBJECT.all(session, {"subject": subject}))
+    row = preferred(await _ACCOUNT_BY_SUBJECT.all(session, {"subject": subject}))
     return AccountRef(row[0], row[1], subject) if row else None
 
 
@@ -144,7 +144,7 @@ async def find_by_provider(
     session: AsyncSession, provider: Provider, subject: str
 ) -> AccountRef | None:
     """The account one provider's identity names (a Discord id only, say)."""
-    if not _plausible_subject(subject):
+    if not plausible_subject(subject):
         return None
     row = (
         await session.execute(
@@ -159,8 +159,8 @@ async def find_by_provider(
 async def view_by_identity(session: AsyncSession, subject: str) -> AccountView:
     """What may be shown of the account any identity names (one lookup, not two)."""
     row = None
-    if _plausible_subject(subject):
-        row = _preferred(await _VIEW_BY_SUBJECT.all(session, {"subject": subject}))
+    if plausible_subject(subject):
+        row = preferred(await _VIEW_BY_SUBJECT.all(session, {"subject": subject}))
     if row is None:
         raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
     return AccountView(*row)
@@ -180,7 +180,7 @@ async def resolve(session: AsyncSession, reference: str) -> AccountRef:
     person's chosen name, so whoever chose someone else's Discord id as their name
     must not receive what the operator gives that id.
     """
-    if not _plausible_subject(reference):
+    if not plausible_subject(reference):
         # Longer than any stored id or name, or with a NUL: no account has it.
         raise NotFound(f"no account has the id {reference!r}", code="account_not_found")
     if reference.isascii() and reference.isdecimal() and len(reference) <= 18:
@@ -199,7 +199,7 @@ async def resolve(session: AsyncSession, reference: str) -> AccountRef:
 
 
 async def _check_identity_free(session: AsyncSession, provider: Provider, subject: str) -> None:
-    if not _plausible_subject(subject):
+    if not plausible_subject(subject):
         raise Invalid(f"a {provider} id must be 1 to 191 characters", field=provider.value)
     # Every face looks a Discord user up by a snowflake of ASCII digits; an id of
     # anything else could never be found again.

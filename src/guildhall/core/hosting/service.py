@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,18 +53,20 @@ from guildhall.db.prepared import Prepared
 from guildhall.events.announce import announce
 
 _servers = Server.__table__
+SUMMARY_COLUMNS = (
+    _servers.c.public_id,
+    _servers.c.name,
+    _servers.c.status,
+    _servers.c.runtime_ref,
+    _servers.c.status_changed_at,
+    _servers.c.ip_address,
+    _servers.c.plan,
+    _servers.c.created_at,
+    _servers.c.driver,
+)
+"""What :meth:`Hosting.summary_of` reads, for a statement that reads servers beside other things."""
 _SERVERS_OF = Prepared(
-    select(
-        _servers.c.public_id,
-        _servers.c.name,
-        _servers.c.status,
-        _servers.c.runtime_ref,
-        _servers.c.status_changed_at,
-        _servers.c.ip_address,
-        _servers.c.plan,
-        _servers.c.created_at,
-        _servers.c.driver,
-    )
+    select(*SUMMARY_COLUMNS)
     .where(_servers.c.account_id == bindparam("account_id"))
     .order_by(_servers.c.id)
 )
@@ -215,22 +219,22 @@ class Hosting:
         return PowerState.RUNNING if alive else PowerState.STOPPED
 
     async def summaries(self, session: AsyncSession, account_id: int) -> list[ServerView]:
-        """The account's servers, read without loading ORM objects (Heliactyl's userinfo)."""
+        """The account's servers, read without loading ORM objects."""
         rows = await _SERVERS_OF.all(session, {"account_id": account_id})
-        views = []
-        for public_id, name, status, ref, changed_at, ip_address, plan, created_at, driver in rows:
-            views.append(
-                ServerView(
-                    public_id=public_id,
-                    account_id=account_id,
-                    name=name,
-                    status=self._observe(status, ref, changed_at, driver),
-                    ip_address=ip_address,
-                    plan=plan,
-                    created_at=created_at,
-                )
-            )
-        return views
+        return [self.summary_of(account_id, row) for row in rows]
+
+    def summary_of(self, account_id: int, row: Sequence[Any]) -> ServerView:
+        """The server that :data:`SUMMARY_COLUMNS` read."""
+        public_id, name, status, ref, changed_at, ip_address, plan, created_at, driver = row
+        return ServerView(
+            public_id=public_id,
+            account_id=account_id,
+            name=name,
+            status=self._observe(status, ref, changed_at, driver),
+            ip_address=ip_address,
+            plan=plan,
+            created_at=created_at,
+        )
 
     def _view(self, row: Server) -> ServerView:
         return ServerView(

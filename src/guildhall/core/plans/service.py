@@ -8,7 +8,7 @@ names, so two concurrent changes of different resources both survive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,27 +56,30 @@ class PlanView:
 
 
 _plans = Plan.__table__
-_PLAN_OF = Prepared(
-    select(
-        _plans.c.package,
-        _plans.c.extra_ram,
-        _plans.c.extra_disk,
-        _plans.c.extra_cpu,
-        _plans.c.extra_servers,
-        _plans.c.renewal_bypass,
-    ).where(_plans.c.account_id == bindparam("owner"))
+PLAN_COLUMNS = (
+    _plans.c.package,
+    _plans.c.extra_ram,
+    _plans.c.extra_disk,
+    _plans.c.extra_cpu,
+    _plans.c.extra_servers,
+    _plans.c.renewal_bypass,
 )
+"""What :func:`view_of` reads, for a statement that reads a plan beside other things."""
+_PLAN_OF = Prepared(select(*PLAN_COLUMNS).where(_plans.c.account_id == bindparam("owner")))
 
 
 async def get(session: AsyncSession, account_id: int, catalogue: Catalogue) -> PlanView:
-    plan = await _PLAN_OF.first(session, {"owner": account_id})
-    if plan is None:
-        name, extra, bypass = catalogue.default, Resources(), False
-    else:
-        package, ram, disk, cpu, servers, bypass = plan
-        name = package if package in catalogue.packages else catalogue.default
-        extra = Resources(ram, disk, cpu, servers)
-    return PlanView(name, catalogue.packages[name], extra, bypass)
+    return view_of(await _PLAN_OF.first(session, {"owner": account_id}), catalogue)
+
+
+def view_of(plan: Sequence[Any] | None, catalogue: Catalogue) -> PlanView:
+    """The plan that :data:`PLAN_COLUMNS` read (None: the account has no plan row yet)."""
+    if plan is None or plan[-1] is None:  # no row, or a LEFT JOIN's nulls (bypass is NOT NULL)
+        default = catalogue.default
+        return PlanView(default, catalogue.packages[default], Resources(), False)
+    package, ram, disk, cpu, servers, bypass = plan
+    name = package if package in catalogue.packages else catalogue.default
+    return PlanView(name, catalogue.packages[name], Resources(ram, disk, cpu, servers), bypass)
 
 
 async def _update(session: AsyncSession, account_id: int, values: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from guildhall.core.accounts import service as accounts
 from guildhall.core.actor import Actor
 from guildhall.core.economy import service as economy
-from guildhall.core.hosting import games
+from guildhall.core.hosting import summary
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
 from guildhall.events import audit
@@ -53,17 +53,14 @@ async def legacy_userinfo(request: Request, session: AsyncSession, _caller: Acto
 async def _user_summary(request: Request, session: AsyncSession, user_id: str) -> wire.Summary:
     """The account, its plan and coins, and the Pterodactyl user to show: the panel's own
     (as last refreshed) when a panel is configured and has one, else built from the account."""
-    account = await accounts.view_by_identity(session, user_id)
     runtime = runtime_of(request)
-    plan = await plans.get(session, account.id, runtime.catalogue)
-    coins = await economy.balance_of(session, account.id)
-    panel_user = None
-    if runtime.games is not None:
-        panel_user = await games.panel_view(session, account.id)
+    found = await summary.summary_by_identity(
+        session, user_id, catalogue=runtime.catalogue, hosting=runtime.hosting
+    )
+    panel_user = found.panel_user if runtime.games is not None else None
     if panel_user is None:
-        servers = await runtime.hosting.summaries(session, account.id)
-        panel_user = wire.pterodactyl_user(account, servers)
-    return wire.Summary(plan, coins, panel_user)
+        panel_user = wire.pterodactyl_user(found.account, found.servers)
+    return wire.Summary(found.plan, found.coins, panel_user)
 
 
 async def setcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
