@@ -22,6 +22,7 @@ from guildhall.core.accounts import service as accounts
 from guildhall.core.community.models import GuildClass
 from guildhall.core.economy import service as economy
 from guildhall.db.engine import CHECKPOINT_SECONDS, Database, GroupLost, TransactionAborted
+from guildhall.db.prepared import Prepared
 from guildhall.db.sql import flush_unless_duplicate
 from guildhall.events import audit
 from guildhall.events.models import AuditEntry
@@ -292,6 +293,93 @@ async def test_sqlite_waiting_for_another_processs_write_keeps_this_process_serv
         await ours.dispose()
     assert given_up.cancelled()
     assert keys == {"theirs", "ours", "later", "theirs again"}
+
+
+_INSERT_SCRATCH = Prepared(text("INSERT INTO scratch (key) VALUES (:key)"))
+
+
+async def test_sqlite_writers_queued_behind_another_processs_write_commit_together(
+    sqlite_runtime_url: str,
+) -> None:
+    """While another process writes, this process's writers queue; once it commits,
+    they share one commit, so with two workers each commit carries the writes that
+    queued meanwhile (two at a time made two workers write slower than one). Counted
+    in the write-ahead log: twenty commits would append at least twenty frames."""
+    other, ours = Database(sqlite_runtime_url), Database(sqlite_runtime_url)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_write_lock() -> None:
+        async with other.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES ('theirs')"))
+            holding.set()
+            await release.wait()
+
+    async def write(key: str) -> None:
+        # As the hot paths do: a prepared statement, a turn that never yields.
+        async with ours.unit_of_work() as session:
+            await _INSERT_SCRATCH.all(session, {"key": key})
+
+    try:
+        holder = asyncio.create_task(hold_the_write_lock())
+        await asyncio.wait_for(holding.wait(), 5)
+        writers = [asyncio.create_task(write(f"ours {n}")) for n in range(20)]
+        await asyncio.sleep(0.1)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(holder, *writers), 10)
+        async with ours.unit_of_work(write=False) as session:
+            stored = await session.scalar(text("SELECT count(*) FROM scratch"))
+        # Before the last connection closes, which copies the log away.
+        with contextlib.closing(sqlite3.connect(_file_of(sqlite_runtime_url))) as connection:
+            log = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        await other.dispose()
+        await ours.dispose()
+    _busy, frames, _copied = log
+    assert stored == 21
+    assert frames <= 6  # their commit and ours: a page or two each
+
+
+async def test_sqlite_a_group_waiting_for_a_writer_that_gives_up_still_commits(
+    sqlite_runtime_url: str,
+) -> None:
+    """A group due to commit waits for the writers queued behind it; one cancelled in
+    the queue (a client gone) must not leave the group's members waiting forever."""
+    database = Database(sqlite_runtime_url)
+    first_in, first_out = asyncio.Event(), asyncio.Event()
+    second_in, second_out = asyncio.Event(), asyncio.Event()
+    late: list[asyncio.Task[None]] = []
+
+    async def write(key: str, entered: asyncio.Event, until: asyncio.Event) -> None:
+        async with database.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
+            entered.set()
+            await until.wait()
+            if late:
+                late[0].cancel()  # queued behind this turn, it gives up as the turn ends
+
+    async def plain(key: str) -> None:
+        async with database.unit_of_work() as session:
+            await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
+
+    try:
+        first = asyncio.create_task(write("first", first_in, first_out))
+        await asyncio.wait_for(first_in.wait(), 5)
+        second = asyncio.create_task(write("second", second_in, second_out))
+        await asyncio.sleep(0.05)
+        first_out.set()  # the group is due to commit once the second's turn ends
+        await asyncio.wait_for(second_in.wait(), 5)
+        late.append(asyncio.create_task(plain("given up")))
+        await asyncio.sleep(0.05)
+        second_out.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        with pytest.raises(asyncio.CancelledError):
+            await late[0]
+        await asyncio.wait_for(plain("next"), 5)
+        async with database.unit_of_work(write=False) as session:
+            keys = set(await session.scalars(text("SELECT key FROM scratch")))
+    finally:
+        await database.dispose()
+    assert keys == {"first", "second", "next"}
 
 
 @pytest.fixture
