@@ -62,10 +62,12 @@ from sqlalchemy.ext.asyncio import (
     AsyncSession,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 from guildhall import filemodes
-from guildhall.db import sqlite_inline
+from guildhall.db import held, sqlite_inline
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +169,22 @@ class _Slot:
         self.session.info[LOCAL_CACHES] = caches
         if isinstance(driver, sqlite_inline.Connection):
             driver.managed = True
+        else:
+            event.listen(self.session.sync_session, "after_begin", _send_held_first)
 
     @classmethod
     async def open(cls, engine: AsyncEngine, caches: dict[str, Any]) -> _Slot:
         connection = await engine.connect()
         driver = (await connection.get_raw_connection()).driver_connection
         return cls(connection, driver, caches)
+
+
+def _send_held_first(session: Session, *_args: Any) -> None:
+    """The ORM is about to run its first statement in a PostgreSQL unit of work (this is
+    SQLAlchemy's ``after_begin``, inside its greenlet): the INSERTs held go first."""
+    holding: held.Held | None = session.info.get(held.KEY)
+    if holding:
+        await_only(held.send(session.info[DRIVER_KEY], holding))
 
 
 class _Lender:
@@ -783,12 +795,16 @@ class Database:
                 # flushes, and its bookkeeping costs more than a statement.
                 if session.in_transaction():
                     await session.commit()
+                holding: held.Held | None = session.info.get(held.KEY)
+                if holding:
+                    await held.send(driver, holding)
                 if write and await driver.execute("COMMIT") != "COMMIT":
                     raise TransactionAborted(
                         "an error inside the transaction was caught and ignored, so "
                         "PostgreSQL had aborted it: nothing of it was saved"
                     )
             finally:
+                session.info.pop(held.KEY, None)  # what a failed unit of work held goes with it
                 # Plain close(): ``async with session`` closes in a shielded
                 # task, which yields to the loop while holding the connection.
                 if session.in_transaction() or session.identity_map:

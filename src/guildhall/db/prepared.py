@@ -9,7 +9,8 @@ directly on the driver connection of the session's unit of work (see
 ``engine.py``), inside the same transaction: the sqlite3 connection on
 SQLite, the asyncpg connection on PostgreSQL (whose own statement cache then
 prepares it once per connection). On a session no unit of work made, it is an
-ordinary ``session.execute``.
+ordinary ``session.execute``. :meth:`Prepared.later` runs an INSERT whose row
+the change does not read back, on PostgreSQL together with others (``held.py``).
 
 Errors are the driver's own (``sqlite3.IntegrityError``,
 ``asyncpg.UniqueViolationError``), not SQLAlchemy's wrappers.
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, TableClause
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from guildhall.db import sqlite_inline
+from guildhall.db import held, sqlite_inline
 from guildhall.db.engine import DRIVER_KEY
 from guildhall.db.sql import dialect_of
 
@@ -115,18 +116,44 @@ class Prepared:
             # An ORM-built select answers with rows and has no ``returns_rows``.
             returns_rows = getattr(result, "returns_rows", True)
             return [tuple(row) for row in result] if returns_rows else []
-        # Keyed by the driver's kind and the parameters' names as given: callers
-        # pass the same names in the same order, and a tuple hashes fastest.
         sqlite = type(driver) is sqlite_inline.Connection
-        keys = tuple(params)
-        compiled = self._compiled.get((sqlite, keys)) or self._compile(session, keys, sqlite)
+        compiled = self._compiled_for(session, params, sqlite)
         if sqlite:
             rows: list[Any] = driver.run(compiled.sql, compiled.arguments(params))
             if not compiled.converted:
                 return rows  # sqlite3 rows are tuples already
         else:  # asyncpg, whose rows are Records
+            holding: held.Held | None = orm.info.get(held.KEY)
+            if holding:
+                await held.send(driver, holding)
             rows = await driver.fetch(compiled.sql, *compiled.arguments(params))
         return [compiled.convert(row) for row in rows]
+
+    async def later(self, session: AsyncSession, params: Mapping[str, Any]) -> None:
+        """Run this INSERT in the session's transaction, where nothing reads its row
+        back before the next statement: on PostgreSQL with that statement or with
+        COMMIT, as one round trip (``held.py``); elsewhere at once."""
+        orm = session.sync_session
+        driver = orm.info.get(DRIVER_KEY)
+        if driver is None or type(driver) is sqlite_inline.Connection or orm.in_transaction():
+            await self.all(session, params)  # no round trip to save, or the ORM's turn
+            return
+        table = getattr(self.statement, "table", None)
+        if not isinstance(table, TableClause):
+            raise TypeError("Prepared.later() runs INSERT statements only")
+        compiled = self._compiled_for(session, params, sqlite=False)
+        holding: held.Held = orm.info.setdefault(held.KEY, [])
+        if any(name == table.name for name, _sql, _arguments in holding):
+            await held.send(driver, holding)
+        holding.append((table.name, compiled.sql, compiled.arguments(params)))
+
+    def _compiled_for(
+        self, session: AsyncSession, params: Mapping[str, Any], sqlite: bool
+    ) -> _Compiled:
+        # Keyed by the driver's kind and the parameters' names as given: callers
+        # pass the same names in the same order, and a tuple hashes fastest.
+        keys = tuple(params)
+        return self._compiled.get((sqlite, keys)) or self._compile(session, keys, sqlite)
 
     async def first(self, session: AsyncSession, params: Mapping[str, Any]) -> Row | None:
         rows = await self.all(session, params)

@@ -39,7 +39,7 @@ async def record(
     target: str = "",
 ) -> None:
     """Write one audit row; it commits or rolls back with the change it describes."""
-    await _INSERT.all(
+    await _INSERT.later(
         session,
         {
             "created_at": utcnow(),

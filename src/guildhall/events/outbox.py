@@ -64,7 +64,7 @@ _INSERT = Prepared(insert(OutboxEvent.__table__))
 
 async def emit(session: AsyncSession, event: str, data: dict[str, Any]) -> None:
     """Record ``event`` with ``data``; it exists only if the surrounding transaction commits."""
-    await _INSERT.all(session, {"created_at": utcnow(), "event": event, "payload": data})
+    await _INSERT.later(session, {"created_at": utcnow(), "event": event, "payload": data})
 
 
 async def recent(

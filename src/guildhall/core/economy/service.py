@@ -120,7 +120,7 @@ async def _write_entry(
     actor: Actor,
     reason: str,
 ) -> None:
-    await _INSERT_ENTRY.all(
+    await _INSERT_ENTRY.later(
         session,
         {
             "account_id": account.id,
