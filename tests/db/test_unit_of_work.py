@@ -245,6 +245,16 @@ async def test_postgresql_connection_closed_by_the_server_is_replaced(
     assert stored == 0
 
 
+async def _hold_the_write_lock(
+    other: Database, holding: asyncio.Event, release: asyncio.Event
+) -> None:
+    """Another process's write ('theirs'), holding the write lock until ``release``."""
+    async with other.unit_of_work() as session:
+        await session.execute(text("INSERT INTO scratch (key) VALUES ('theirs')"))
+        holding.set()
+        await release.wait()
+
+
 async def test_sqlite_waiting_for_another_processs_write_keeps_this_process_serving(
     sqlite_runtime_url: str,
 ) -> None:
@@ -256,12 +266,6 @@ async def test_sqlite_waiting_for_another_processs_write_keeps_this_process_serv
     holding, release = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    async def hold_the_write_lock() -> None:
-        async with other.unit_of_work() as session:
-            await session.execute(text("INSERT INTO scratch (key) VALUES ('theirs')"))
-            holding.set()
-            await release.wait()
-
     async def write(key: str) -> None:
         async with ours.unit_of_work() as session:
             await session.execute(text("INSERT INTO scratch (key) VALUES (:key)"), {"key": key})
@@ -271,7 +275,7 @@ async def test_sqlite_waiting_for_another_processs_write_keeps_this_process_serv
             return int(await session.scalar(text("SELECT count(*) FROM scratch")))
 
     try:
-        holder = asyncio.create_task(hold_the_write_lock())
+        holder = asyncio.create_task(_hold_the_write_lock(other, holding, release))
         await asyncio.wait_for(holding.wait(), 5)
         given_up = asyncio.create_task(write("given up"))
         waiting = asyncio.create_task(write("ours"))
@@ -308,19 +312,13 @@ async def test_sqlite_writers_queued_behind_another_processs_write_commit_togeth
     other, ours = Database(sqlite_runtime_url), Database(sqlite_runtime_url)
     holding, release = asyncio.Event(), asyncio.Event()
 
-    async def hold_the_write_lock() -> None:
-        async with other.unit_of_work() as session:
-            await session.execute(text("INSERT INTO scratch (key) VALUES ('theirs')"))
-            holding.set()
-            await release.wait()
-
     async def write(key: str) -> None:
         # As the hot paths do: a prepared statement, a turn that never yields.
         async with ours.unit_of_work() as session:
             await _INSERT_SCRATCH.all(session, {"key": key})
 
     try:
-        holder = asyncio.create_task(hold_the_write_lock())
+        holder = asyncio.create_task(_hold_the_write_lock(other, holding, release))
         await asyncio.wait_for(holding.wait(), 5)
         writers = [asyncio.create_task(write(f"ours {n}")) for n in range(20)]
         await asyncio.sleep(0.1)
