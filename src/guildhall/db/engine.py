@@ -386,12 +386,13 @@ class GroupLost(Exception):
 class _Group:
     """Units of work sharing one transaction; ``committed`` resolves when it commits."""
 
-    __slots__ = ("commit_due", "commit_scheduled", "committed", "size")
+    __slots__ = ("commit_due", "commit_scheduled", "committed", "size", "turns_left")
 
     def __init__(self) -> None:
         self.size = 0
         self.commit_scheduled = False
         self.commit_due = False
+        self.turns_left = 0  # once due: the turns it still waits for
         self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Read the outcome even when no member waits for it (all of them failed).
         self.committed.add_done_callback(lambda done: done.cancelled() or done.exception())
@@ -403,10 +404,10 @@ class _Writer:
     Writers take turns, first come, first served. Each turn's unit of work
     is a savepoint in the current group's transaction: released at the end
     of the turn, or rolled back, which undoes that unit of work alone. The
-    group commits once no writer is queued for a turn (a lone writer's
-    commit waits one pass of the event loop), or after ``MAX_GROUP`` turns;
-    each member returns only once it has committed. Waiting for the queue,
-    not for one pass of the loop, matters with several processes: a process
+    group commits once the writers queued when its commit fell due have had
+    their turn (a lone writer's commit waits one pass of the event loop), or
+    after ``MAX_GROUP`` turns; each member returns only once it has committed.
+    Waiting for the queue, not for one pass of the loop, matters with several processes: a process
     that waited for the write lock has many writers queued by then, but a
     turn that never yields lets only one of them into the group before the
     loop's commit, so groups of 18 writes (one process) fell to 2 (two
@@ -440,8 +441,10 @@ class _Writer:
         except BaseException:  # cancelled while queued
             self._queued -= 1
             group = self._group
-            if group is not None and group.commit_due and not self._queued and not self._in_turn:
-                self._commit(group)  # it waited for this writer, which will not come
+            if group is not None and group.commit_due:
+                group.turns_left -= 1  # it may have waited for this writer, which will not come
+                if not self._in_turn and (group.turns_left <= 0 or not self._queued):
+                    self._commit(group)
             raise
         self._queued -= 1
         self._in_turn = True
@@ -494,8 +497,11 @@ class _Writer:
         self._in_turn = False
         group = self._group
         try:
+            if group is not None and group.commit_due:
+                group.turns_left -= 1
             if group is not None and (
-                group.size >= MAX_GROUP or (group.commit_due and not self._queued)
+                group.size >= MAX_GROUP
+                or (group.commit_due and (group.turns_left <= 0 or not self._queued))
             ):
                 self._commit(group)
                 group = None
@@ -510,7 +516,10 @@ class _Writer:
         if group is not self._group:
             return  # committed already, or failed
         if self._in_turn or self._queued:
-            group.commit_due = True  # the last writer queued commits as it ends its turn
+            # The writers queued now join it, the last commits as its turn ends; those
+            # who come later start the next group, so a member waits for a known few.
+            group.commit_due = True
+            group.turns_left = self._queued + self._in_turn
         else:
             self._commit(group)
 

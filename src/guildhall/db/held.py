@@ -43,6 +43,9 @@ def together(statements: tuple[str, ...]) -> str:
     last as parts of a WITH clause, each one's parameters numbered after the previous."""
     if len(statements) == 1:
         return statements[0]
+    if any("'" in sql or "$$" in sql for sql in statements):
+        # Renumbering would reach into a literal; held INSERTs bind every value.
+        raise ValueError("a held statement must bind its values, not spell them out")
     parts, offset = [], 0
     for sql in statements:
         parts.append(_renumbered(sql, offset))

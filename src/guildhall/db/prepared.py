@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Executable, TableClause
+from sqlalchemy.sql import Executable, Insert
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -132,15 +132,19 @@ class Prepared:
     async def later(self, session: AsyncSession, params: Mapping[str, Any]) -> None:
         """Run this INSERT in the session's transaction, where nothing reads its row
         back before the next statement: on PostgreSQL with that statement or with
-        COMMIT, as one round trip (``held.py``); elsewhere at once."""
+        COMMIT, as one round trip (``held.py``); elsewhere at once.
+
+        So on PostgreSQL an INSERT that fails (a foreign key, a value too long) fails
+        the statement it travels with, or the COMMIT: the unit of work fails as a
+        whole either way, and nothing of it is saved."""
         orm = session.sync_session
         driver = orm.info.get(DRIVER_KEY)
         if driver is None or type(driver) is sqlite_inline.Connection or orm.in_transaction():
             await self.all(session, params)  # no round trip to save, or the ORM's turn
             return
-        table = getattr(self.statement, "table", None)
-        if not isinstance(table, TableClause):
+        if not isinstance(self.statement, Insert):
             raise TypeError("Prepared.later() runs INSERT statements only")
+        table = self.statement.table
         compiled = self._compiled_for(session, params, sqlite=False)
         holding: held.Held = orm.info.setdefault(held.KEY, [])
         if any(name == table.name for name, _sql, _arguments in holding):
