@@ -13,6 +13,7 @@ from guildhall.core.access.models import ApiKey
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
 from guildhall.core.errors import Conflict, Invalid, NotFound
+from guildhall.core.hosting import summary
 from guildhall.core.moderation import service as moderation
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
@@ -39,7 +40,15 @@ async def test_a_subject_under_several_providers_finds_the_best_ranked_one(
     gamer = await make_account(runtime, "gamer", discord="777")
     async with runtime.database.unit_of_work(write=False) as session:
         found = await accounts.find_by_identity(session, "777")
-        shown = await accounts.view_by_identity(session, "777")
+        shown = (
+            await summary.summary_by_identity(
+                session,
+                "777",
+                catalogue=runtime.catalogue,
+                hosting=runtime.hosting,
+                with_panel_user=False,
+            )
+        ).account
         assert (await accounts.find_by_identity(session, "77")) is None
     assert found is not None and found.id == gamer.id != octocat.id
     assert shown.id == gamer.id and shown.username == "gamer"

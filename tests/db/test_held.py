@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 
 from guildhall.core.accounts import service as accounts
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import LedgerEntry
+from guildhall.db import held
 from guildhall.db.engine import DRIVER_KEY, Database
+from guildhall.db.prepared import Prepared
 from guildhall.events import audit, outbox
 from guildhall.events.models import AuditEntry, OutboxEvent
 from guildhall.runtime import Runtime
@@ -114,3 +116,30 @@ async def test_postgresql_addcoins_sends_its_three_rows_as_one_statement(
     together = sent[3]
     for table in ("ledger_entries", "audit_log", "event_outbox"):
         assert f"INSERT INTO {table}" in together
+
+
+def test_held_statements_are_numbered_one_after_another() -> None:
+    joined = held.together(
+        ("INSERT INTO a (x, y) VALUES ($1, $2::JSON)", "INSERT INTO b (z) VALUES ($1)")
+    )
+    assert joined == (
+        "WITH held_0 AS (INSERT INTO a (x, y) VALUES ($1, $2::JSON)) INSERT INTO b (z) VALUES ($3)"
+    )
+
+
+def test_a_held_statement_with_a_literal_is_refused() -> None:
+    """Renumbering would change a '$1' inside a string: such a statement is not held."""
+    with pytest.raises(ValueError, match="bind its values"):
+        held.together(("INSERT INTO a (x) VALUES ('$1')", "INSERT INTO b (z) VALUES ($1)"))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_postgresql_only_an_insert_can_be_held(database_url: str) -> None:
+    database = Database(database_url, pool_size=1)
+    statement = Prepared(update(LedgerEntry.__table__).values(reason=bindparam("reason")))
+    try:
+        with pytest.raises(TypeError, match="INSERT"):
+            async with database.unit_of_work() as session:
+                await statement.later(session, {"reason": "nothing"})
+    finally:
+        await database.dispose()

@@ -380,6 +380,45 @@ async def test_sqlite_a_group_waiting_for_a_writer_that_gives_up_still_commits(
     assert keys == {"first", "second", "next"}
 
 
+async def test_sqlite_a_group_due_does_not_wait_for_writers_who_came_later(
+    sqlite_runtime_url: str,
+) -> None:
+    """A group that fell due commits once the writers queued at that moment have had
+    their turn; a writer queued after that starts the next group, so the members
+    already done do not wait for its turn (however long it is)."""
+    database = Database(sqlite_runtime_url)
+    first_in, first_out = asyncio.Event(), asyncio.Event()
+    second_in, second_out = asyncio.Event(), asyncio.Event()
+    late_in, late_out = asyncio.Event(), asyncio.Event()
+
+    async def write(key: str, entered: asyncio.Event, until: asyncio.Event) -> None:
+        async with database.unit_of_work() as session:
+            await _INSERT_SCRATCH.all(session, {"key": key})
+            entered.set()
+            await until.wait()
+
+    try:
+        first = asyncio.create_task(write("first", first_in, first_out))
+        await asyncio.wait_for(first_in.wait(), 5)
+        second = asyncio.create_task(write("second", second_in, second_out))
+        await asyncio.sleep(0.05)
+        first_out.set()  # the group falls due during the second's turn
+        await asyncio.wait_for(second_in.wait(), 5)
+        late = asyncio.create_task(write("late", late_in, late_out))
+        await asyncio.sleep(0.05)
+        second_out.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        await asyncio.wait_for(late_in.wait(), 5)
+        assert not late.done()
+        late_out.set()
+        await asyncio.wait_for(late, 5)
+        async with database.unit_of_work(write=False) as session:
+            keys = set(await session.scalars(text("SELECT key FROM scratch")))
+    finally:
+        await database.dispose()
+    assert keys == {"first", "second", "late"}
+
+
 @pytest.fixture
 async def postgres_scratch(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A table of the run's PostgreSQL database for raw writes, seen from outside."""

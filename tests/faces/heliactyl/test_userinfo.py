@@ -15,6 +15,7 @@ import pytest
 from guildhall.core.accounts import service as accounts
 from guildhall.core.accounts.models import Provider
 from guildhall.core.accounts.service import AccountRef
+from guildhall.core.hosting.models import PanelUser
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
 from tests.faces.heliactyl.state import assert_refused
@@ -175,3 +176,21 @@ async def test_userinfo_reads_plan_coins_and_servers_of_the_preferred_account(
     assert (other["coins"], other["renewalBypass"], other["extra"]["ram"]) == (3, False, 0)
     servers = other["userinfo"]["attributes"]["relationships"]["servers"]["data"]
     assert [s["attributes"]["name"] for s in servers] == ["Shadow's"]
+
+
+async def test_a_panel_document_left_from_an_earlier_panel_is_not_shown_without_one(
+    api: httpx.AsyncClient, runtime: Runtime, user: AccountRef
+) -> None:
+    """With no [pterodactyl] configured, userinfo builds the user from the account even
+    if a panel's user object is still stored from when one was."""
+    async with runtime.database.unit_of_work() as session:
+        session.add(
+            PanelUser(
+                account_id=user.id,
+                panel_user_id=99,
+                document={"object": "user", "attributes": {"id": 99, "username": "stale"}},
+            )
+        )
+    body = (await api.get("/api/v3/userinfo", params={"id": "123456789"})).json()
+    attributes = body["userinfo"]["attributes"]
+    assert (attributes["id"], attributes["username"]) == (user.id, "user123")

@@ -80,11 +80,6 @@ _ACCOUNT_BY_ID = Prepared(
         _accounts.c.id == bindparam("account_id")
     )
 )
-_VIEW_BY_SUBJECT = Prepared(
-    select(_identities.c.provider, *(_accounts.c[name] for name in PUBLIC_COLUMNS))
-    .join(_identities, _identities.c.account_id == _accounts.c.id)
-    .where(_identities.c.subject == bindparam("subject"))
-)
 _PROVIDER_RANK = {provider.value: rank for rank, provider in enumerate(Provider)}
 
 
@@ -154,16 +149,6 @@ async def find_by_provider(
         )
     ).first()
     return AccountRef(row[0], row[1], subject) if row else None
-
-
-async def view_by_identity(session: AsyncSession, subject: str) -> AccountView:
-    """What may be shown of the account any identity names (one lookup, not two)."""
-    row = None
-    if plausible_subject(subject):
-        row = preferred(await _VIEW_BY_SUBJECT.all(session, {"subject": subject}))
-    if row is None:
-        raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
-    return AccountView(*row)
 
 
 async def require_by_identity(session: AsyncSession, subject: str) -> AccountRef:

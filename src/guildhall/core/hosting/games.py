@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts import service as accounts
@@ -60,7 +60,6 @@ from guildhall.core.plans.service import Catalogue
 from guildhall.core.text import storable
 from guildhall.db.base import utcnow
 from guildhall.db.engine import Database
-from guildhall.db.prepared import Prepared
 from guildhall.db.sql import insert_ignore
 from guildhall.events import jobs
 from guildhall.events.announce import announce
@@ -73,9 +72,6 @@ DUE_PER_PASS = 200
 logger = logging.getLogger(__name__)
 
 _panel_users = PanelUser.__table__
-_DOCUMENT_OF = Prepared(
-    select(_panel_users.c.document).where(_panel_users.c.account_id == bindparam("account_id"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +134,6 @@ def _unavailable(error: PanelError) -> Unavailable | Invalid:
     if error.transient:
         return Unavailable(str(error), code="panel_unavailable")
     return Invalid(str(error), code="panel_refused")
-
-
-async def panel_view(session: AsyncSession, account_id: int) -> dict[str, Any] | None:
-    """The panel's user object for the account, as last refreshed (None: never fetched)."""
-    document: dict[str, Any] | None = await _DOCUMENT_OF.scalar(session, {"account_id": account_id})
-    return document
 
 
 class GameServers:

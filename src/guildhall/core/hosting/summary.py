@@ -76,14 +76,22 @@ class CustomerSummary:
     plan: PlanView
     coins: int
     panel_user: dict[str, Any] | None
-    """The panel's own user object as last refreshed; None if it was never fetched."""
+    """The panel's own user object as last refreshed; None if it was never fetched, or
+    no panel is configured."""
     servers: list[ServerView]
 
 
 async def summary_by_identity(
-    session: AsyncSession, subject: str, *, catalogue: Catalogue, hosting: Hosting
+    session: AsyncSession,
+    subject: str,
+    *,
+    catalogue: Catalogue,
+    hosting: Hosting,
+    with_panel_user: bool,
 ) -> CustomerSummary:
-    """The account any identity names, with its plan, coins, panel user and servers."""
+    """The account any identity names, with its plan, coins and servers, and the panel's
+    user object if ``with_panel_user`` (a panel is configured: a document left from an
+    earlier panel is not shown)."""
     found = accounts.plausible_subject(subject)
     rows = await _SUMMARY_BY_SUBJECT.all(session, {"subject": subject}) if found else []
     best = accounts.preferred(rows)
@@ -102,6 +110,6 @@ async def summary_by_identity(
         account=AccountView(*first[_ACCOUNT]),
         plan=plans.view_of(first[_PLAN], catalogue),
         coins=first[_COINS] or 0,
-        panel_user=first[_PANEL_USER],
+        panel_user=first[_PANEL_USER] if with_panel_user else None,
         servers=list(servers.values()),
     )

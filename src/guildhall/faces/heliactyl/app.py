@@ -55,9 +55,13 @@ async def _user_summary(request: Request, session: AsyncSession, user_id: str) -
     (as last refreshed) when a panel is configured and has one, else built from the account."""
     runtime = runtime_of(request)
     found = await summary.summary_by_identity(
-        session, user_id, catalogue=runtime.catalogue, hosting=runtime.hosting
+        session,
+        user_id,
+        catalogue=runtime.catalogue,
+        hosting=runtime.hosting,
+        with_panel_user=runtime.games is not None,
     )
-    panel_user = found.panel_user if runtime.games is not None else None
+    panel_user = found.panel_user
     if panel_user is None:
         panel_user = wire.pterodactyl_user(found.account, found.servers)
     return wire.Summary(found.plan, found.coins, panel_user)
