@@ -203,7 +203,7 @@ def serve(
 
     try:
         listeners = server.plan_listeners(settings, face or ())
-        sockets = server.bind(listeners)
+        sockets = server.bind(listeners, workers=workers)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     try:

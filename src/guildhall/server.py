@@ -111,37 +111,92 @@ def plain_http_warning(settings: Settings, listeners: Sequence[Listener]) -> str
     return None
 
 
-def bind(listeners: Sequence[Listener]) -> list[socket.socket]:
-    """Open every listening socket, or close them all and say which port failed."""
+SHARE_PORTS = hasattr(socket, "SO_REUSEPORT")
+"""Whether each worker can listen on a port of its own socket (Linux, the BSDs)."""
+
+
+def bind(listeners: Sequence[Listener], *, workers: int = 1) -> list[socket.socket]:
+    """Open every listening socket, or close them all and say which port failed.
+
+    For several workers the sockets allow others on the same port (``SO_REUSEPORT``),
+    so that each worker can have its own (``worker_sockets``); a plain socket bound
+    first checks that nothing else listens there, as it would for one worker.
+    """
     sockets: list[socket.socket] = []
     try:
         for listener in listeners:
-            family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((listener.host, listener.port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    raise ConfigError(
-                        f"Port {listener.port} on {listener.host} ({listener.face} face) "
-                        "is already in use."
-                    ) from None
-                raise ConfigError(
-                    f"Cannot listen on {listener.host}:{listener.port} "
-                    f"({listener.face} face): {exc.strerror}."
-                ) from None
-            if family in (socket.AF_INET, socket.AF_INET6):
-                # Accepted connections inherit this: a response's head and
-                # body go out at once instead of waiting on delayed ACKs.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.listen(2048)
+            address = (listener.host, listener.port)
+            if workers > 1 and SHARE_PORTS:
+                with _listening_socket(listener, address, share=False, listen=False) as probe:
+                    address = probe.getsockname()[:2]  # the port the kernel chose for 0
+                sockets.append(_listening_socket(listener, address, share=True))
+            else:
+                sockets.append(_listening_socket(listener, address, share=False))
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
     return sockets
+
+
+def worker_sockets(
+    listeners: Sequence[Listener], sockets: Sequence[socket.socket], workers: int
+) -> list[list[socket.socket]]:
+    """Each worker's listening sockets: the first worker's are ``sockets``, the others
+    get sockets of their own on the same ports.
+
+    Workers sharing one socket do not share its connections: a worker's event loop
+    accepts every connection waiting when it wakes, so one worker took all 50 of a
+    client's keep-alive connections, or 36 of them, and served them alone while the
+    other idled. With a socket each, the kernel spreads new connections over the
+    workers. Without ``SO_REUSEPORT`` they share ``sockets``.
+    """
+    if workers <= 1 or not SHARE_PORTS:
+        return [list(sockets) for _ in range(max(workers, 1))]
+    own = [list(sockets)]
+    try:
+        for _ in range(workers - 1):
+            own.append([])
+            for listener, sock in zip(listeners, sockets, strict=True):
+                own[-1].append(_listening_socket(listener, sock.getsockname()[:2], share=True))
+    except BaseException:
+        for extra in own[1:]:
+            for sock in extra:
+                sock.close()
+        raise
+    return own
+
+
+def _listening_socket(
+    listener: Listener, address: tuple[str, int], *, share: bool, listen: bool = True
+) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"Port {listener.port} on {listener.host} ({listener.face} face) "
+                    "is already in use."
+                ) from None
+            raise ConfigError(
+                f"Cannot listen on {listener.host}:{listener.port} "
+                f"({listener.face} face): {exc.strerror}."
+            ) from None
+        if listen:
+            # Accepted connections inherit this: a response's head and body go
+            # out at once instead of waiting on delayed ACKs.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def url_of(listener: Listener, sock: socket.socket) -> str:
@@ -300,9 +355,10 @@ def run(
         _run_loop(settings, listeners, sockets)
         return
     context = multiprocessing.get_context("spawn")
+    each = worker_sockets(listeners, sockets, workers)
     processes = [
-        context.Process(target=_run_loop, args=(settings, listeners, sockets), daemon=False)
-        for _ in range(workers)
+        context.Process(target=_run_loop, args=(settings, listeners, own), daemon=False)
+        for own in each
     ]
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -315,13 +371,21 @@ def run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(signum, forward)
     try:
-        for process in processes:
+        for process, own in zip(processes, each, strict=True):
             process.start()
+            if SHARE_PORTS:
+                # The worker holds its own now. Should it die, the kernel stops
+                # sending it connections only once no process has them open.
+                for sock in own:
+                    sock.close()
         for process in processes:
             process.join()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        for own in each[1:]:
+            for sock in own:
+                sock.close()  # those of workers that never started
     failed = [p.exitcode for p in processes if p.exitcode not in (0, -signal.SIGTERM)]
     if failed:
         sys.exit(1)
