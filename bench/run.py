@@ -5,13 +5,11 @@ an API key), starts it next to ``bench.ceiling``, drives each scenario for a fix
 N concurrent keep-alive connections and prints req/s, p50/p99 latency, errors and the ratio to
 the ceiling, then verifies that every successful ``addcoins`` landed in the database.
 
-Why a hand-written client: the target machine has 2 cores and the load generator shares them
-with the server under test.  httpx or aiohttp spend tens of microseconds of Python per request
-(header models, URL objects, connection-pool bookkeeping, middleware hooks), which on 2 cores
-would eat the CPU the server needs and cap the measurement at the client's speed instead of the
-server's.  The client below pre-encodes each request once and per request only writes those
-bytes, reads the header block with one ``readuntil``, takes the status and Content-Length and
-reads exactly the body, on uvloop when available, so almost all CPU is left to the server.
+The load comes from wrk (``bench/wrk.py``): on a 2-core machine the load generator shares the
+cores with the server and PostgreSQL, and wrk spends far less CPU per request than a Python
+client. Its Lua script checks every response's body and counts what it sent, which the ledger
+check needs. A small HTTP client on asyncio streams remains for the one-off requests around
+the load (the balance before and after).
 
 Only 127.0.0.1 is contacted and every wait is bounded by a timeout.
 """
@@ -22,9 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
-import math
 import os
 import secrets
 import shutil
@@ -34,29 +30,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import wrk
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DISCORD_ID = "100000000000000001"
 PANEL_DISCORD_ID = "100000000000000002"  # the account whose userinfo comes from the panel
 MEMBERS = 500  # Aurora members to list and sort
-WARMUP_S = 1.5
-ROUND_WARMUP_S = 0.5  # later rounds: the server is warm, the connections are new
+WARMUP_S = 2  # seconds of load before the first measured slice of each scenario
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 CLI_TIMEOUT_S = 120.0
 PSQL_TIMEOUT_S = 30.0
-IO_TIMEOUT_S = 10.0  # one-off requests and connects outside the load loop
-DRAIN_GRACE_S = 10.0  # how long in-flight requests may run past the end of a scenario
-RECONNECT_PAUSE_S = 0.05
+IO_TIMEOUT_S = 10.0  # one-off requests and connects
 PG_URL_BASE = f"postgresql+asyncpg://postgres@{HOST}:5432"
 # The application key the panel peer (tests/peers/pterodactyl, its API_KEY) accepts.
 PANEL_KEY = "ptla_Gh7kQ2mX9vLp4RtZ8wYc1NbJ5sFd3HqA6eUo0iKxTgV"
-
-Check = Callable[[bytes], bool]
 
 
 class BenchError(Exception):
@@ -131,15 +126,10 @@ class HttpConnection:
             self.writer.close()
 
 
-# OSError covers resets and TimeoutError; EOFError covers IncompleteReadError; ValueError
-# covers a garbled status line or length.
-_CONN_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)
-
-
 def build_request(
     method: str, path: str, port: int, key: str | None = None, body: bytes | None = None
 ) -> bytes:
-    """Encode a request once so the load loop does no string work per request."""
+    """Encode a request once; wrk sends these bytes as they are."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Accept: application/json"]
     if key is not None:
         lines.append(f"Authorization: Bearer {key}")
@@ -177,129 +167,6 @@ async def fetch(port: int, raw: bytes) -> tuple[int, bytes]:
     finally:
         conn.close()
     return status, body
-
-
-# --------------------------------------------------------------------------- load loop
-
-
-@dataclasses.dataclass
-class Stats:
-    """Counters of one scenario; only requests started after the warm-up are measured."""
-
-    latencies_ns: list[int] = dataclasses.field(default_factory=list)
-    errors: int = 0
-    ok_total: int = 0  # successes including warm-up, for the addcoins check
-    unfinished: int = 0  # connections still waiting at the hard stop
-    measured_s: float = 0.0
-
-    def absorb(self, other: Stats) -> None:
-        """Add another run of the same scenario (a later round) to this one."""
-        self.latencies_ns.extend(other.latencies_ns)
-        self.errors += other.errors
-        self.ok_total += other.ok_total
-        self.unfinished += other.unfinished
-        self.measured_s += other.measured_s
-
-
-async def _worker(
-    port: int,
-    raws: Sequence[bytes],
-    first: int,
-    check: Check,
-    measure_from: int,
-    stop_at: int,
-    stats: Stats,
-) -> None:
-    """Drive one keep-alive connection until ``stop_at``, recording measured requests.
-
-    The requests are taken in turn from ``raws`` starting at ``first`` (one request for
-    most scenarios; one per account for addcoins spread over many accounts).
-    """
-    clock = time.perf_counter_ns
-    latencies = stats.latencies_ns
-    conn: HttpConnection | None = None
-    turn = first
-    try:
-        while clock() < stop_at:
-            raw = raws[turn % len(raws)]
-            turn += 1
-            if conn is None:
-                try:
-                    conn = await HttpConnection.open(port)
-                except _CONN_ERRORS:
-                    if clock() >= measure_from:
-                        stats.errors += 1
-                    await asyncio.sleep(RECONNECT_PAUSE_S)
-                    continue
-            start = clock()
-            try:
-                status, body, keep_alive = await conn.request(raw)
-            except _CONN_ERRORS:
-                conn.close()
-                conn = None
-                if start >= measure_from:
-                    stats.errors += 1
-                await asyncio.sleep(RECONNECT_PAUSE_S)
-                continue
-            elapsed = clock() - start
-            ok = status == 200 and check(body)
-            if ok:
-                stats.ok_total += 1
-            if start >= measure_from:
-                if ok:
-                    latencies.append(elapsed)
-                else:
-                    stats.errors += 1
-            if not keep_alive:
-                conn.close()
-                conn = None
-    finally:
-        if conn is not None:
-            conn.close()
-
-
-async def run_load(
-    port: int,
-    raws: Sequence[bytes],
-    check: Check,
-    connections: int,
-    duration: float,
-    warmup: float = WARMUP_S,
-) -> Stats:
-    """Run ``connections`` workers for ``warmup`` + ``duration``; hard-stop stragglers."""
-    stats = Stats()
-    now = time.perf_counter_ns()
-    measure_from = now + int(warmup * 1e9)
-    stop_at = measure_from + int(duration * 1e9)
-    tasks = [
-        asyncio.create_task(
-            _worker(port, raws, n * 7919, check, measure_from, stop_at, stats)  # spread starts
-        )
-        for n in range(connections)
-    ]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # the loop allocates no cycles; skip collector pauses during measurement
-    try:
-        _, pending = await asyncio.wait(tasks, timeout=warmup + duration + DRAIN_GRACE_S)
-        for task in pending:
-            task.cancel()
-        stats.unfinished = len(pending)
-        stats.errors += len(pending)
-        await asyncio.gather(*tasks, return_exceptions=True)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-        gc.collect()
-    stats.measured_s = duration
-    return stats
-
-
-def percentile_ms(sorted_ns: Sequence[int], pct: float) -> float:
-    """Nearest-rank percentile in milliseconds of an already sorted sample."""
-    if not sorted_ns:
-        return float("nan")
-    rank = max(1, min(len(sorted_ns), math.ceil(pct / 100.0 * len(sorted_ns))))
-    return sorted_ns[rank - 1] / 1e6
 
 
 # --------------------------------------------------------------------------- processes
@@ -523,15 +390,14 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.name:<16} {r.rps:>10.1f} {r.p50:>8.2f} {r.p99:>8.2f} {r.errors:>8d} {ratio:>11}")
 
 
-def summarize(name: str, stats: Stats) -> Row:
-    """Turn raw samples into a table row (req/s counts successful responses only)."""
-    lat = sorted(stats.latencies_ns)
+def summarize(name: str, counts: wrk.Counts) -> Row:
+    """Turn what wrk counted into a table row (req/s counts successful responses only)."""
     return Row(
         name,
-        len(lat) / stats.measured_s,
-        percentile_ms(lat, 50),
-        percentile_ms(lat, 99),
-        stats.errors,
+        counts.measured_ok / counts.measured_s if counts.measured_s else 0.0,
+        counts.percentile_ms(50),
+        counts.percentile_ms(99),
+        counts.errors,
     )
 
 
@@ -599,29 +465,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def new_runner() -> asyncio.Runner:
-    """Event loop for the client: uvloop when importable, since it halves client CPU."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.Runner()
-    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
-
-
-def panel_user_ok(body: bytes) -> bool:
-    """A userinfo whose user is the panel's own (it has the panel's ``external_id``)."""
-    try:
-        data = json.loads(body)
-        return data["status"] == "success" and bool(data["userinfo"]["attributes"]["external_id"])
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
-def json_object_ok(body: bytes) -> bool:
-    """Aurora answers a resource or a list as a JSON object; an error object has "error"."""
-    return body.startswith(b"{") and not body.startswith(b'{"error"')
-
-
 @dataclasses.dataclass
 class Scenario:
     """One request driven against one server, and how its success is recognised."""
@@ -629,32 +472,45 @@ class Scenario:
     name: str
     port: int
     raws: Sequence[bytes]
-    check: Check = status_ok
-    stats: Stats = dataclasses.field(default_factory=Stats)
+    check: str = "status"  # a key of wrk.CHECKS
+    counts: wrk.Counts = dataclasses.field(default_factory=wrk.Counts)
 
 
-def run_rounds(runner: asyncio.Runner, scenarios: list[Scenario], args: argparse.Namespace) -> None:
+def run_rounds(scenarios: list[Scenario], args: argparse.Namespace) -> None:
     """Run every scenario ``--rounds`` times, interleaved, for ``--duration`` in all.
 
     The machine's speed drifts (on the 2-core VM the ceiling alone measured
     3300 to 4900 req/s in consecutive 5 s runs); interleaving lets each
     scenario, the ceiling included, sample the same slow and fast spells, so
-    the ratios are steadier than one long run each would give.
+    the ratios are steadier than one long run each would give. wrk counts in
+    whole seconds, so each slice lasts ``--duration / --rounds`` rounded, at
+    least 1 s. The first round starts each scenario with a warm-up that is not
+    measured; later rounds need none (the server is warm, and wrk opens its
+    connections before it starts the clock).
     """
-    slice_s = args.duration / args.rounds
+    slice_s = max(1, round(args.duration / args.rounds))
     for round_number in range(args.rounds):
-        warmup = WARMUP_S if round_number == 0 else ROUND_WARMUP_S
         for item in scenarios:
+            warmup = WARMUP_S if round_number == 0 else 0
             print(
-                f"round {round_number + 1}/{args.rounds}: {item.name} for {slice_s:g} s "
-                f"(+{warmup:g} s warm-up)...",
+                f"round {round_number + 1}/{args.rounds}: {item.name} for {slice_s} s"
+                + (f" (+{warmup} s warm-up)" if warmup else "")
+                + "...",
                 file=sys.stderr,
                 flush=True,
             )
-            stats = runner.run(
-                run_load(item.port, item.raws, item.check, args.connections, slice_s, warmup)
-            )
-            item.stats.absorb(stats)
+            for seconds, measured in ((warmup, False), (slice_s, True)):
+                if seconds:
+                    wrk.run(
+                        item.port,
+                        item.raws,
+                        item.check,
+                        connections=args.connections,
+                        seconds=seconds,
+                        first=item.counts.issued,  # spread: carry on where the last run stopped
+                        counts=item.counts,
+                        measured=measured,
+                    )
 
 
 SEED_MEMBERS = """
@@ -904,62 +760,68 @@ def bench(
     # Same headers everywhere so header parsing costs the ceiling what it costs Guildhall.
     auth = key or "none"
     exit_code = 0
-    with new_runner() as runner:
-        ceiling_scenario = Scenario(
-            "ceiling", ceiling.port, [build_request("GET", "/api", ceiling.port, auth)]
-        )
-        if gh is None:
-            run_rounds(runner, [ceiling_scenario], args)
-            only = [summarize("ceiling", ceiling_scenario.stats)]
-            print_table(only)
-            return 0, only
-        userinfo = build_request("GET", f"/api/v3/userinfo?id={DISCORD_ID}", gh.port, auth)
-        addcoins = Scenario("addcoins", gh.port, [addcoins_request(DISCORD_ID, gh.port, auth)])
-        spread = Scenario(
-            "addcoins spread",
+    ceiling_scenario = Scenario(
+        "ceiling", ceiling.port, [build_request("GET", "/api", ceiling.port, auth)]
+    )
+    if gh is None:
+        run_rounds([ceiling_scenario], args)
+        only = [summarize("ceiling", ceiling_scenario.counts)]
+        print_table(only)
+        return 0, only
+    userinfo = build_request("GET", f"/api/v3/userinfo?id={DISCORD_ID}", gh.port, auth)
+    addcoins = Scenario("addcoins", gh.port, [addcoins_request(DISCORD_ID, gh.port, auth)])
+    spread = Scenario(
+        "addcoins spread",
+        gh.port,
+        [addcoins_request(spread_id(n), gh.port, auth) for n in range(args.spread)],
+    )
+    scenarios = [
+        ceiling_scenario,
+        Scenario("GET /api", gh.port, [build_request("GET", "/api", gh.port, auth)]),
+        Scenario("userinfo", gh.port, [userinfo]),
+        Scenario(
+            "userinfo panel",
             gh.port,
-            [addcoins_request(spread_id(n), gh.port, auth) for n in range(args.spread)],
-        )
-        scenarios = [
-            ceiling_scenario,
-            Scenario("GET /api", gh.port, [build_request("GET", "/api", gh.port, auth)]),
-            Scenario("userinfo", gh.port, [userinfo]),
-            Scenario(
-                "userinfo panel",
-                gh.port,
-                [build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh.port, auth)],
-                panel_user_ok,
-            ),
-            addcoins,
-            spread,
-            Scenario(
-                "aurora users",
-                aurora_port,
-                [build_request("GET", "/api/users?limit=50", aurora_port, auth)],
-                json_object_ok,
-            ),
-            Scenario(
-                "aurora user",
-                aurora_port,
-                [build_request("GET", f"/api/users/{DISCORD_ID}", aurora_port, auth)],
-                json_object_ok,
-            ),
-        ]
-        before = runner.run(read_coins(gh.port, userinfo))
-        total_before = ledger_totals(env)[0]
-        run_rounds(runner, scenarios, args)
-        after = runner.run(read_coins(gh.port, userinfo))
-        rows = [summarize(item.name, item.stats) for item in scenarios]
-        add_stats = addcoins.stats
+            [build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh.port, auth)],
+            "panel_user",
+        ),
+        addcoins,
+        spread,
+        Scenario(
+            "aurora users",
+            aurora_port,
+            [build_request("GET", "/api/users?limit=50", aurora_port, auth)],
+            "json_object",
+        ),
+        Scenario(
+            "aurora user",
+            aurora_port,
+            [build_request("GET", f"/api/users/{DISCORD_ID}", aurora_port, auth)],
+            "json_object",
+        ),
+    ]
+    before = asyncio.run(read_coins(gh.port, userinfo))
+    total_before = ledger_totals(env)[0]
+    run_rounds(scenarios, args)  # each run waits for the requests it abandoned (bench/wrk.py)
+    after = asyncio.run(read_coins(gh.port, userinfo))
+    rows = [summarize(item.name, item.counts) for item in scenarios]
 
     print_table(rows)
     total_after, unbalanced = ledger_totals(env)
+    # Every successful addcoins must have landed, and nothing beyond what was sent: wrk
+    # abandons the requests in flight when its time is up, whose outcome it never learns.
     moved = total_after - total_before
-    expected = add_stats.ok_total + spread.stats.ok_total
-    ledger_verdict = "OK" if moved == expected and unbalanced == 0 else "MISMATCH"
+    landed_ok = all(
+        item.counts.ok <= landed <= item.counts.ok + item.counts.unanswered
+        for item, landed in ((addcoins, after - before), (spread, moved - (after - before)))
+    )
+    ledger_verdict = "OK" if landed_ok and unbalanced == 0 else "MISMATCH"
     print(
-        f"ledger check: {ledger_verdict}: all balances grew by {moved}, successful addcoins "
-        f"(both scenarios, incl. warm-up) {expected}; balances unlike their ledger: {unbalanced}"
+        f"ledger check: {ledger_verdict}: all balances grew by {moved}, the benchmarked "
+        f"account's by {_num(after - before)}; successful addcoins (incl. warm-up) "
+        f"{addcoins.counts.ok} on it and {spread.counts.ok} spread, unanswered when wrk "
+        f"stopped {addcoins.counts.unanswered} and {spread.counts.unanswered}; balances "
+        f"unlike their ledger: {unbalanced}"
     )
     if ledger_verdict != "OK":
         exit_code = 1
@@ -974,20 +836,6 @@ def bench(
             f"{100 * hot / limits[0]:.0f}% of hot, addcoins spread {100 * wide / limits[1]:.0f}% "
             "of spread"
         )
-    added = after - before
-    verdict = "OK" if added == add_stats.ok_total else "MISMATCH"
-    print(
-        f"addcoins check: {verdict}: coins {_num(after)} - {_num(before)} = {_num(added)}, "
-        f"successful addcoins (incl. warm-up) {add_stats.ok_total}"
-    )
-    if verdict != "OK":
-        exit_code = 1
-        if add_stats.unfinished:
-            print(
-                f"note: {add_stats.unfinished} request(s) were still in flight at the hard "
-                "stop; their outcome is unknown",
-                file=sys.stderr,
-            )
     return exit_code, rows
 
 
@@ -1037,7 +885,7 @@ def run_once(args: argparse.Namespace) -> tuple[int, list[Row]]:
     tmp = Path(tempfile.mkdtemp(prefix="guildhall-bench-"))
     try:
         return bench(args, tmp, servers, drops)
-    except BenchError as exc:
+    except (BenchError, wrk.WrkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1, []
     finally:
