@@ -82,12 +82,15 @@ def catalogue_from(settings: Settings) -> Catalogue:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, workers: int = 1) -> None:
+        """``workers``: the processes ``serve --workers`` runs, this one among them."""
         self.settings = settings
         # Private to its owner (``guildhall.filemodes``); made by whatever first needs it.
         filemodes.tighten(settings.data_dir, filemodes.PRIVATE_DIRECTORY)
         self.database = Database(
-            settings.resolved_database_url, pool_size=settings.database_pool_size
+            settings.resolved_database_url,
+            pool_size=settings.database_pool_size,
+            processes=workers,
         )
         self.catalogue = catalogue_from(settings)
         self.key_stamps = LastUsedTracker()

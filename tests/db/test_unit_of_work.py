@@ -619,3 +619,39 @@ async def test_sqlite_the_log_starts_over_after_each_checkpoint(
     unchecked = await log_size_after_writes(f"sqlite+aiosqlite:///{copy}", checkpoint=False)
     assert unchecked > 1_000_000  # 300 commits, each a page or two of log
     assert checkpointed < unchecked / 4
+
+
+async def test_postgresql_workers_share_the_pool_for_writes_not_for_reads(
+    postgres_database: str, postgres_scratch: asyncpg.Connection
+) -> None:
+    """With two processes on a pool of 4, each opens at most 2 write transactions at once
+    (more would only wait on the same row locks); a read still gets a connection."""
+    database = Database(postgres_database, pool_size=4, processes=2)
+    assert database.writers == 2
+    entered: list[str] = []
+    release = asyncio.Event()
+
+    async def write(key: str) -> None:
+        async with database.unit_of_work() as session:
+            entered.append(key)
+            await session.execute(text("INSERT INTO uow_scratch VALUES (:key)"), {"key": key})
+            await release.wait()
+
+    try:
+        writers = [asyncio.create_task(write(key)) for key in ("first", "second", "third")]
+        await asyncio.sleep(0.2)
+        assert entered == ["first", "second"]
+        async with database.unit_of_work(write=False) as session:
+            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*writers), 10)
+        assert entered == ["first", "second", "third"]
+        seen = await postgres_scratch.fetch("SELECT key FROM uow_scratch ORDER BY key")
+        assert [row["key"] for row in seen] == ["first", "second", "third"]
+    finally:
+        await database.dispose()
+    # One process keeps the whole pool for writes; a share is rounded up.
+    for processes, writers_each in ((1, 4), (3, 2), (8, 1)):
+        other = Database(postgres_database, pool_size=4, processes=processes)
+        assert other.writers == writers_each
+        await other.dispose()
