@@ -10,7 +10,8 @@ from sqlalchemy import select
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import LedgerEntry
-from guildhall.core.errors import Invalid, LimitExceeded
+from guildhall.core.errors import Invalid, LimitExceeded, NotFound
+from guildhall.events.models import AuditEntry
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
 
@@ -109,3 +110,51 @@ async def test_a_rolled_back_unit_of_work_leaves_no_trace(runtime: Runtime) -> N
     async with runtime.database.unit_of_work(write=False) as session:
         assert await economy.balance_of(session, account.id) == 0
         assert await economy.ledger_sum(session, account.id) == 0
+
+
+async def test_a_change_by_identity_finds_the_account_the_identity_names(
+    runtime: Runtime,
+) -> None:
+    """adjust_by_identity: the account found inside the change, with the same ranking of
+    providers as find_by_identity; the ledger and the audit name it."""
+    first = await make_account(runtime, "firstcomer", discord="700")
+    # Another account holds "700" as its GitHub id: Discord's identity ranks first.
+    other = await make_account(runtime, "githubber", github="700")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, first, 10, actor=TEST_ACTOR)  # its balance exists
+        found, balance = await economy.adjust_by_identity(
+            session, "700", 5, actor=TEST_ACTOR, reason="by id"
+        )
+    assert (found, balance) == (AccountRef(first.id, "firstcomer", "700"), 15)
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, first.id) == 15
+        assert await economy.ledger_sum(session, first.id) == 15
+        assert await economy.balance_of(session, other.id) == 0
+        last = (await session.scalars(select(LedgerEntry).order_by(LedgerEntry.id.desc()))).first()
+        said = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()))).first()
+    assert last is not None and (last.amount, last.balance_after, last.reason) == (5, 15, "by id")
+    assert said is not None and said.message.endswith("user firstcomer (700); balance now 15")
+
+
+async def test_a_change_by_identity_opens_refuses_and_reports_as_adjust_does(
+    runtime: Runtime,
+) -> None:
+    """The cases the one statement changes nothing in go the general way: a first balance
+    is opened, a result out of range and an unknown identity are refused, with nothing
+    written."""
+    account = await make_account(runtime, "newcomer", discord="701")
+    async with runtime.database.unit_of_work() as session:
+        assert (await economy.adjust_by_identity(session, "701", 3, actor=TEST_ACTOR))[1] == 3
+    for subject, delta, error in (
+        ("701", -4, LimitExceeded),
+        ("701", 0, Invalid),
+        ("701", economy.MAX_AMOUNT + 1, LimitExceeded),
+        ("702", 1, NotFound),
+        ("x" * 500, 1, NotFound),
+    ):
+        with pytest.raises(error):
+            async with runtime.database.unit_of_work() as session:
+                await economy.adjust_by_identity(session, subject, delta, actor=TEST_ACTOR)
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 3
+        assert await economy.ledger_sum(session, account.id) == 3

@@ -637,10 +637,13 @@ async def test_postgresql_workers_share_the_pool_for_writes_not_for_reads(
             await session.execute(text("INSERT INTO uow_scratch VALUES (:key)"), {"key": key})
             await release.wait()
 
+    writers = [asyncio.create_task(write(key)) for key in ("first", "second", "third")]
     try:
-        writers = [asyncio.create_task(write(key)) for key in ("first", "second", "third")]
+        async with asyncio.timeout(10):
+            while len(entered) < 2:
+                await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
-        assert entered == ["first", "second"]
+        assert entered == ["first", "second"]  # the third waits for its turn
         async with database.unit_of_work(write=False) as session:
             assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
         release.set()
@@ -649,6 +652,8 @@ async def test_postgresql_workers_share_the_pool_for_writes_not_for_reads(
         seen = await postgres_scratch.fetch("SELECT key FROM uow_scratch ORDER BY key")
         assert [row["key"] for row in seen] == ["first", "second", "third"]
     finally:
+        release.set()  # a failed check must not leave writers holding connections
+        await asyncio.gather(*writers, return_exceptions=True)
         await database.dispose()
     # One process keeps the whole pool for writes; a share is rounded up.
     for processes, writers_each in ((1, 4), (3, 2), (8, 1)):

@@ -2,7 +2,7 @@
 
 SQLAlchemy spends about 150 µs of Python on every execution (execution
 context, result objects, greenlet hand-offs) where SQLite itself needs about
-5 µs; an addcoins request runs five statements. :class:`Prepared` keeps
+5 µs; an addcoins request runs four statements. :class:`Prepared` keeps
 SQLAlchemy for what it is good at (building the statement, compiling it for
 the dialect, the column types' conversions) and runs the compiled SQL
 directly on the driver connection of the session's unit of work (see

@@ -81,6 +81,8 @@ _ACCOUNT_BY_ID = Prepared(
     )
 )
 _PROVIDER_RANK = {provider.value: rank for rank, provider in enumerate(Provider)}
+PROVIDER_ORDER = case(_PROVIDER_RANK, value=_identities.c.provider, else_=len(_PROVIDER_RANK))
+"""``ORDER BY`` this puts the identity :func:`preferred` would pick first (in SQL)."""
 
 
 def preferred(rows: list[Row]) -> Row | None:

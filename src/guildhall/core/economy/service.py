@@ -14,7 +14,8 @@ from enum import StrEnum
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guildhall.core.accounts.models import Identity, Provider
+from guildhall.core.accounts import service as accounts
+from guildhall.core.accounts.models import Account, Identity, Provider
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.actor import Actor
 from guildhall.core.economy.models import Balance, LedgerEntry
@@ -61,6 +62,32 @@ _apply_delta = (
 )
 _APPLY = Prepared(_apply_delta)
 _APPLY_IF_UNCHANGED = Prepared(_apply_delta.where(_balances.c.amount == bindparam("expected")))
+_accounts = Account.__table__
+_identities = Identity.__table__
+# The same change for the account an identity names (the provider ranked first, as
+# ``accounts.find_by_identity`` picks it), found inside the UPDATE: one round trip,
+# where finding the account first takes two. It answers the account's id and name too.
+_APPLY_BY_SUBJECT = Prepared(
+    update(_balances)
+    .where(
+        _balances.c.currency == bindparam("unit"),
+        _balances.c.account_id
+        == select(_identities.c.account_id)
+        .where(_identities.c.subject == bindparam("subject"))
+        .order_by(accounts.PROVIDER_ORDER)
+        .limit(1)
+        .scalar_subquery(),
+        (_balances.c.amount + bindparam("delta")).between(0, MAX_AMOUNT),
+    )
+    .values(amount=_balances.c.amount + bindparam("delta"))
+    .returning(
+        _balances.c.account_id,
+        select(_accounts.c.username)
+        .where(_accounts.c.id == _balances.c.account_id)
+        .scalar_subquery(),
+        _balances.c.amount,
+    )
+)
 _INSERT_ENTRY = Prepared(insert(_ledger))
 
 
@@ -168,6 +195,60 @@ async def adjust(
         raise LimitExceeded(
             f"{currency} must stay between 0 and {MAX_AMOUNT}", code="balance_out_of_range"
         )
+    await _record_change(session, account, currency, entry_type, delta, new_amount, actor, reason)
+    return new_amount
+
+
+async def adjust_by_identity(
+    session: AsyncSession,
+    subject: str,
+    delta: int,
+    *,
+    actor: Actor,
+    entry_type: EntryType = EntryType.ADMIN_ADJUSTMENT,
+    reason: str = "",
+    currency: str = COINS,
+) -> tuple[AccountRef, int]:
+    """:func:`adjust` for the account an identity names (``accounts.require_by_identity``);
+    the account and its new balance.
+
+    The usual case is one statement: the UPDATE finds the account itself. When it
+    changes nothing (no such identity, no balance row yet, a result out of range),
+    the account is looked up and :func:`adjust` says which, or opens the balance.
+    """
+    row = None
+    if delta and abs(delta) <= MAX_AMOUNT and accounts.plausible_subject(subject):
+        params = {"unit": currency, "subject": subject, "delta": delta}
+        row = await _APPLY_BY_SUBJECT.first(session, params)
+    if row is None:
+        account = await accounts.require_by_identity(session, subject)
+        new_amount = await adjust(
+            session,
+            account,
+            delta,
+            actor=actor,
+            entry_type=entry_type,
+            reason=reason,
+            currency=currency,
+        )
+        return account, new_amount
+    account_id, username, new_amount = row
+    account = AccountRef(account_id, username, subject)
+    await _record_change(session, account, currency, entry_type, delta, new_amount, actor, reason)
+    return account, new_amount
+
+
+async def _record_change(
+    session: AsyncSession,
+    account: AccountRef,
+    currency: str,
+    entry_type: EntryType,
+    delta: int,
+    new_amount: int,
+    actor: Actor,
+    reason: str,
+) -> None:
+    """The ledger row and the audit entry of a change already applied."""
     await _write_entry(session, account, currency, entry_type, delta, new_amount, actor, reason)
     verb = f"added {delta} {currency} to" if delta > 0 else f"took {-delta} {currency} from"
     await audit.record(
@@ -178,7 +259,6 @@ async def adjust(
         target_account_id=account.id,
         target=f"account:{account.id}",
     )
-    return new_amount
 
 
 async def set_balance(

@@ -99,10 +99,15 @@ async def _addcoins(
     session: AsyncSession, caller: Actor, body: dict[str, Any], *, zero_allowed: bool
 ) -> Response:
     user_id = wire.require_id(body)
-    account = await accounts.require_by_identity(session, user_id)
-    coins = wire.require_coins(body)
+    try:
+        coins = wire.require_coins(body)
+    except errors.StatusError:
+        await accounts.require_by_identity(session, user_id)  # an unknown user is said first
+        raise
     if coins or not zero_allowed:
-        await economy.adjust(session, account, coins, actor=caller)
+        await economy.adjust_by_identity(session, user_id, coins, actor=caller)
+    else:
+        await accounts.require_by_identity(session, user_id)
     return JSON(SUCCESS)
 
 
