@@ -85,37 +85,145 @@ async def test_a_failed_unit_of_work_leaves_none_of_its_rows_for_the_next(
     assert [event["data"]["amount"] for event in changes] == ["5"]
 
 
+class StatementLog:
+    """The statements one ``Database`` of one connection sends, in order."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.sent: list[str] = []
+        self.driver: Any = None
+
+    async def __aenter__(self) -> list[str]:
+        async with self.database.unit_of_work(write=False) as session:
+            self.driver = session.info[DRIVER_KEY]
+        self.driver.add_query_logger(self._log)
+        return self.sent
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.driver.remove_query_logger(self._log)
+
+    def _log(self, record: Any) -> None:
+        self.sent.append(record.query)
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_postgresql_addcoins_sends_its_three_rows_as_one_statement(
+async def test_postgresql_addcoins_is_one_statement_without_begin_or_commit(
     database_url: str, runtime: Runtime
 ) -> None:
-    """BEGIN, the balance of the account the identity names, the ledger+audit+event
-    rows, COMMIT: four round trips (seven before rows were held, five before the
-    UPDATE found the account itself)."""
+    """The balance of the account the identity names, its ledger row, audit row and
+    event: one WITH statement, which PostgreSQL runs atomically by itself (seven round
+    trips before rows were held, four before the UPDATE's statement wrote them)."""
     counted = await make_account(runtime, "counted", discord="5004")
     async with runtime.database.unit_of_work() as session:  # its balance row exists
         await economy.adjust(session, counted, 1, actor=TEST_ACTOR)
     database = Database(database_url, pool_size=1)
-    sent: list[str] = []
-
-    def log(record: Any) -> None:
-        sent.append(record.query)
-
     try:
-        async with database.unit_of_work(write=False) as session:
-            driver = session.info[DRIVER_KEY]
-        driver.add_query_logger(log)
-        async with database.unit_of_work() as session:
-            await economy.adjust_by_identity(session, "5004", 9, actor=TEST_ACTOR)
-        driver.remove_query_logger(log)
+        async with StatementLog(database) as sent, database.unit_of_work() as session:
+            account, balance = await economy.adjust_by_identity(
+                session, "5004", 9, actor=TEST_ACTOR, reason="a prize"
+            )
     finally:
         await database.dispose()
-    assert len(sent) == 4, "\n".join(sent)
-    assert sent[0] == "BEGIN" and sent[-1] == "COMMIT"
-    assert sent[1].startswith("UPDATE balances")
-    together = sent[2]
-    for table in ("ledger_entries", "audit_log", "event_outbox"):
-        assert f"INSERT INTO {table}" in together
+    assert (account.id, account.username, balance) == (counted.id, "counted", 10)
+    assert len(sent) == 1, "\n".join(sent)
+    assert sent[0].startswith("WITH moved AS")
+    for table in ("balances", "ledger_entries", "audit_log", "event_outbox"):
+        assert table in sent[0]
+    async with runtime.database.unit_of_work(write=False) as session:
+        entry = (
+            await session.scalars(select(LedgerEntry).order_by(LedgerEntry.id.desc()).limit(1))
+        ).one()
+        trail = await audit.for_account(session, counted.id, 1)
+        event = (await outbox.recent(session, "coins.changed", limit=1))[0]
+    assert (entry.account_id, entry.amount, entry.balance_after, entry.reason) == (
+        counted.id,
+        9,
+        10,
+        "a prize",
+    )
+    assert entry.actor == str(TEST_ACTOR)
+    assert (
+        trail[0].message
+        == f"{TEST_ACTOR.name} added 9 coins to user counted (5004); balance now 10"
+    )
+    assert trail[0].target == f"account:{counted.id}"
+    assert event["data"] == {
+        "userId": "5004",
+        "currency": "coins",
+        "type": "ADMIN_ADJUSTMENT",
+        "amount": "9",
+        "balance": "10",
+    }
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_nothing_may_follow_a_change_that_ran_alone(
+    database_url: str, runtime: Runtime
+) -> None:
+    """It committed by itself: a later statement would not be atomic with it."""
+    user = await make_account(runtime, "alone", discord="5005")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, user, 1, actor=TEST_ACTOR)
+    for follow in (
+        lambda session: economy.balance_of(session, user.id),  # a prepared statement
+        lambda session: outbox.emit(session, "coins.changed", {}),  # a held row
+        lambda session: session.scalar(select(func.count()).select_from(LedgerEntry)),  # ORM
+    ):
+        with pytest.raises(held.AlreadyCommitted):
+            async with runtime.database.unit_of_work() as session:
+                await economy.adjust_by_identity(session, "5005", 2, actor=TEST_ACTOR)
+                await follow(session)
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, user.id) == 7
+        assert await economy.ledger_sum(session, user.id) == 7
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_change_runs_alone_only_as_the_first_statement(
+    database_url: str, runtime: Runtime
+) -> None:
+    """After another statement it runs inside the transaction, and goes with it when the
+    unit of work fails."""
+    user = await make_account(runtime, "inside", discord="5006")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, user, 1, actor=TEST_ACTOR)
+    database = Database(database_url, pool_size=1)
+    try:
+        with pytest.raises(Refused):
+            async with StatementLog(database) as sent, database.unit_of_work() as session:
+                await economy.balance_of(session, user.id)
+                await economy.adjust_by_identity(session, "5006", 5, actor=TEST_ACTOR)
+                raise Refused
+    finally:
+        await database.dispose()
+    assert sent[0] == "BEGIN" and sent[-1] == "ROLLBACK"
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, user.id) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_postgresql_sends_what_a_unit_of_work_needs_and_no_more(
+    database_url: str, runtime: Runtime
+) -> None:
+    """No statement: no BEGIN or COMMIT. Only held rows: they go as one statement, which
+    is atomic by itself."""
+    user = await make_account(runtime, "sparing", discord="5007")
+    database = Database(database_url, pool_size=1)
+    try:
+        async with StatementLog(database) as idle, database.unit_of_work():
+            pass
+        async with StatementLog(database) as holding, database.unit_of_work() as session:
+            await audit.record(
+                session, TEST_ACTOR, "test.noted", "noted", target_account_id=user.id
+            )
+            await outbox.emit(session, "coins.changed", {"userId": "5007"})
+    finally:
+        await database.dispose()
+    assert idle == []
+    assert len(holding) == 1 and holding[0].startswith("WITH held_0 AS (INSERT INTO audit_log")
+    async with runtime.database.unit_of_work(write=False) as session:
+        trail = await audit.for_account(session, user.id, 5)
+    assert [record.message for record in trail if record.action == "test.noted"] == ["noted"]
 
 
 def test_held_statements_are_numbered_one_after_another() -> None:

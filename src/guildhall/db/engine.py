@@ -171,7 +171,7 @@ class _Slot:
         if isinstance(driver, sqlite_inline.Connection):
             driver.managed = True
         else:
-            event.listen(self.session.sync_session, "after_begin", _send_held_first)
+            event.listen(self.session.sync_session, "after_begin", _flush_held_first)
 
     @classmethod
     async def open(cls, engine: AsyncEngine, caches: dict[str, Any]) -> _Slot:
@@ -180,12 +180,11 @@ class _Slot:
         return cls(connection, driver, caches)
 
 
-def _send_held_first(session: Session, *_args: Any) -> None:
+def _flush_held_first(session: Session, *_args: Any) -> None:
     """The ORM is about to run its first statement in a PostgreSQL unit of work (this is
-    SQLAlchemy's ``after_begin``, inside its greenlet): the INSERTs held go first."""
-    holding: held.Held | None = session.info.get(held.KEY)
-    if holding:
-        await_only(held.send(session.info[DRIVER_KEY], holding))
+    SQLAlchemy's ``after_begin``, inside its greenlet): what is held goes first (the
+    BEGIN, the INSERTs; ``held.py``)."""
+    await_only(held.flush(session.info, session.info[DRIVER_KEY]))
 
 
 class _Lender:
@@ -813,25 +812,31 @@ class Database:
         """
         slot = await self._held.enter()
         driver, session = slot.driver, slot.session
+        info = session.info
         try:
             if write:
-                await driver.execute("BEGIN")
+                info[held.BEGIN_DUE] = True  # sent with the first statement (held.flush)
             try:
                 yield session
                 # The ORM's part, only if it took part: its commit() only
                 # flushes, and its bookkeeping costs more than a statement.
                 if session.in_transaction():
                     await session.commit()
-                holding: held.Held | None = session.info.get(held.KEY)
+                # Still due: no statement ran, and what is held (if anything) is
+                # one statement, atomic by itself.
+                begun = write and not info.pop(held.BEGIN_DUE, False) and held.DONE not in info
+                holding: held.Held | None = info.get(held.KEY)
                 if holding:
                     await held.send(driver, holding)
-                if write and await driver.execute("COMMIT") != "COMMIT":
+                if begun and await driver.execute("COMMIT") != "COMMIT":
                     raise TransactionAborted(
                         "an error inside the transaction was caught and ignored, so "
                         "PostgreSQL had aborted it: nothing of it was saved"
                     )
             finally:
-                session.info.pop(held.KEY, None)  # what a failed unit of work held goes with it
+                # What a failed unit of work held goes with it.
+                for key in (held.KEY, held.BEGIN_DUE, held.DONE):
+                    info.pop(key, None)
                 # Plain close(): ``async with session`` closes in a shielded
                 # task, which yields to the loop while holding the connection.
                 if session.in_transaction() or session.identity_map:

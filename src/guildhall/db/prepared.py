@@ -10,7 +10,9 @@ directly on the driver connection of the session's unit of work (see
 SQLite, the asyncpg connection on PostgreSQL (whose own statement cache then
 prepares it once per connection). On a session no unit of work made, it is an
 ordinary ``session.execute``. :meth:`Prepared.later` runs an INSERT whose row
-the change does not read back, on PostgreSQL together with others (``held.py``).
+the change does not read back, on PostgreSQL together with others, and
+:meth:`Prepared.alone` a statement that is a whole change by itself, on
+PostgreSQL without BEGIN or COMMIT (``held.py``).
 
 Errors are the driver's own (``sqlite3.IntegrityError``,
 ``asyncpg.UniqueViolationError``), not SQLAlchemy's wrappers.
@@ -123,10 +125,35 @@ class Prepared:
             if not compiled.converted:
                 return rows  # sqlite3 rows are tuples already
         else:  # asyncpg, whose rows are Records
-            holding: held.Held | None = orm.info.get(held.KEY)
-            if holding:
-                await held.send(driver, holding)
+            await held.flush(orm.info, driver)
             rows = await driver.fetch(compiled.sql, *compiled.arguments(params))
+        return [compiled.convert(row) for row in rows]
+
+    async def alone(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Row]:
+        """Run as the unit of work's whole change: on PostgreSQL, when nothing ran in it
+        yet, without BEGIN or COMMIT, as one statement is atomic by itself (``held.py``);
+        elsewhere (SQLite, a unit of work already begun) as :meth:`all`.
+
+        Rows in the answer mean it changed something and committed it: nothing more
+        may run in the unit of work (``held.AlreadyCommitted``). No rows must mean it
+        changed nothing (an UPDATE ... RETURNING that matched no row, with everything
+        else it writes taken from that RETURNING); the unit of work goes on as if it
+        had not run."""
+        orm = session.sync_session
+        driver = orm.info.get(DRIVER_KEY)
+        if (
+            driver is None
+            or type(driver) is sqlite_inline.Connection
+            or not orm.info.get(held.BEGIN_DUE)
+            or orm.info.get(held.KEY)
+            or orm.in_transaction()
+        ):
+            return await self.all(session, params)
+        compiled = self._compiled_for(session, params, sqlite=False)
+        rows = await driver.fetch(compiled.sql, *compiled.arguments(params))
+        if rows:
+            del orm.info[held.BEGIN_DUE]
+            orm.info[held.DONE] = True
         return [compiled.convert(row) for row in rows]
 
     async def later(self, session: AsyncSession, params: Mapping[str, Any]) -> None:
@@ -147,8 +174,8 @@ class Prepared:
         table = self.statement.table
         compiled = self._compiled_for(session, params, sqlite=False)
         holding: held.Held = orm.info.setdefault(held.KEY, [])
-        if any(name == table.name for name, _sql, _arguments in holding):
-            await held.send(driver, holding)
+        if held.DONE in orm.info or any(name == table.name for name, _sql, _ in holding):
+            await held.flush(orm.info, driver)  # or refuse: the change is committed
         holding.append((table.name, compiled.sql, compiled.arguments(params)))
 
     def _compiled_for(

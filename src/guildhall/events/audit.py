@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, insert, or_, select, true
+from sqlalchemy import ColumnElement, FromClause, Insert, bindparam, insert, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -26,7 +27,41 @@ class AuditRecord:
     message: str
 
 
-_INSERT = Prepared(insert(AuditEntry.__table__))  # every change runs it
+_table = AuditEntry.__table__
+_INSERT = Prepared(insert(_table))  # every change runs it
+
+
+def insert_from(
+    source: FromClause,
+    *,
+    target_account_id: ColumnElement[Any],
+    target: ColumnElement[Any],
+    message: ColumnElement[Any],
+) -> Insert:
+    """The row :func:`record` writes, for a statement that computes part of it in SQL
+    (``INSERT ... SELECT`` from ``source``, one row per row of it): ``created_at``,
+    ``actor``, ``actor_account_id`` and ``action`` are bound by those names, as
+    :func:`record` binds them."""
+    return insert(_table).from_select(
+        [
+            "created_at",
+            "actor",
+            "actor_account_id",
+            "action",
+            "target_account_id",
+            "target",
+            "message",
+        ],
+        select(
+            *(
+                bindparam(name, type_=_table.c[name].type)
+                for name in ("created_at", "actor", "actor_account_id", "action")
+            ),
+            target_account_id,
+            target,
+            message,
+        ).select_from(source),
+    )
 
 
 async def record(

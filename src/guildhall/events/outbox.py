@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ColumnElement, FromClause, Insert, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.db.base import utcnow
@@ -59,7 +59,22 @@ EVENTS = (
 )
 """Every event the core emits; webhook endpoints subscribe to these (or ``*``)."""
 
-_INSERT = Prepared(insert(OutboxEvent.__table__))
+_table = OutboxEvent.__table__
+_INSERT = Prepared(insert(_table))
+
+
+def insert_from(source: FromClause, event: str, payload: ColumnElement[Any]) -> Insert:
+    """The row :func:`emit` writes, for a statement that computes the payload in SQL
+    (``INSERT ... SELECT`` from ``source``, one event per row of it); ``created_at`` is
+    bound by that name."""
+    return insert(_table).from_select(
+        ["created_at", "event", "payload"],
+        select(
+            bindparam("created_at", type_=_table.c.created_at.type),
+            bindparam("event", event, type_=_table.c.event.type),
+            payload,
+        ).select_from(source),
+    )
 
 
 async def emit(session: AsyncSession, event: str, data: dict[str, Any]) -> None:

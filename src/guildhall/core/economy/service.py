@@ -10,8 +10,9 @@ concurrent changes can never lose one another.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import JSON, BigInteger, String, bindparam, cast, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts import service as accounts
@@ -22,7 +23,7 @@ from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.errors import Invalid, LimitExceeded
 from guildhall.db.base import utcnow
 from guildhall.db.prepared import Prepared
-from guildhall.db.sql import insert_ignore
+from guildhall.db.sql import dialect_of, insert_ignore
 from guildhall.events import audit, outbox
 
 COINS = "coins"
@@ -67,7 +68,7 @@ _identities = Identity.__table__
 # The same change for the account an identity names (the provider ranked first, as
 # ``accounts.find_by_identity`` picks it), found inside the UPDATE: one round trip,
 # where finding the account first takes two. It answers the account's id and name too.
-_APPLY_BY_SUBJECT = Prepared(
+_apply_by_subject = (
     update(_balances)
     .where(
         _balances.c.currency == bindparam("unit"),
@@ -84,11 +85,100 @@ _APPLY_BY_SUBJECT = Prepared(
         _balances.c.account_id,
         select(_accounts.c.username)
         .where(_accounts.c.id == _balances.c.account_id)
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("username"),
         _balances.c.amount,
     )
 )
+_APPLY_BY_SUBJECT = Prepared(_apply_by_subject)
 _INSERT_ENTRY = Prepared(insert(_ledger))
+
+
+def _coins_changed(
+    subject: Any, currency: Any, kind: Any, amount: Any, balance: Any
+) -> dict[str, Any]:
+    """The ``coins.changed`` event's data (values, or SQL expressions that compute them)."""
+    return {
+        "userId": subject,
+        "currency": currency,
+        "type": kind,
+        "amount": amount,
+        "balance": balance,
+    }
+
+
+def _change_message(
+    actor: Actor, delta: int, currency: str, described: str, new_amount: str
+) -> str:
+    """The audit sentence of a change of balance."""
+    verb = f"added {delta} {currency} to" if delta > 0 else f"took {-delta} {currency} from"
+    return f"{actor.name} {verb} {described}; balance now {new_amount}"
+
+
+def _adjust_by_subject_whole() -> Prepared:
+    """PostgreSQL: ``_APPLY_BY_SUBJECT`` with the change's ledger row, audit row and event
+    written by the same statement (INSERT ... SELECT from the UPDATE's RETURNING, in one
+    WITH): one round trip between BEGIN and COMMIT, so a hot balance's row lock is held
+    for one round trip instead of two. The rows are those ``_record_change`` writes; the
+    values only the UPDATE knows (account id, name, balance after) come from it, the rest
+    are bound. SQLite cannot run an UPDATE or INSERT inside WITH."""
+    moved = _apply_by_subject.cte("moved")
+
+    def bound(name: str, column: Any) -> Any:
+        return bindparam(name, type_=column.type)
+
+    ledger = (
+        insert(_ledger)
+        .from_select(
+            [
+                "account_id",
+                "currency",
+                "type",
+                "amount",
+                "balance_after",
+                "actor",
+                "reason",
+                "created_at",
+            ],
+            select(
+                moved.c.account_id,
+                bound("unit", _ledger.c.currency),
+                bound("type", _ledger.c.type),
+                bound("delta", _ledger.c.amount),
+                moved.c.amount,
+                bound("actor", _ledger.c.actor),
+                bound("reason", _ledger.c.reason),
+                bound("created_at", _ledger.c.created_at),
+            ),
+        )
+        .cte("ledger")
+    )
+    trail = audit.insert_from(
+        moved,
+        target_account_id=moved.c.account_id,
+        target=bindparam("target_prefix", type_=String) + cast(moved.c.account_id, String),
+        message=bindparam("message_before_name", type_=String)
+        + moved.c.username
+        + bindparam("message_before_balance", type_=String)
+        + cast(moved.c.amount, String)
+        + bindparam("message_after", type_=String),
+    ).cte("trail")
+    data = _coins_changed(
+        bindparam("subject", type_=String),
+        bindparam("unit", type_=String),
+        bindparam("type", type_=String),
+        cast(bindparam("delta", type_=BigInteger), String),
+        cast(moved.c.amount, String),
+    )
+    payload = func.json_build_object(*(part for item in data.items() for part in item), type_=JSON)
+    event = outbox.insert_from(moved, "coins.changed", payload).cte("event")
+    return Prepared(
+        select(moved.c.account_id, moved.c.username, moved.c.amount).add_cte(ledger, trail, event)
+    )
+
+
+_APPLY_BY_SUBJECT_WHOLE = _adjust_by_subject_whole()
+_NAME, _BALANCE_AFTER = "\x00name\x00", "\x00balance\x00"  # marks in a message template
 
 
 async def balance_of(session: AsyncSession, account_id: int, currency: str = COINS) -> int:
@@ -163,13 +253,9 @@ async def _write_entry(
     await outbox.emit(
         session,
         "coins.changed",
-        {
-            "userId": account.subject,
-            "currency": currency,
-            "type": entry_type.value,
-            "amount": str(amount),
-            "balance": str(balance_after),
-        },
+        _coins_changed(
+            account.subject, currency, entry_type.value, str(amount), str(balance_after)
+        ),
     )
 
 
@@ -212,14 +298,24 @@ async def adjust_by_identity(
     """:func:`adjust` for the account an identity names (``accounts.require_by_identity``);
     the account and its new balance.
 
-    The usual case is one statement: the UPDATE finds the account itself. When it
-    changes nothing (no such identity, no balance row yet, a result out of range),
-    the account is looked up and :func:`adjust` says which, or opens the balance.
+    The usual case is one statement: the UPDATE finds the account itself, and on
+    PostgreSQL writes the ledger row, the audit row and the event too, as the unit of
+    work's whole change when it is its first (``Prepared.alone``: one round trip, no
+    BEGIN or COMMIT; nothing may run after it in that unit of work). When it changes
+    nothing (no such identity, no balance row yet, a result out of range), the
+    account is looked up and :func:`adjust` says which, or opens the balance.
     """
     row = None
     if delta and abs(delta) <= MAX_AMOUNT and accounts.plausible_subject(subject):
-        params = {"unit": currency, "subject": subject, "delta": delta}
-        row = await _APPLY_BY_SUBJECT.first(session, params)
+        params: dict[str, Any] = {"unit": currency, "subject": subject, "delta": delta}
+        if dialect_of(session).name == "postgresql":
+            params |= _recorded(subject, delta, currency, entry_type, actor, reason)
+            rows = await _APPLY_BY_SUBJECT_WHOLE.alone(session, params)
+            if rows:  # with its ledger row, audit row and event
+                account_id, username, new_amount = rows[0]
+                return AccountRef(account_id, username, subject), new_amount
+        else:
+            row = await _APPLY_BY_SUBJECT.first(session, params)
     if row is None:
         account = await accounts.require_by_identity(session, subject)
         new_amount = await adjust(
@@ -238,6 +334,28 @@ async def adjust_by_identity(
     return account, new_amount
 
 
+def _recorded(
+    subject: str, delta: int, currency: str, entry_type: EntryType, actor: Actor, reason: str
+) -> dict[str, Any]:
+    """What ``_APPLY_BY_SUBJECT_WHOLE`` binds to write the rows ``_record_change`` writes."""
+    described = AccountRef(0, _NAME, subject).describe()
+    template = _change_message(actor, delta, currency, described, _BALANCE_AFTER)
+    before_name, rest = template.split(_NAME)
+    before_balance, after = rest.split(_BALANCE_AFTER)
+    return {
+        "type": entry_type.value,
+        "actor": str(actor),
+        "actor_account_id": actor.account_id,
+        "reason": reason,
+        "created_at": utcnow(),
+        "action": "coins.changed",
+        "target_prefix": "account:",
+        "message_before_name": before_name,
+        "message_before_balance": before_balance,
+        "message_after": after,
+    }
+
+
 async def _record_change(
     session: AsyncSession,
     account: AccountRef,
@@ -250,12 +368,11 @@ async def _record_change(
 ) -> None:
     """The ledger row and the audit entry of a change already applied."""
     await _write_entry(session, account, currency, entry_type, delta, new_amount, actor, reason)
-    verb = f"added {delta} {currency} to" if delta > 0 else f"took {-delta} {currency} from"
     await audit.record(
         session,
         actor,
         "coins.changed",
-        f"{actor.name} {verb} {account.describe()}; balance now {new_amount}",
+        _change_message(actor, delta, currency, account.describe(), str(new_amount)),
         target_account_id=account.id,
         target=f"account:{account.id}",
     )
