@@ -803,6 +803,9 @@ class Database:
         left behind, turning every later unit of work on that connection into
         a savepoint of a transaction never committed. And COMMIT's answer is
         read: PostgreSQL answers ROLLBACK when a statement had failed inside.
+        The BEGIN waits for the first statement (``held.py``): a unit of work
+        that runs none sends nothing, and one whose only statement runs alone
+        (``Prepared.alone``) sends that statement and nothing else.
 
         A read unit of work has no transaction at all: under READ COMMITTED
         each statement reads its own snapshot either way, so BEGIN and COMMIT

@@ -15,8 +15,8 @@ write unit of work holds back:
   statement (``WITH held_0 AS (INSERT ...), held_1 AS (INSERT ...) INSERT
   ...``) before anything that could read it back: its next prepared statement,
   the ORM's first statement (``after_begin``), its COMMIT. addcoins went from
-  seven round trips to five (bench/README.md). A unit of work that fails drops
-  what it held, with the rest of its transaction.
+  seven round trips to five (bench/README.md), and then to one (below). A unit of
+  work that fails drops what it held, with the rest of its transaction.
 
 Two held rows of one table are never sent together: the parts of one WITH
 statement run in no set order, and the outbox's ids must follow the order in

@@ -118,10 +118,12 @@ def _change_message(
 def _adjust_by_subject_whole() -> Prepared:
     """PostgreSQL: ``_APPLY_BY_SUBJECT`` with the change's ledger row, audit row and event
     written by the same statement (INSERT ... SELECT from the UPDATE's RETURNING, in one
-    WITH): one round trip between BEGIN and COMMIT, so a hot balance's row lock is held
-    for one round trip instead of two. The rows are those ``_record_change`` writes; the
-    values only the UPDATE knows (account id, name, balance after) come from it, the rest
-    are bound. SQLite cannot run an UPDATE or INSERT inside WITH."""
+    WITH). Run alone (``Prepared.alone``) it is the whole unit of work: one round trip
+    with no BEGIN or COMMIT, and a hot balance's row is locked only while PostgreSQL runs
+    and commits it, not while the serving process sends the next statement. The rows
+    are those ``_record_change`` writes; the values only the UPDATE knows (account id,
+    name, balance after) come from it, the rest are bound. SQLite cannot run an UPDATE
+    or INSERT inside WITH, and its unit of work needs no round trips."""
     moved = _apply_by_subject.cte("moved")
 
     def bound(name: str, column: Any) -> Any:
