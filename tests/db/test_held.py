@@ -202,6 +202,28 @@ async def test_a_change_runs_alone_only_as_the_first_statement(
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_change_after_pending_orm_work_runs_inside_the_transaction(
+    database_url: str, runtime: Runtime
+) -> None:
+    """An object added to the session but not yet flushed is part of the unit of work too:
+    the change then runs with it, not alone, and both go when the unit of work fails."""
+    user = await make_account(runtime, "pending", discord="5008")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, user, 1, actor=TEST_ACTOR)
+    with pytest.raises(Refused):
+        async with runtime.database.unit_of_work() as session:
+            session.add(
+                AuditEntry(actor=str(TEST_ACTOR), action="test.pending", target="", message="x")
+            )
+            await economy.adjust_by_identity(session, "5008", 5, actor=TEST_ACTOR)
+            raise Refused
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, user.id) == 1
+        pending = select(func.count()).where(AuditEntry.action == "test.pending")
+        assert await session.scalar(pending) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_postgresql_sends_what_a_unit_of_work_needs_and_no_more(
     database_url: str, runtime: Runtime
 ) -> None:

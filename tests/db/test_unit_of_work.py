@@ -643,7 +643,8 @@ async def test_postgresql_workers_share_the_pool_for_writes_not_for_reads(
             while len(entered) < 2:
                 await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
-        # The first two took the turns (in either order: their BEGINs race); the third waits.
+        # The first two took the turns (in either order: their first statements race,
+        # each with its BEGIN); the third waits.
         assert sorted(entered) == ["first", "second"]
         async with database.unit_of_work(write=False) as session:
             assert (await session.execute(text("SELECT 1"))).scalar_one() == 1

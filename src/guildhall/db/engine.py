@@ -1,7 +1,9 @@
 """Engines and the unit of work.
 
 One request, one transaction: :meth:`Database.unit_of_work` commits when the
-block ends and rolls back when it raises. Services only ``flush()``.
+block ends and rolls back when it raises. Services only ``flush()``. (On
+PostgreSQL a change run alone, ``Prepared.alone``, is committed when it
+returns: it is its unit of work's last statement, see ``held.py``.)
 
 SQLite allows one writer at a time. Letting many connections race for the
 write lock makes SQLite sleep and retry (slow, and a deferred transaction
@@ -772,7 +774,8 @@ class Database:
             )
 
     def unit_of_work(self, *, write: bool = True) -> AbstractAsyncContextManager[AsyncSession]:
-        """A session whose transaction commits at the end of the block, or rolls back.
+        """A session whose transaction commits at the end of the block, or rolls back
+        (except a change run alone, already committed: ``Prepared.alone``).
 
         Units of work do not nest: each holds a place in its pool's queue.
         """

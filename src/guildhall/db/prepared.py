@@ -132,7 +132,11 @@ class Prepared:
     async def alone(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Row]:
         """Run as the unit of work's whole change: on PostgreSQL, when nothing ran in it
         yet, without BEGIN or COMMIT, as one statement is atomic by itself (``held.py``);
-        elsewhere (SQLite, a unit of work already begun) as :meth:`all`.
+        elsewhere (SQLite, a unit of work already begun, a read unit of work, which has
+        no transaction on PostgreSQL) as :meth:`all`.
+
+        So on PostgreSQL nothing that fails after it can take it back: a caller runs it
+        last, and returns.
 
         Rows in the answer mean it changed something and committed it: nothing more
         may run in the unit of work (``held.AlreadyCommitted``). No rows must mean it

@@ -5,7 +5,8 @@ a route: it opens the request's unit of work, authenticates the caller in
 it, runs the handler, and commits when the handler returns, before the
 response is sent (so a client never sees success for a change that then
 fails to commit). An exception rolls everything back and reaches the face's
-error handlers. Safe methods get a read transaction, which SQLite runs
+error handlers (a change that ran alone, ``Prepared.alone``, is the handler's
+last statement and committed already). Safe methods get a read transaction, which SQLite runs
 beside the writer.
 
 A request with a body is authenticated first, in a short read unit of work,
