@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, func, select, update
 
+from guildhall.core.accounts.service import AccountRef
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import LedgerEntry
 from guildhall.db import held
@@ -85,6 +86,14 @@ async def test_a_failed_unit_of_work_leaves_none_of_its_rows_for_the_next(
     assert [event["data"]["amount"] for event in changes] == ["5"]
 
 
+async def _with_one_coin(runtime: Runtime, username: str, discord: str) -> AccountRef:
+    """An account whose balance row exists (1 coin), so addcoins' UPDATE finds it."""
+    account = await make_account(runtime, username, discord=discord)
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 1, actor=TEST_ACTOR)
+    return account
+
+
 class StatementLog:
     """The statements one ``Database`` of one connection sends, in order."""
 
@@ -113,9 +122,7 @@ async def test_postgresql_addcoins_is_one_statement_without_begin_or_commit(
     """The balance of the account the identity names, its ledger row, audit row and
     event: one WITH statement, which PostgreSQL runs atomically by itself (seven round
     trips before rows were held, four before the UPDATE's statement wrote them)."""
-    counted = await make_account(runtime, "counted", discord="5004")
-    async with runtime.database.unit_of_work() as session:  # its balance row exists
-        await economy.adjust(session, counted, 1, actor=TEST_ACTOR)
+    counted = await _with_one_coin(runtime, "counted", "5004")
     database = Database(database_url, pool_size=1)
     try:
         async with StatementLog(database) as sent, database.unit_of_work() as session:
@@ -161,9 +168,7 @@ async def test_nothing_may_follow_a_change_that_ran_alone(
     database_url: str, runtime: Runtime
 ) -> None:
     """It committed by itself: a later statement would not be atomic with it."""
-    user = await make_account(runtime, "alone", discord="5005")
-    async with runtime.database.unit_of_work() as session:
-        await economy.adjust(session, user, 1, actor=TEST_ACTOR)
+    user = await _with_one_coin(runtime, "alone", "5005")
     for follow in (
         lambda session: economy.balance_of(session, user.id),  # a prepared statement
         lambda session: outbox.emit(session, "coins.changed", {}),  # a held row
@@ -184,9 +189,7 @@ async def test_a_change_runs_alone_only_as_the_first_statement(
 ) -> None:
     """After another statement it runs inside the transaction, and goes with it when the
     unit of work fails."""
-    user = await make_account(runtime, "inside", discord="5006")
-    async with runtime.database.unit_of_work() as session:
-        await economy.adjust(session, user, 1, actor=TEST_ACTOR)
+    user = await _with_one_coin(runtime, "inside", "5006")
     database = Database(database_url, pool_size=1)
     try:
         with pytest.raises(Refused):
@@ -207,9 +210,7 @@ async def test_a_change_after_pending_orm_work_runs_inside_the_transaction(
 ) -> None:
     """An object added to the session but not yet flushed is part of the unit of work too:
     the change then runs with it, not alone, and both go when the unit of work fails."""
-    user = await make_account(runtime, "pending", discord="5008")
-    async with runtime.database.unit_of_work() as session:
-        await economy.adjust(session, user, 1, actor=TEST_ACTOR)
+    user = await _with_one_coin(runtime, "pending", "5008")
     with pytest.raises(Refused):
         async with runtime.database.unit_of_work() as session:
             session.add(
