@@ -132,3 +132,31 @@ async def test_listing_searches_sorts_pages_and_counts(
     assert capped.status_code == 200
     for params in ({"sortBy": "password"}, {"sortOrder": "up"}, {"limit": "-1"}, {"offset": "x"}):
         error(await aurora.get("/api/users", params=params), 400)
+
+
+async def test_every_order_pages_through_all_members_once(
+    aurora: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Ranked pages hold each member once, members without a profile or balance rank as
+    zero, and ties follow the account's age, in every order and within a search."""
+    names = ["dora", "erin", "finn", "gale", "hugo"]
+    for index, name in enumerate(names):
+        await make_account(runtime, name, discord=f"200{index}")
+    await aurora.put("/api/users/2001", json={"level": 3, "xp": 10})
+    await aurora.put("/api/users/2003", json={"level": 7, "xp": 5, "balance": "40"})
+
+    async def walk(**params: object) -> list[str]:
+        seen: list[str] = []
+        for offset in range(0, 6, 2):
+            query = {"limit": 2, "offset": offset, **params}
+            seen += [
+                u["username"]
+                for u in (await aurora.get("/api/users", params=query)).json()["users"]
+            ]
+        return seen
+
+    assert await walk(sortBy="level") == ["gale", "erin", "dora", "finn", "hugo"]
+    assert await walk(sortBy="xp", sortOrder="asc") == ["dora", "finn", "hugo", "gale", "erin"]
+    assert await walk(sortBy="balance") == ["gale", "dora", "erin", "finn", "hugo"]
+    assert await walk(sortBy="username", sortOrder="desc") == list(reversed(names))
+    assert await walk(sortBy="level", search="E") == ["gale", "erin"]
