@@ -34,33 +34,37 @@ _INSERT = Prepared(insert(_table))  # every change runs it
 def insert_from(
     source: FromClause,
     *,
+    actor: ColumnElement[Any],
+    actor_account_id: ColumnElement[Any],
     target_account_id: ColumnElement[Any],
     target: ColumnElement[Any],
     message: ColumnElement[Any],
+    in_order: ColumnElement[Any],
 ) -> Insert:
-    """The row :func:`record` writes, for a statement that computes part of it in SQL
-    (``INSERT ... SELECT`` from ``source``, one row per row of it): ``created_at``,
-    ``actor``, ``actor_account_id`` and ``action`` are bound by those names, as
-    :func:`record` binds them."""
+    """The rows :func:`record` writes, for a statement that computes them in SQL
+    (``INSERT ... SELECT`` from ``source``, one row per row of it, ``in_order``);
+    ``created_at`` and ``action`` are bound by those names, as :func:`record` binds
+    them."""
     return insert(_table).from_select(
         [
             "created_at",
+            "action",
             "actor",
             "actor_account_id",
-            "action",
             "target_account_id",
             "target",
             "message",
         ],
         select(
-            *(
-                bindparam(name, type_=_table.c[name].type)
-                for name in ("created_at", "actor", "actor_account_id", "action")
-            ),
+            *(bindparam(name, type_=_table.c[name].type) for name in ("created_at", "action")),
+            actor,
+            actor_account_id,
             target_account_id,
             target,
             message,
-        ).select_from(source),
+        )
+        .select_from(source)
+        .order_by(in_order),
     )
 
 

@@ -63,17 +63,21 @@ _table = OutboxEvent.__table__
 _INSERT = Prepared(insert(_table))
 
 
-def insert_from(source: FromClause, event: str, payload: ColumnElement[Any]) -> Insert:
-    """The row :func:`emit` writes, for a statement that computes the payload in SQL
-    (``INSERT ... SELECT`` from ``source``, one event per row of it); ``created_at`` is
-    bound by that name."""
+def insert_from(
+    source: FromClause, event: str, payload: ColumnElement[Any], in_order: ColumnElement[Any]
+) -> Insert:
+    """The events :func:`emit` writes, for a statement that computes the payload in SQL
+    (``INSERT ... SELECT`` from ``source``, one event per row of it, their ids
+    ``in_order``); ``created_at`` is bound by that name."""
     return insert(_table).from_select(
         ["created_at", "event", "payload"],
         select(
             bindparam("created_at", type_=_table.c.created_at.type),
             bindparam("event", event, type_=_table.c.event.type),
             payload,
-        ).select_from(source),
+        )
+        .select_from(source)
+        .order_by(in_order),
     )
 
 

@@ -9,10 +9,25 @@ concurrent changes can never lose one another.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, String, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    String,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guildhall.core.accounts import service as accounts
@@ -22,8 +37,10 @@ from guildhall.core.actor import Actor
 from guildhall.core.economy.models import Balance, LedgerEntry
 from guildhall.core.errors import Invalid, LimitExceeded
 from guildhall.db.base import utcnow
-from guildhall.db.prepared import Prepared
+from guildhall.db.engine import Database
+from guildhall.db.prepared import Prepared, Row
 from guildhall.db.sql import dialect_of, insert_ignore
+from guildhall.db.together import Together
 from guildhall.events import audit, outbox
 
 COINS = "coins"
@@ -68,27 +85,30 @@ _identities = Identity.__table__
 # The same change for the account an identity names (the provider ranked first, as
 # ``accounts.find_by_identity`` picks it), found inside the UPDATE: one round trip,
 # where finding the account first takes two. It answers the account's id and name too.
+_account_of_subject = (
+    select(_identities.c.account_id)
+    .where(_identities.c.subject == bindparam("subject"))
+    .order_by(accounts.PROVIDER_ORDER)
+    .limit(1)
+    .scalar_subquery()
+)
+_moved_account = (
+    _balances.c.account_id,
+    select(_accounts.c.username)
+    .where(_accounts.c.id == _balances.c.account_id)
+    .scalar_subquery()
+    .label("username"),
+    _balances.c.amount,
+)
 _apply_by_subject = (
     update(_balances)
     .where(
         _balances.c.currency == bindparam("unit"),
-        _balances.c.account_id
-        == select(_identities.c.account_id)
-        .where(_identities.c.subject == bindparam("subject"))
-        .order_by(accounts.PROVIDER_ORDER)
-        .limit(1)
-        .scalar_subquery(),
+        _balances.c.account_id == _account_of_subject,
         (_balances.c.amount + bindparam("delta")).between(0, MAX_AMOUNT),
     )
     .values(amount=_balances.c.amount + bindparam("delta"))
-    .returning(
-        _balances.c.account_id,
-        select(_accounts.c.username)
-        .where(_accounts.c.id == _balances.c.account_id)
-        .scalar_subquery()
-        .label("username"),
-        _balances.c.amount,
-    )
+    .returning(*_moved_account)
 )
 _APPLY_BY_SUBJECT = Prepared(_apply_by_subject)
 _INSERT_ENTRY = Prepared(insert(_ledger))
@@ -115,16 +135,64 @@ def _change_message(
     return f"{actor.name} {verb} {described}; balance now {new_amount}"
 
 
-def _adjust_by_subject_whole() -> Prepared:
-    """PostgreSQL: ``_APPLY_BY_SUBJECT`` with the change's ledger row, audit row and event
-    written by the same statement (INSERT ... SELECT from the UPDATE's RETURNING, in one
-    WITH). Run alone (``Prepared.alone``) it is the whole unit of work: one round trip
-    with no BEGIN or COMMIT, and a hot balance's row is locked only while PostgreSQL runs
-    and commits it, not while the serving process sends the next statement. The rows
-    are those ``_record_change`` writes; the values only the UPDATE knows (account id,
-    name, balance after) come from it, the rest are bound. SQLite cannot run an UPDATE
-    or INSERT inside WITH, and its unit of work needs no round trips."""
-    moved = _apply_by_subject.cte("moved")
+_CHANGE_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("delta", BigInteger),
+    ("step", BigInteger),  # the changes up to this one, summed
+    ("type", String),
+    ("actor", String),
+    ("actor_account_id", BigInteger),
+    ("reason", String),
+    ("before_name", String),  # the audit message, around the name and balance
+    ("before_balance", String),
+    ("after", String),
+)
+"""One array parameter per column: a row per change (``_recorded`` makes one)."""
+
+
+def _adjust_by_subject_whole(many: bool) -> Prepared:
+    """PostgreSQL: changes to the balance of the account an identity names, with each
+    change's ledger row, audit row and event, as one statement (INSERT ... SELECT from
+    the UPDATE's RETURNING, in one WITH).
+
+    The changes come as arrays (``_CHANGE_COLUMNS``): the UPDATE adds their sum once,
+    if every balance on the way stays in range, and each change's rows carry the
+    balance after it, in order. Run alone (``Prepared.alone``) it is the whole unit
+    of work of every change it carries (``Together``): one round trip with no BEGIN
+    or COMMIT, and a hot balance's row is locked only while PostgreSQL runs and
+    commits it. The rows are those ``_record_change`` writes; the values only the
+    UPDATE knows (account id, name, balance) come from it, the rest are bound. It
+    answers each change's place (from 1), account id, name and balance after it.
+    SQLite cannot run an UPDATE or INSERT inside WITH, and needs no round trips."""
+    changes: Any
+    if many:
+        changes = (
+            func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _CHANGE_COLUMNS))
+            .table_valued(
+                *(column(name, kind) for name, kind in _CHANGE_COLUMNS), with_ordinality="n"
+            )
+            .render_derived("changes")
+        )
+    else:  # one change, bound as it is: arrays cost PostgreSQL and asyncpg more
+        bound_change = (bindparam(name, type_=kind).label(name) for name, kind in _CHANGE_COLUMNS)
+        changes = select(*bound_change, literal(1, BigInteger).label("n")).subquery("changes")
+    moved = (
+        update(_balances)
+        .where(
+            _balances.c.currency == bindparam("unit"),
+            _balances.c.account_id == _account_of_subject,
+            _balances.c.amount + bindparam("lowest", type_=BigInteger) >= 0,
+            _balances.c.amount + bindparam("highest", type_=BigInteger) <= MAX_AMOUNT,
+        )
+        .values(amount=_balances.c.amount + bindparam("total", type_=BigInteger))
+        .returning(*_moved_account)
+        .cte("moved")
+    )
+    balance = moved.c.amount - bindparam("total", type_=BigInteger) + changes.c.step
+    steps = (
+        select(changes, moved.c.account_id, moved.c.username, balance.label("balance"))
+        .select_from(changes.join(moved, true()))
+        .cte("steps")
+    )
 
     def bound(name: str, column: Any) -> Any:
         return bindparam(name, type_=column.type)
@@ -143,43 +211,81 @@ def _adjust_by_subject_whole() -> Prepared:
                 "created_at",
             ],
             select(
-                moved.c.account_id,
+                steps.c.account_id,
                 bound("unit", _ledger.c.currency),
-                bound("type", _ledger.c.type),
-                bound("delta", _ledger.c.amount),
-                moved.c.amount,
-                bound("actor", _ledger.c.actor),
-                bound("reason", _ledger.c.reason),
+                steps.c.type,
+                steps.c.delta,
+                steps.c.balance,
+                steps.c.actor,
+                steps.c.reason,
                 bound("created_at", _ledger.c.created_at),
-            ),
+            ).order_by(steps.c.n),
         )
         .cte("ledger")
     )
     trail = audit.insert_from(
-        moved,
-        target_account_id=moved.c.account_id,
-        target=bindparam("target_prefix", type_=String) + cast(moved.c.account_id, String),
-        message=bindparam("message_before_name", type_=String)
-        + moved.c.username
-        + bindparam("message_before_balance", type_=String)
-        + cast(moved.c.amount, String)
-        + bindparam("message_after", type_=String),
+        steps,
+        actor=steps.c.actor,
+        actor_account_id=steps.c.actor_account_id,
+        target_account_id=steps.c.account_id,
+        target=bindparam("target_prefix", type_=String) + cast(steps.c.account_id, String),
+        message=steps.c.before_name
+        + steps.c.username
+        + steps.c.before_balance
+        + cast(steps.c.balance, String)
+        + steps.c.after,
+        in_order=steps.c.n,
     ).cte("trail")
     data = _coins_changed(
         bindparam("subject", type_=String),
         bindparam("unit", type_=String),
-        bindparam("type", type_=String),
-        cast(bindparam("delta", type_=BigInteger), String),
-        cast(moved.c.amount, String),
+        steps.c.type,
+        cast(steps.c.delta, String),
+        cast(steps.c.balance, String),
     )
     payload = func.json_build_object(*(part for item in data.items() for part in item), type_=JSON)
-    event = outbox.insert_from(moved, "coins.changed", payload).cte("event")
+    event = outbox.insert_from(steps, "coins.changed", payload, steps.c.n).cte("event")
     return Prepared(
-        select(moved.c.account_id, moved.c.username, moved.c.amount).add_cte(ledger, trail, event)
+        select(steps.c.n, steps.c.account_id, steps.c.username, steps.c.balance)
+        .order_by(steps.c.n)
+        .add_cte(ledger, trail, event)
     )
 
 
-_APPLY_BY_SUBJECT_WHOLE = _adjust_by_subject_whole()
+_APPLY_BY_SUBJECT_WHOLE = _adjust_by_subject_whole(many=False), _adjust_by_subject_whole(many=True)
+
+
+async def _run_together(session: AsyncSession, changes: Sequence[dict[str, Any]]) -> list[Row]:
+    """Changes to one balance (``_recorded``'s, of one subject and currency) as one
+    ``_APPLY_BY_SUBJECT_WHOLE``."""
+    first = changes[0]
+    params: dict[str, Any]
+    if len(changes) == 1:
+        params = {name: first[name] for name, _kind in _CHANGE_COLUMNS if name != "step"}
+        total = params["step"] = first["delta"]
+        lowest, highest = min(0, total), max(0, total)
+    else:
+        params = {name: [] for name, _kind in _CHANGE_COLUMNS}
+        total = lowest = highest = 0
+        for change in changes:
+            total += change["delta"]
+            lowest, highest = min(lowest, total), max(highest, total)
+            for name, _kind in _CHANGE_COLUMNS:
+                params[name].append(total if name == "step" else change[name])
+    params |= {
+        "unit": first["unit"],
+        "subject": first["subject"],
+        "total": total,
+        "lowest": lowest,
+        "highest": highest,
+        "created_at": utcnow(),
+        "action": "coins.changed",
+        "target_prefix": "account:",
+    }
+    return await _APPLY_BY_SUBJECT_WHOLE[len(changes) > 1].alone(session, params)
+
+
+_TOGETHER = Together("economy.balance_changes", _run_together)
 _NAME, _BALANCE_AFTER = "\x00name\x00", "\x00balance\x00"  # marks in a message template
 
 
@@ -307,54 +413,97 @@ async def adjust_by_identity(
     nothing (no such identity, no balance row yet, a result out of range), the
     account is looked up and :func:`adjust` says which, or opens the balance.
     """
-    row = None
     if delta and abs(delta) <= MAX_AMOUNT and accounts.plausible_subject(subject):
-        params: dict[str, Any] = {"unit": currency, "subject": subject, "delta": delta}
         if dialect_of(session).name == "postgresql":
-            params |= _recorded(subject, delta, currency, entry_type, actor, reason)
-            rows = await _APPLY_BY_SUBJECT_WHOLE.alone(session, params)
+            change = _recorded(subject, delta, currency, entry_type, actor, reason)
+            rows = await _run_together(session, [change])
             if rows:  # with its ledger row, audit row and event
-                account_id, username, new_amount = rows[0]
+                _place, account_id, username, new_amount = rows[0]
                 return AccountRef(account_id, username, subject), new_amount
         else:
+            params = {"unit": currency, "subject": subject, "delta": delta}
             row = await _APPLY_BY_SUBJECT.first(session, params)
-    if row is None:
-        account = await accounts.require_by_identity(session, subject)
-        new_amount = await adjust(
+            if row is not None:
+                account_id, username, new_amount = row
+                account = AccountRef(account_id, username, subject)
+                await _record_change(
+                    session, account, currency, entry_type, delta, new_amount, actor, reason
+                )
+                return account, new_amount
+    account = await accounts.require_by_identity(session, subject)
+    new_amount = await adjust(
+        session,
+        account,
+        delta,
+        actor=actor,
+        entry_type=entry_type,
+        reason=reason,
+        currency=currency,
+    )
+    return account, new_amount
+
+
+async def adjust_by_identity_committed(
+    database: Database,
+    subject: str,
+    delta: int,
+    *,
+    actor: Actor,
+    entry_type: EntryType = EntryType.ADMIN_ADJUSTMENT,
+    reason: str = "",
+    currency: str = COINS,
+) -> tuple[AccountRef, int]:
+    """:func:`adjust_by_identity` in a unit of work of its own: committed when it returns.
+
+    On PostgreSQL the change goes with those that other requests of this process
+    make to the same balance at the same moment (``Together``): one statement for
+    all of them, and it waits for its turn without holding a connection. A change
+    that statement did not make (no such identity, no balance row yet, a balance out
+    of range on the way) then runs by itself, which says why or opens the balance.
+    """
+    if (
+        not database.is_sqlite
+        and delta
+        and abs(delta) <= MAX_AMOUNT
+        and accounts.plausible_subject(subject)
+    ):
+        change = _recorded(subject, delta, currency, entry_type, actor, reason)
+        rows = await _TOGETHER.run(database, (subject, currency), change)
+        if rows:  # with its ledger row, audit row and event
+            account_id, username, new_amount = rows[0]
+            return AccountRef(account_id, username, subject), new_amount
+    async with database.unit_of_work() as session:
+        return await adjust_by_identity(
             session,
-            account,
+            subject,
             delta,
             actor=actor,
             entry_type=entry_type,
             reason=reason,
             currency=currency,
         )
-        return account, new_amount
-    account_id, username, new_amount = row
-    account = AccountRef(account_id, username, subject)
-    await _record_change(session, account, currency, entry_type, delta, new_amount, actor, reason)
-    return account, new_amount
 
 
 def _recorded(
     subject: str, delta: int, currency: str, entry_type: EntryType, actor: Actor, reason: str
 ) -> dict[str, Any]:
-    """What ``_APPLY_BY_SUBJECT_WHOLE`` binds to write the rows ``_record_change`` writes."""
+    """One change as ``_run_together`` takes it: what ``_APPLY_BY_SUBJECT_WHOLE`` binds
+    to write the rows ``_record_change`` writes."""
     described = AccountRef(0, _NAME, subject).describe()
     template = _change_message(actor, delta, currency, described, _BALANCE_AFTER)
     before_name, rest = template.split(_NAME)
     before_balance, after = rest.split(_BALANCE_AFTER)
     return {
+        "subject": subject,
+        "unit": currency,
+        "delta": delta,
         "type": entry_type.value,
         "actor": str(actor),
         "actor_account_id": actor.account_id,
         "reason": reason,
-        "created_at": utcnow(),
-        "action": "coins.changed",
-        "target_prefix": "account:",
-        "message_before_name": before_name,
-        "message_before_balance": before_balance,
-        "message_after": after,
+        "before_name": before_name,
+        "before_balance": before_balance,
+        "after": after,
     }
 
 

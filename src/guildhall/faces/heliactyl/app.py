@@ -3,7 +3,7 @@
 Each handler runs in the request's unit of work with its authenticated
 caller (``faces/common/session.endpoint``: one transaction, committed when
 the handler returns), reads its fields in Heliactyl's order, calls the core
-and renders the documented body. Core errors become documented ``status`` strings in ``errors.py``.
+and renders the documented body. addcoins opens its own (``_addcoins``). Core errors become documented ``status`` strings in ``errors.py``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from guildhall.core.economy import service as economy
 from guildhall.core.hosting import summary
 from guildhall.core.moderation import service as moderation
 from guildhall.core.plans import service as plans
+from guildhall.db.engine import Database
 from guildhall.events import audit
 from guildhall.faces.common import ratelimit
 from guildhall.faces.common.app import face_app
 from guildhall.faces.common.body import read_json
 from guildhall.faces.common.responses import JSON
-from guildhall.faces.common.session import endpoint, runtime_of
+from guildhall.faces.common.session import action_endpoint, endpoint, runtime_of
 from guildhall.faces.heliactyl import errors, wire
 from guildhall.faces.heliactyl.auth import authenticate
 from guildhall.runtime import Runtime
@@ -85,29 +86,34 @@ async def _setcoins(session: AsyncSession, caller: Actor, body: dict[str, Any]) 
     return JSON(SUCCESS)
 
 
-async def addcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def addcoins(request: Request, caller: Actor) -> Response:
     body = wire.require_object(await read_json(request), "body must be an object")
-    return await _addcoins(session, caller, body, zero_allowed=False)
+    return await _addcoins(runtime_of(request).database, caller, body, zero_allowed=False)
 
 
-async def legacy_addcoins(request: Request, session: AsyncSession, caller: Actor) -> Response:
+async def legacy_addcoins(request: Request, caller: Actor) -> Response:
     body = wire.require_legacy_object(await read_json(request), "body must be an object")
-    return await _addcoins(session, caller, body, zero_allowed=True)
+    return await _addcoins(runtime_of(request).database, caller, body, zero_allowed=True)
 
 
 async def _addcoins(
-    session: AsyncSession, caller: Actor, body: dict[str, Any], *, zero_allowed: bool
+    database: Database, caller: Actor, body: dict[str, Any], *, zero_allowed: bool
 ) -> Response:
+    """Its own units of work (``action_endpoint``): a bot paying one account on every
+    message sends many at once, and the core runs those together, waiting without
+    holding a connection (``economy.adjust_by_identity_committed``)."""
     user_id = wire.require_id(body)
     try:
         coins = wire.require_coins(body)
     except errors.StatusError:
-        await accounts.require_by_identity(session, user_id)  # an unknown user is said first
+        async with database.unit_of_work(write=False) as session:
+            await accounts.require_by_identity(session, user_id)  # an unknown user is said first
         raise
     if coins or not zero_allowed:
-        await economy.adjust_by_identity(session, user_id, coins, actor=caller)
+        await economy.adjust_by_identity_committed(database, user_id, coins, actor=caller)
     else:
-        await accounts.require_by_identity(session, user_id)
+        async with database.unit_of_work(write=False) as session:
+            await accounts.require_by_identity(session, user_id)
     return JSON(SUCCESS)
 
 
@@ -214,7 +220,6 @@ def create_app(runtime: Runtime) -> FastAPI:
         ("/api", api_status, get),
         ("/api/v3/userinfo", userinfo, get),
         ("/api/v3/setcoins", setcoins, post),
-        ("/api/v3/addcoins", addcoins, post),
         ("/api/v3/setplan", setplan, post),
         ("/api/v3/setresources", setresources, post),
         ("/api/v3/ban", ban, post),
@@ -225,11 +230,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         # The unversioned API of Heliactyl before v3 (wire.py lists its differences).
         ("/api/userinfo", legacy_userinfo, get),
         ("/api/setcoins", legacy_setcoins, post),
-        ("/api/addcoins", legacy_addcoins, post),
         ("/api/setplan", legacy_setplan, post),
         ("/api/setresources", legacy_setresources, post),
     ]
     for path, handler, methods in routes:
         app.add_route(path, endpoint(handler, authenticate), methods=methods)
+    for path, action in (("/api/v3/addcoins", addcoins), ("/api/addcoins", legacy_addcoins)):
+        app.add_route(path, action_endpoint(action, authenticate), methods=post)
     ratelimit.install(app, runtime, "heliactyl", errors.too_many)
     return app
