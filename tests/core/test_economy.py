@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from guildhall.core.accounts.service import AccountRef
 from guildhall.core.economy import service as economy
 from guildhall.core.economy.models import LedgerEntry
 from guildhall.core.errors import Invalid, LimitExceeded, NotFound
+from guildhall.events import outbox
 from guildhall.events.models import AuditEntry
 from guildhall.runtime import Runtime
 from tests.conftest import TEST_ACTOR, make_account
@@ -158,3 +159,102 @@ async def test_a_change_by_identity_opens_refuses_and_reports_as_adjust_does(
     async with runtime.database.unit_of_work(write=False) as session:
         assert await economy.balance_of(session, account.id) == 3
         assert await economy.ledger_sum(session, account.id) == 3
+
+
+async def test_changes_that_meet_on_one_balance_each_get_their_own_records(
+    runtime: Runtime,
+) -> None:
+    """adjust_by_identity_committed from many requests at once: on PostgreSQL those that
+    meet go as one statement (``db/together.py``), yet each has its own ledger row,
+    audit row and event, in order, and answers the balance right after it."""
+    account = await make_account(runtime, "popular", discord="710")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 100, actor=TEST_ACTOR)
+    deltas = [5, -3] * 30
+
+    async def change(n: int) -> int:
+        _found, balance = await economy.adjust_by_identity_committed(
+            runtime.database, "710", deltas[n], actor=TEST_ACTOR, reason=f"change {n}"
+        )
+        return balance
+
+    answered = await asyncio.gather(*(change(n) for n in range(len(deltas))))
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 100 + sum(deltas)
+        assert await economy.ledger_sum(session, account.id) == 100 + sum(deltas)
+        rows = list(await session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)))
+        said = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        events = await outbox.recent(session, "coins.changed", limit=100)
+    opening, *changes = rows
+    assert len(changes) == len(deltas)
+    balance = opening.balance_after
+    for row in changes:  # every row carries the balance right after it
+        balance += row.amount
+        assert row.balance_after == balance
+        n = int(row.reason.removeprefix("change "))
+        assert (row.amount, row.balance_after) == (deltas[n], answered[n])
+    messages = [entry.message for entry in said[-len(deltas) :]]
+    assert messages == [
+        f"{TEST_ACTOR.name} {'added 5 coins to' if row.amount > 0 else 'took 3 coins from'}"
+        f" user popular (710); balance now {row.balance_after}"
+        for row in changes
+    ]
+    in_order = [int(event["data"]["balance"]) for event in reversed(events)]
+    assert in_order[-len(deltas) :] == [row.balance_after for row in changes]
+    if not runtime.database.is_sqlite:  # they met: fewer transactions than changes
+        async with runtime.database.unit_of_work(write=False) as session:
+            transactions = await session.scalar(
+                text("SELECT count(DISTINCT xmin::text) FROM ledger_entries WHERE id > :opening"),
+                {"opening": opening.id},
+            )
+        assert transactions < len(changes)
+
+
+async def test_changes_that_together_would_leave_the_range_are_refused_one_by_one(
+    runtime: Runtime,
+) -> None:
+    """Three takings of 3 from 6 at once: together they would go below zero, so each is
+    tried by itself, and exactly one is refused, with nothing of it written."""
+    account = await make_account(runtime, "thrifty", discord="711")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 6, actor=TEST_ACTOR)
+    outcomes = await asyncio.gather(
+        *(
+            economy.adjust_by_identity_committed(runtime.database, "711", -3, actor=TEST_ACTOR)
+            for _ in range(3)
+        ),
+        economy.adjust_by_identity_committed(runtime.database, "719", 1, actor=TEST_ACTOR),
+        return_exceptions=True,
+    )
+    refused = [outcome for outcome in outcomes[:3] if isinstance(outcome, Exception)]
+    assert [type(error) for error in refused] == [LimitExceeded]
+    assert sorted(outcome[1] for outcome in outcomes[:3] if isinstance(outcome, tuple)) == [0, 3]
+    assert isinstance(outcomes[3], NotFound)  # an unknown id is said, beside them
+    async with runtime.database.unit_of_work(write=False) as session:
+        assert await economy.balance_of(session, account.id) == 0
+        assert await economy.ledger_sum(session, account.id) == 0
+
+
+async def test_a_change_given_up_while_it_waits_holds_up_no_other(runtime: Runtime) -> None:
+    """A request cancelled while its change waits for its turn (a client gone, a server
+    stopping): the changes after it still run, and the balance stays its ledger's sum."""
+    account = await make_account(runtime, "patient", discord="712")
+    async with runtime.database.unit_of_work() as session:
+        await economy.adjust(session, account, 1, actor=TEST_ACTOR)
+
+    def add(coins: int) -> asyncio.Task[tuple[AccountRef, int]]:
+        return asyncio.create_task(
+            economy.adjust_by_identity_committed(runtime.database, "712", coins, actor=TEST_ACTOR)
+        )
+
+    first, given_up, last = add(10), add(100), add(1000)
+    await asyncio.sleep(0)  # each has started: the first leads, the others wait
+    given_up.cancel()
+    assert (await asyncio.wait_for(last, 10))[0].id == account.id
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await given_up
+    assert (await asyncio.wait_for(add(5), 10))[1] in (1 + 10 + 1000 + 5, 1 + 10 + 100 + 1000 + 5)
+    async with runtime.database.unit_of_work(write=False) as session:
+        balance = await economy.balance_of(session, account.id)
+        assert balance == await economy.ledger_sum(session, account.id)
