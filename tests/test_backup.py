@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import select, text
@@ -46,6 +47,18 @@ def spare_postgres() -> Iterator[str]:
         yield f"{POSTGRES_SERVER.rsplit('/', 1)[0]}/{name}"
     finally:
         asyncio.run(postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def planned_rows(url: str, table: str) -> float:
+    """The row count PostgreSQL's planner assumes for ``table`` (``pg_class.reltuples``)."""
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        rows: float = await connection.fetchval(
+            "SELECT reltuples FROM pg_class WHERE relname = $1", table
+        )
+        return rows
+    finally:
+        await connection.close()
 
 
 @contextlib.contextmanager
@@ -182,6 +195,8 @@ def test_a_move_to_postgresql_copies_everything_and_serves_from_there(
         assert last_line(moved.stdout) == f'database_url = "{target}"'
         again = guildhall(source, "move", "--to", target, check=False)
         assert again.returncode == 1 and "is not empty" in again.stderr
+        # The planner knows the copied tables (-1: never analyzed) from the first query.
+        assert asyncio.run(planned_rows(target, "accounts")) >= 3
 
         on_postgres = tmp_path / "pg"
         on_postgres.mkdir()
