@@ -1,10 +1,15 @@
 """Balances and their ledger.
 
-A balance changes only through :func:`_apply`: one ``UPDATE ... SET amount =
-amount + :delta WHERE amount + :delta BETWEEN :lo AND :hi`` and, in the same
-transaction, one ledger row carrying the amount and the balance after it.
-No balance is ever read into Python, changed and written back, so two
-concurrent changes can never lose one another.
+A balance changes only through one ``UPDATE ... SET amount = amount + :delta
+WHERE amount + :delta BETWEEN :lo AND :hi`` (:func:`_apply`, and the same
+found by an identity) and, in the same transaction, one ledger row carrying
+the amount and the balance after it. No balance is ever read into Python,
+changed and written back, so two concurrent changes can never lose one another.
+
+On PostgreSQL, changes to one balance that requests make at the same moment
+can go as one statement (:func:`adjust_by_identity_committed`, ``db/together.py``):
+its UPDATE adds their sum if the balance stays in range after each of them in
+turn, and writes each change's ledger row with the balance after it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each handler runs in the request's unit of work with its authenticated
 caller (``faces/common/session.endpoint``: one transaction, committed when
 the handler returns), reads its fields in Heliactyl's order, calls the core
-and renders the documented body. addcoins opens its own (``_addcoins``). Core errors become documented ``status`` strings in ``errors.py``.
+and renders the documented body; addcoins opens its own (``_addcoins``).
+Core errors become documented ``status`` strings in ``errors.py``.
 """
 
 from __future__ import annotations
