@@ -56,11 +56,11 @@ class _Waiting(Generic[Change]):
 class Together(Generic[Change]):
     """Runs changes that share a key (the row they change) one statement at a time.
 
-    ``run(session, changes)`` runs the changes as one statement through
-    ``Prepared.alone``, in a unit of work of its own, and answers each change's
-    rows, marked by the first column: the change's place in ``changes``, counting
-    from 1 (as ``WITH ORDINALITY`` counts). No rows for a change means the
-    statement changed nothing (nothing of any change in it was written).
+    It is made with the function that runs a turn, ``run(session, changes)``: the
+    changes as one statement through ``Prepared.alone``, in the turn's own unit of
+    work, answering each change's rows marked by their first column, the change's
+    place in ``changes`` counting from 1 (as ``WITH ORDINALITY`` counts). No rows
+    for a change means the statement changed nothing (of any change in it).
     """
 
     def __init__(
