@@ -52,13 +52,6 @@ class AlreadyCommitted(RuntimeError):
     already committed (a mistake in the code, not in a request)."""
 
 
-def finished(info: dict[str, Any]) -> None:
-    """Mark the unit of work whose ``session.info`` is ``info`` as over: a statement
-    run alone committed its change, so it sends no BEGIN, and nothing may follow."""
-    info.pop(BEGIN_DUE, None)
-    info[DONE] = True
-
-
 async def flush(info: dict[str, Any], driver: Any) -> None:
     """Before a statement of the unit of work whose ``session.info`` is ``info``: its
     BEGIN if still due, then the INSERTs it holds."""

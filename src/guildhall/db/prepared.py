@@ -143,13 +143,21 @@ class Prepared:
         changed nothing (an UPDATE ... RETURNING that matched no row, with everything
         else it writes taken from that RETURNING); the unit of work goes on as if it
         had not run."""
-        if not runs_alone(session):
-            return await self.all(session, params)
         orm = session.sync_session
+        driver = orm.info.get(DRIVER_KEY)
+        if (
+            driver is None
+            or type(driver) is sqlite_inline.Connection
+            or not orm.info.get(held.BEGIN_DUE)
+            or orm.info.get(held.KEY)
+            or orm.in_transaction()
+        ):
+            return await self.all(session, params)
         compiled = self._compiled_for(session, params, sqlite=False)
-        rows = await orm.info[DRIVER_KEY].fetch(compiled.sql, *compiled.arguments(params))
+        rows = await driver.fetch(compiled.sql, *compiled.arguments(params))
         if rows:
-            held.finished(orm.info)
+            del orm.info[held.BEGIN_DUE]
+            orm.info[held.DONE] = True
         return [compiled.convert(row) for row in rows]
 
     async def later(self, session: AsyncSession, params: Mapping[str, Any]) -> None:
@@ -189,17 +197,3 @@ class Prepared:
     async def scalar(self, session: AsyncSession, params: Mapping[str, Any]) -> Any:
         rows = await self.all(session, params)
         return rows[0][0] if rows else None
-
-
-def runs_alone(session: AsyncSession) -> bool:
-    """Whether :meth:`Prepared.alone` would run without BEGIN or COMMIT: a PostgreSQL
-    write unit of work in which nothing ran yet."""
-    orm = session.sync_session
-    driver = orm.info.get(DRIVER_KEY)
-    return (
-        driver is not None
-        and type(driver) is not sqlite_inline.Connection
-        and bool(orm.info.get(held.BEGIN_DUE))
-        and not orm.info.get(held.KEY)
-        and not orm.in_transaction()
-    )

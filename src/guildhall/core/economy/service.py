@@ -257,6 +257,7 @@ def _adjust_by_subject_whole(many: bool) -> Prepared:
     )
 
 
+# For one change, and for several (indexed by ``several``: False, True).
 _APPLY_BY_SUBJECT_WHOLE = _adjust_by_subject_whole(many=False), _adjust_by_subject_whole(many=True)
 
 
@@ -287,7 +288,8 @@ async def _run_together(session: AsyncSession, changes: Sequence[dict[str, Any]]
         "action": "coins.changed",
         "target_prefix": "account:",
     }
-    return await _APPLY_BY_SUBJECT_WHOLE[len(changes) > 1].alone(session, params)
+    several = len(changes) > 1
+    return await _APPLY_BY_SUBJECT_WHOLE[several].alone(session, params)
 
 
 _TOGETHER = Together("economy.balance_changes", _run_together)
