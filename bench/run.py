@@ -476,41 +476,45 @@ class Scenario:
     counts: wrk.Counts = dataclasses.field(default_factory=wrk.Counts)
 
 
-def run_rounds(scenarios: list[Scenario], args: argparse.Namespace) -> None:
-    """Run every scenario ``--rounds`` times, interleaved, for ``--duration`` in all.
+def run_rounds(groups: list[list[Scenario]], args: argparse.Namespace) -> None:
+    """Run every group of scenarios ``--rounds`` times, interleaved, for ``--duration`` in all.
 
     The machine's speed drifts (on the 2-core VM the ceiling alone measured
     3300 to 4900 req/s in consecutive 5 s runs); interleaving lets each
     scenario, the ceiling included, sample the same slow and fast spells, so
-    the ratios are steadier than one long run each would give. wrk counts in
-    whole seconds, so each slice lasts ``--duration / --rounds`` rounded, at
-    least 1 s. The first round starts each scenario with a warm-up that is not
-    measured; later rounds need none (the server is warm, and wrk opens its
-    connections before it starts the clock).
+    the ratios are steadier than one long run each would give. A group is one
+    scenario on each Guildhall of the run (``--matrix``: SQLite and PostgreSQL,
+    one worker and two), run back to back, so the figures compared with each
+    other come from the same few seconds; the group runs in the opposite order
+    in every other round, so none always follows another's leftovers. wrk
+    counts in whole seconds, so each slice lasts ``--duration / --rounds``
+    rounded, at least 1 s. The first round starts each scenario with a warm-up
+    that is not measured; later rounds need none (the server is warm, and wrk
+    opens its connections before it starts the clock).
     """
     slice_s = max(1, round(args.duration / args.rounds))
     for round_number in range(args.rounds):
-        for item in scenarios:
-            warmup = WARMUP_S if round_number == 0 else 0
-            print(
-                f"round {round_number + 1}/{args.rounds}: {item.name} for {slice_s} s"
-                + (f" (+{warmup} s warm-up)" if warmup else "")
-                + "...",
-                file=sys.stderr,
-                flush=True,
-            )
-            for seconds, measured in ((warmup, False), (slice_s, True)):
-                if seconds:
-                    wrk.run(
-                        item.port,
-                        item.raws,
-                        item.check,
-                        connections=args.connections,
-                        seconds=seconds,
-                        first=item.counts.issued,  # spread: carry on where the last run stopped
-                        counts=item.counts,
-                        measured=measured,
-                    )
+        for group in groups:
+            for item in group if round_number % 2 == 0 else reversed(group):
+                warmup = WARMUP_S if round_number == 0 else 0
+                print(
+                    f"round {round_number + 1}/{args.rounds}: {item.name} on port {item.port} "
+                    f"for {slice_s} s" + (f" (+{warmup} s warm-up)" if warmup else "") + "...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for seconds, measured in ((warmup, False), (slice_s, True)):
+                    if seconds:
+                        wrk.run(
+                            item.port,
+                            item.raws,
+                            item.check,
+                            connections=args.connections,
+                            seconds=seconds,
+                            first=item.counts.issued,  # spread: go on where the last run stopped
+                            counts=item.counts,
+                            measured=measured,
+                        )
 
 
 SEED_MEMBERS = """
@@ -658,137 +662,122 @@ def seed_members(count: int, env: dict[str, str], prefix: str = "2") -> None:
     run_snippet(SEED_MEMBERS, [str(count), prefix], env, "seeding members")
 
 
-def bench(
-    args: argparse.Namespace, tmp: Path, servers: list[Server], drops: list[str]
-) -> tuple[int, list[Row]]:
-    """Set up, run all scenarios and print results; returns the exit code."""
-    # GUILDHALL_* variables override the config file; drop them so the run only uses ours.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDHALL_")}
-    ceiling_port = free_port()
-    ceiling = start_server(
-        "ceiling",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.ceiling:app",
-            "--host",
-            HOST,
-            "--port",
-            str(ceiling_port),
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-        ],
-        ceiling_port,
+def clean_environment() -> dict[str, str]:
+    """This process's environment without GUILDHALL_* variables, which would override the
+    run's own config file."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GUILDHALL_")}
+
+
+def start_ceiling(tmp: Path, env: dict[str, str]) -> Server:
+    """The bare FastAPI app, one process on the same stack as Guildhall."""
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--host", HOST),
+        *("--port", str(port), "--no-access-log", "--loop", "uvloop", "--http", "httptools"),
+        *("--log-level", "warning"),
+    ]
+    return start_server("ceiling", command, port, tmp, env)
+
+
+@dataclasses.dataclass
+class Instance:
+    """One Guildhall set up for the run (a database and a worker count) and its scenarios."""
+
+    database: str
+    workers: int
+    env: dict[str, str]
+    db_name: str | None
+    account: int
+    userinfo: bytes  # the benchmarked account's userinfo request, to read its balance
+    port: int
+    scenarios: list[Scenario]  # the ceiling first, then Guildhall's
+    addcoins: Scenario
+    spread: Scenario
+    coins_before: float = 0.0
+    total_before: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.database}, {self.workers} worker(s)"
+
+
+def set_up(
+    args: argparse.Namespace,
+    database: str,
+    workers: int,
+    tmp: Path,
+    servers: list[Server],
+    drops: list[str],
+    ceiling: Server,
+) -> Instance:
+    """A Guildhall of its own (database, panel peer, account, key, server) in ``tmp``."""
+    tmp.mkdir()
+    env = clean_environment()
+    database_url: str | None = None
+    db_name: str | None = None
+    if database == "postgresql":
+        db_name = f"guildhall_bench_{os.getpid()}_{secrets.token_hex(4)}"
+        psql(f'CREATE DATABASE "{db_name}"')
+        drops.append(db_name)
+        database_url = f"{PG_URL_BASE}/{db_name}"
+    gh_port, aurora_port, panel_port = free_port(), free_port(), free_port()
+    panel = start_server(
+        "pterodactyl",
+        [sys.executable, "-m", "tests.peers.pterodactyl", str(panel_port)],
+        panel_port,
         tmp,
         env,
     )
-    servers.append(ceiling)
-
-    gh: Server | None = None
-    key = ""
-    if not args.only_ceiling:
-        database_url: str | None = None
-        if args.database == "postgresql":
-            db_name = f"guildhall_bench_{os.getpid()}_{secrets.token_hex(4)}"
-            psql(f'CREATE DATABASE "{db_name}"')
-            drops.append(db_name)
-            database_url = f"{PG_URL_BASE}/{db_name}"
-        gh_port = free_port()
-        aurora_port = free_port()
-        panel_port = free_port()
-        panel = start_server(
-            "pterodactyl",
-            [sys.executable, "-m", "tests.peers.pterodactyl", str(panel_port)],
-            panel_port,
-            tmp,
-            env,
-        )
-        servers.append(panel)
-        env["GUILDHALL_CONFIG"] = str(
-            write_config(tmp, gh_port, aurora_port, panel_port, database_url)
-        )
-        run_cli(["migrate"], env)
-        account = run_cli(["users", "create", "--username", "bench", "--discord", DISCORD_ID], env)
-        wait_ready(panel)
-        run_cli(
-            [
-                *("users", "create", "--username", "gamer", "--discord", PANEL_DISCORD_ID),
-                *("--email", "gamer@example.com"),
-            ],
-            env,
-        )
-        run_cli(
-            [
-                *("servers", "create", "--owner", "gamer", "--name", "bench", "--egg", "paper"),
-                *("--ram", "1024", "--disk", "1024", "--cpu", "50"),
-            ],
-            env,
-        )
-        seed_members(MEMBERS, env)
-        seed_members(args.spread, env, prefix="3")
-        if database_url is not None:
-            # The statistics autovacuum (on by default) gathers within a minute of
-            # the seeding; this machine's server has it off, and without them
-            # PostgreSQL joins Aurora's 10,000 members row by row (138 req/s
-            # instead of 250: bench/README.md).
-            psql("ANALYZE", db_name)
-        key = run_cli(["keys", "create", "--name", "bench", "--scope", "heliactyl"], env)
-        print(
-            f"guildhall: account {account}, {args.database}, {args.workers} worker(s)",
-            file=sys.stderr,
-        )
-        gh = start_server(
-            "guildhall",
-            [
-                *guildhall_cmd(),
-                "serve",
-                "--face",
-                "heliactyl",
-                "--face",
-                "aurora",
-                "--workers",
-                str(args.workers),
-            ],
-            gh_port,
-            tmp,
-            env,
-        )
-        servers.append(gh)
-        wait_ready(gh)
-    wait_ready(ceiling)
+    servers.append(panel)
+    env["GUILDHALL_CONFIG"] = str(write_config(tmp, gh_port, aurora_port, panel_port, database_url))
+    run_cli(["migrate"], env)
+    account = run_cli(["users", "create", "--username", "bench", "--discord", DISCORD_ID], env)
+    wait_ready(panel)
+    run_cli(
+        [
+            *("users", "create", "--username", "gamer", "--discord", PANEL_DISCORD_ID),
+            *("--email", "gamer@example.com"),
+        ],
+        env,
+    )
+    run_cli(
+        [
+            *("servers", "create", "--owner", "gamer", "--name", "bench", "--egg", "paper"),
+            *("--ram", "1024", "--disk", "1024", "--cpu", "50"),
+        ],
+        env,
+    )
+    seed_members(MEMBERS, env)
+    seed_members(args.spread, env, prefix="3")
+    if db_name is not None:
+        # The statistics autovacuum (on by default) gathers within a minute of
+        # the seeding; this machine's server has it off, and without them
+        # PostgreSQL joins Aurora's 10,000 members row by row (138 req/s
+        # instead of 250: bench/README.md).
+        psql("ANALYZE", db_name)
+    key = run_cli(["keys", "create", "--name", "bench", "--scope", "heliactyl"], env)
+    print(f"guildhall: account {account}, {database}, {workers} worker(s)", file=sys.stderr)
+    command = [*guildhall_cmd(), "serve", "--face", "heliactyl", "--face", "aurora"]
+    gh = start_server("guildhall", [*command, "--workers", str(workers)], gh_port, tmp, env)
+    servers.append(gh)
+    wait_ready(gh)
 
     # Same headers everywhere so header parsing costs the ceiling what it costs Guildhall.
-    auth = key or "none"
-    exit_code = 0
-    ceiling_scenario = Scenario(
-        "ceiling", ceiling.port, [build_request("GET", "/api", ceiling.port, auth)]
-    )
-    if gh is None:
-        run_rounds([ceiling_scenario], args)
-        only = [summarize("ceiling", ceiling_scenario.counts)]
-        print_table(only)
-        return 0, only
-    userinfo = build_request("GET", f"/api/v3/userinfo?id={DISCORD_ID}", gh.port, auth)
-    addcoins = Scenario("addcoins", gh.port, [addcoins_request(DISCORD_ID, gh.port, auth)])
+    userinfo = build_request("GET", f"/api/v3/userinfo?id={DISCORD_ID}", gh_port, key)
+    addcoins = Scenario("addcoins", gh_port, [addcoins_request(DISCORD_ID, gh_port, key)])
     spread = Scenario(
         "addcoins spread",
-        gh.port,
-        [addcoins_request(spread_id(n), gh.port, auth) for n in range(args.spread)],
+        gh_port,
+        [addcoins_request(spread_id(n), gh_port, key) for n in range(args.spread)],
     )
     scenarios = [
-        ceiling_scenario,
-        Scenario("GET /api", gh.port, [build_request("GET", "/api", gh.port, auth)]),
-        Scenario("userinfo", gh.port, [userinfo]),
+        Scenario("ceiling", ceiling.port, [build_request("GET", "/api", ceiling.port, key)]),
+        Scenario("GET /api", gh_port, [build_request("GET", "/api", gh_port, key)]),
+        Scenario("userinfo", gh_port, [userinfo]),
         Scenario(
             "userinfo panel",
-            gh.port,
-            [build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh.port, auth)],
+            gh_port,
+            [build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh_port, key)],
             "panel_user",
         ),
         addcoins,
@@ -796,44 +785,49 @@ def bench(
         Scenario(
             "aurora users",
             aurora_port,
-            [build_request("GET", "/api/users?limit=50", aurora_port, auth)],
+            [build_request("GET", "/api/users?limit=50", aurora_port, key)],
             "json_object",
         ),
         Scenario(
             "aurora user",
             aurora_port,
-            [build_request("GET", f"/api/users/{DISCORD_ID}", aurora_port, auth)],
+            [build_request("GET", f"/api/users/{DISCORD_ID}", aurora_port, key)],
             "json_object",
         ),
     ]
-    before = asyncio.run(read_coins(gh.port, userinfo))
-    total_before = ledger_totals(env)[0]
-    run_rounds(scenarios, args)  # each run waits for the requests it abandoned (bench/wrk.py)
-    after = asyncio.run(read_coins(gh.port, userinfo))
-    rows = [summarize(item.name, item.counts) for item in scenarios]
+    return Instance(
+        *(database, workers, env, db_name, int(account), userinfo, gh_port),
+        *(scenarios, addcoins, spread),
+    )
 
+
+def report(instance: Instance, args: argparse.Namespace) -> tuple[int, list[Row]]:
+    """Print the instance's table, its ledger check and, on PostgreSQL, the database's own
+    limit; returns the exit code (1 on a ledger mismatch) and the rows."""
+    after = asyncio.run(read_coins(instance.port, instance.userinfo))
+    rows = [summarize(item.name, item.counts) for item in instance.scenarios]
+    print(f"=== {instance.label} ===", flush=True)
     print_table(rows)
-    total_after, unbalanced = ledger_totals(env)
+    total_after, unbalanced = ledger_totals(instance.env)
     # Every successful addcoins must have landed, and nothing beyond what was sent: wrk
     # abandons the requests in flight when its time is up, whose outcome it never learns.
-    moved = total_after - total_before
+    moved = total_after - instance.total_before
+    mine = after - instance.coins_before
+    addcoins, spread = instance.addcoins, instance.spread
     landed_ok = all(
         item.counts.ok <= landed <= item.counts.ok + item.counts.unanswered
-        for item, landed in ((addcoins, after - before), (spread, moved - (after - before)))
+        for item, landed in ((addcoins, mine), (spread, moved - mine))
     )
     ledger_verdict = "OK" if landed_ok and unbalanced == 0 else "MISMATCH"
     print(
         f"ledger check: {ledger_verdict}: all balances grew by {moved}, the benchmarked "
-        f"account's by {_num(after - before)}; successful addcoins (incl. warm-up) "
+        f"account's by {_num(mine)}; successful addcoins (incl. warm-up) "
         f"{addcoins.counts.ok} on it and {spread.counts.ok} spread, unanswered when wrk "
         f"stopped {addcoins.counts.unanswered} and {spread.counts.unanswered}; balances "
         f"unlike their ledger: {unbalanced}"
     )
-    if ledger_verdict != "OK":
-        exit_code = 1
-    if args.database == "postgresql":
-        assert database_url is not None
-        limits = database_limits(database_url, int(account), args)
+    if instance.db_name is not None:
+        limits = database_limits(f"{PG_URL_BASE}/{instance.db_name}", instance.account, args)
         hot = next(r.rps for r in rows if r.name == "addcoins")
         wide = next(r.rps for r in rows if r.name == "addcoins spread")
         print(
@@ -842,27 +836,57 @@ def bench(
             f"{100 * hot / limits[0]:.0f}% of hot, addcoins spread {100 * wide / limits[1]:.0f}% "
             "of spread"
         )
-    return exit_code, rows
+    return (0 if ledger_verdict == "OK" else 1), rows
+
+
+def bench(
+    args: argparse.Namespace,
+    combinations: Sequence[tuple[str, int]],
+    tmp: Path,
+    servers: list[Server],
+    drops: list[str],
+) -> tuple[int, dict[tuple[str, int], list[Row]]]:
+    """Set up one Guildhall per (database, workers), run their scenarios interleaved and
+    print each one's results; returns the exit code and the rows of each."""
+    ceiling = start_ceiling(tmp, clean_environment())
+    servers.append(ceiling)
+    if args.only_ceiling:
+        wait_ready(ceiling)
+        alone = Scenario("ceiling", ceiling.port, [build_request("GET", "/api", ceiling.port)])
+        run_rounds([[alone]], args)
+        only = [summarize("ceiling", alone.counts)]
+        print_table(only)
+        return 0, {}
+    instances = [
+        set_up(args, database, workers, tmp / f"{database}-{workers}", servers, drops, ceiling)
+        for database, workers in combinations
+    ]
+    wait_ready(ceiling)
+    for instance in instances:
+        instance.coins_before = asyncio.run(read_coins(instance.port, instance.userinfo))
+        instance.total_before = ledger_totals(instance.env)[0]
+    # Each scenario runs on every instance back to back, so that all of them sample the
+    # same spell of the machine (each run waits for the requests it abandoned: wrk.py).
+    groups = zip(*(instance.scenarios for instance in instances), strict=True)
+    run_rounds([list(group) for group in groups], args)
+    exit_code, results = 0, {}
+    for instance in instances:
+        code, rows = report(instance, args)
+        exit_code = exit_code or code
+        results[(instance.database, instance.workers)] = rows
+    return exit_code, results
 
 
 MATRIX = (("sqlite", 1), ("sqlite", 2), ("postgresql", 1), ("postgresql", 2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark (or, with --matrix, every database and worker count in turn)."""
+    """Run the benchmark: one database and worker count, or with --matrix all of them."""
     args = parse_args(argv)
-    if not args.matrix:
-        return run_once(args)[0]
-    results: dict[tuple[str, int], list[Row]] = {}
-    exit_code = 0
-    for database, workers in MATRIX:
-        print(f"=== {database}, {workers} worker(s) ===", flush=True)
-        code, rows = run_once(
-            argparse.Namespace(**{**vars(args), "database": database, "workers": workers})
-        )
-        exit_code = exit_code or code
-        results[(database, workers)] = rows
-    print_matrix(results)
+    combinations = MATRIX if args.matrix else ((args.database, args.workers),)
+    exit_code, results = run_once(args, combinations)
+    if args.matrix and results:
+        print_matrix(results)
     return exit_code
 
 
@@ -884,16 +908,18 @@ def print_matrix(results: dict[tuple[str, int], list[Row]]) -> None:
         print(line)
 
 
-def run_once(args: argparse.Namespace) -> tuple[int, list[Row]]:
-    """One database and worker count; always cleans up servers, the database, the temp dir."""
+def run_once(
+    args: argparse.Namespace, combinations: Sequence[tuple[str, int]]
+) -> tuple[int, dict[tuple[str, int], list[Row]]]:
+    """One run; always cleans up servers, databases and the temp dir."""
     servers: list[Server] = []
     drops: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="guildhall-bench-"))
     try:
-        return bench(args, tmp, servers, drops)
+        return bench(args, combinations, tmp, servers, drops)
     except (BenchError, wrk.WrkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1, []
+        return 1, {}
     finally:
         for server in reversed(servers):
             stop_server(server)
