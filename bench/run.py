@@ -4,6 +4,9 @@ One run sets up a throw-away Guildhall instance through its CLI (config, migrati
 an API key), starts it next to ``bench.ceiling``, drives each scenario for a fixed duration at
 N concurrent keep-alive connections and prints req/s, p50/p99 latency, errors and the ratio to
 the ceiling, then verifies that every successful ``addcoins`` landed in the database.
+``--matrix`` sets up four such instances (SQLite and PostgreSQL, one worker and two) before
+any load and runs each scenario on all four back to back, so that the figures it compares
+come from the same few seconds of a machine whose speed drifts.
 
 The load comes from wrk (``bench/wrk.py``): on a 2-core machine the load generator shares the
 cores with the server and PostgreSQL, and wrk spends far less CPU per request than a Python
