@@ -18,6 +18,13 @@ middle of a body, was kept open as long as it liked (a slowloris). Here:
   count. On expiry the request is answered ``408`` if its answer has not
   begun, the application sees the client as gone, and the connection closes.
 
+A response's head and body go out as one write: uvicorn writes the head when
+the application starts its response and the body when it sends it, two
+``send()`` calls and two TCP segments for every small JSON answer, and the
+client wakes for each. :class:`OneWritePerTurn` holds what is written during
+one turn of the event loop and sends it together at the end of the turn
+(the application sends both parts without waiting in between).
+
 Every response the protocol writes itself (uvicorn's 400 for a malformed
 request, the 408 here) carries the server's default headers, so the
 ``X-Content-Type-Options: nosniff`` set in server.py reaches them too. A
@@ -29,7 +36,7 @@ response (the ``websocket.http.response`` extension) carrying them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import Config
@@ -39,6 +46,40 @@ from uvicorn.server import ServerState
 from guildhall.config import HttpSettings
 
 TIMEOUT_MESSAGE = b"Request Timeout: the request did not arrive in time."
+
+
+class OneWritePerTurn:
+    """A transport whose writes in one turn of the event loop reach the socket as one.
+
+    Everything but writing and closing is the wrapped transport's own. Closing
+    sends what is held first; aborting drops it, as the transport would.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        held, self._held = self._held, []
+        if held and not self.transport.is_closing():
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._held = []
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
@@ -64,6 +105,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Flow control (``self.flow``) keeps the transport itself; responses write through this.
+        self.transport = cast(asyncio.Transport, OneWritePerTurn(transport, self.loop))
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -92,6 +135,9 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_timers()  # the WebSocket protocol takes the connection from here
+        if isinstance(self.transport, OneWritePerTurn):
+            self.transport.flush()
+            self.transport = self.transport.transport
         super().handle_websocket_upgrade()
 
     # -- the timeouts ---------------------------------------------------------

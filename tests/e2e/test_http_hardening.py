@@ -187,3 +187,31 @@ def test_a_slow_body_that_keeps_moving_is_answered(served: Served) -> None:
         answer, _ = _until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
     assert b'"success":true' in answer.replace(b" ", b"")
+
+
+# struct tcp_info (linux/tcp.h): tcpi_data_segs_in, segments that carried data, is the
+# u32 at byte 152 (Linux 4.6 and later).
+DATA_SEGMENTS_IN = 152
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="TCP_INFO is Linux's")
+def test_each_answer_reaches_the_client_in_one_segment(served: Served) -> None:
+    """Head and body go out as one write: a client wakes once per answer, not twice."""
+    answers = 5
+    request = (
+        f"GET /api HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {served.demo_key}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(_address(served, "heliactyl")) as sock:
+        sock.settimeout(CLOSED_WITHIN)
+        for _ in range(answers):
+            sock.sendall(request)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body.startswith(b'{"status":')
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, DATA_SEGMENTS_IN + 4)
+    assert int.from_bytes(info[DATA_SEGMENTS_IN:], "little") == answers
