@@ -207,11 +207,17 @@ def test_each_answer_reaches_the_client_in_one_segment(served: Served) -> None:
             sock.sendall(request)
             received = b""
             while b"\r\n\r\n" not in received:
-                received += sock.recv(65536)
+                received += _more(sock)
             head, _, body = received.partition(b"\r\n\r\n")
             length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             while len(body) < length:
-                body += sock.recv(65536)
+                body += _more(sock)
             assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body.startswith(b'{"status":')
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, DATA_SEGMENTS_IN + 4)
     assert int.from_bytes(info[DATA_SEGMENTS_IN:], "little") == answers
+
+
+def _more(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    assert chunk, "the server closed a keep-alive connection in the middle of an answer"
+    return chunk
