@@ -82,15 +82,13 @@ def catalogue_from(settings: Settings) -> Catalogue:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, workers: int = 1) -> None:
-        """``workers``: the processes ``serve --workers`` runs, this one among them."""
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # Private to its owner (``guildhall.filemodes``); made by whatever first needs it.
         filemodes.tighten(settings.data_dir, filemodes.PRIVATE_DIRECTORY)
         self.database = Database(
             settings.resolved_database_url,
             pool_size=settings.database_pool_size,
-            processes=workers,
         )
         self.catalogue = catalogue_from(settings)
         self.key_stamps = LastUsedTracker()

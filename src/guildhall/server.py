@@ -269,11 +269,9 @@ async def serve_sockets(
     settings: Settings,
     listeners: Sequence[Listener],
     sockets: Sequence[socket.socket],
-    workers: int = 1,
 ) -> None:
-    """Serve every face on its socket in this process (one of ``workers``) until
-    SIGTERM or SIGINT."""
-    runtime = Runtime(settings, workers=workers)
+    """Serve every face on its socket in this process until SIGTERM or SIGINT."""
+    runtime = Runtime(settings)
     servers: list[tuple[_FaceServer, socket.socket]] = []
     protocol = protocol_for(settings.http)
     refusal_headers = [(k.lower().encode(), v.encode()) for k, v in EVERY_RESPONSE_HEADERS]
@@ -334,10 +332,7 @@ def _settle_heap() -> None:
 
 
 def _run_loop(
-    settings: Settings,
-    listeners: Sequence[Listener],
-    sockets: Sequence[socket.socket],
-    workers: int = 1,
+    settings: Settings, listeners: Sequence[Listener], sockets: Sequence[socket.socket]
 ) -> None:
     for sock in sockets:
         # A worker receives its sockets inheritable; nothing it starts may keep them.
@@ -345,10 +340,10 @@ def _run_loop(
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        asyncio.run(serve_sockets(settings, listeners, sockets, workers))
+        asyncio.run(serve_sockets(settings, listeners, sockets))
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_sockets(settings, listeners, sockets, workers))
+            runner.run(serve_sockets(settings, listeners, sockets))
 
 
 def run(
@@ -364,7 +359,7 @@ def run(
     context = multiprocessing.get_context("spawn")
     each = worker_sockets(listeners, sockets, workers)
     processes = [
-        context.Process(target=_run_loop, args=(settings, listeners, own, workers), daemon=False)
+        context.Process(target=_run_loop, args=(settings, listeners, own), daemon=False)
         for own in each
     ]
 

@@ -45,7 +45,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import math
 import os
 import re
 import sqlite3
@@ -721,21 +720,20 @@ def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
 
 class Database:
-    """The engines for one database URL, and the units of work made from them."""
+    """The engines for one database URL, and the units of work made from them.
 
-    def __init__(self, url: str, *, pool_size: int = 10, processes: int = 1) -> None:
-        """``processes``: how many serve the same database together (``serve --workers``);
-        on PostgreSQL they share ``pool_size`` among them for writes (see ``writers``)."""
+    On PostgreSQL every held connection may carry a write. The workers of one
+    ``serve`` once shared ``pool_size`` for writes (each opened pool / N write
+    transactions at once), so that writers waiting on one hot row did not pile up;
+    since changes to one balance go together (``together.py``) that share saved
+    nothing there and cost writes spread over many rows about 10 % with two workers
+    (bench/README.md).
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         self.local_caches: dict[str, Any] = {}
-        # Write transactions open at once in this process (PostgreSQL). Writers beyond
-        # about ``pool_size`` in the whole installation only wait on the same row locks,
-        # and the waiting costs: on one hot account two workers with 10 writers each did
-        # 765 / 835 / 810 req/s where two with 5 each did 966 / 955 / 1,014, and one
-        # with 10, 973 / 970 / 946. Reads still use every connection.
-        self.writers = max(1, math.ceil(pool_size / processes))
-        self._write_turns = asyncio.Semaphore(self.writers) if self.writers < pool_size else None
         if self.is_sqlite:
             path = make_url(url).database or ":memory:"
             on_disk = path != ":memory:"
@@ -781,15 +779,7 @@ class Database:
         """
         if self.is_sqlite:
             return _SqliteUnitOfWork(self._writer if write else self._readers)
-        if write and self._write_turns is not None:
-            return self._write_turn(self._write_turns)
         return self._pooled_unit_of_work(write)
-
-    @asynccontextmanager
-    async def _write_turn(self, turns: asyncio.Semaphore) -> AsyncIterator[AsyncSession]:
-        """A write unit of work once fewer than ``writers`` are open in this process."""
-        async with turns, self._pooled_unit_of_work(write=True) as session:
-            yield session
 
     @asynccontextmanager
     async def _pooled_unit_of_work(self, write: bool) -> AsyncIterator[AsyncSession]:
