@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -160,3 +162,31 @@ async def test_every_order_pages_through_all_members_once(
     assert await walk(sortBy="balance") == ["gale", "dora", "erin", "finn", "hugo"]
     assert await walk(sortBy="username", sortOrder="desc") == list(reversed(names))
     assert await walk(sortBy="level", search="E") == ["gale", "erin"]
+
+
+async def test_clients_asking_for_pages_at_once_each_get_the_page_they_asked_for(
+    aurora: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A dashboard's pages are read once for everyone asking at once (``db/gathered.py``):
+    each client still gets the page and count it asked for, as if it had asked alone."""
+    for index, (name, coins) in enumerate([("ivy", 5), ("jay", 9), ("kit", 7)]):
+        ref = await make_account(runtime, name, discord=f"300{index}")
+        async with runtime.database.unit_of_work() as session:
+            await economy.adjust(session, ref, coins, actor=TEST_ACTOR)
+    queries = [
+        {},
+        {"limit": 1},
+        {"limit": 1, "offset": 1},
+        {"sortBy": "username", "sortOrder": "asc"},
+        {"search": "i"},
+        {"search": "i", "sortOrder": "asc"},
+    ]
+
+    async def page(query: dict[str, object]) -> tuple[list[str], int]:
+        body = (await aurora.get("/api/users", params=query)).json()
+        return [user["username"] for user in body["users"]], body["total"]
+
+    alone = [await page(query) for query in queries]
+    assert (alone[4], alone[5]) == ((["kit", "ivy"], 2), (["ivy", "kit"], 2))
+    at_once = await asyncio.gather(*(page(query) for query in queries * 5))
+    assert at_once == alone * 5

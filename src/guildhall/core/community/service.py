@@ -48,7 +48,8 @@ from guildhall.core.economy.models import Balance
 from guildhall.core.errors import Conflict, Invalid, NotFound, is_digits
 from guildhall.core.text import require_storable, storable
 from guildhall.db.base import utcnow
-from guildhall.db.prepared import Prepared
+from guildhall.db.gathered import Gathered
+from guildhall.db.prepared import Prepared, Row
 from guildhall.db.sql import (
     KEEP_ROW,
     ensure_row,
@@ -233,6 +234,36 @@ async def member(session: AsyncSession, discord_id: str, currency: str) -> Membe
     return _member(row)
 
 
+@dataclass(frozen=True, slots=True)
+class _PageAsked:
+    """One page of the member list, as a key: requests asking for the same one at once
+    share its read (``db/gathered.py``; a dashboard polls its first page)."""
+
+    currency: str
+    search: str
+    sort_by: str
+    descending: bool
+    limit: int
+    offset: int
+
+
+async def _page_and_count(session: AsyncSession, asked: _PageAsked) -> tuple[list[Row], int]:
+    params: dict[str, Any] = {"unit": asked.currency, "limit": asked.limit, "offset": asked.offset}
+    if asked.search:
+        escaped = asked.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["pattern"] = f"%{escaped}%"
+        total = await _COUNT_SEARCH.scalar(session, {"pattern": params["pattern"]})
+    else:
+        total = await _COUNT_ALL.scalar(session, {})
+    rows = await _page_statement(asked.sort_by, asked.descending, bool(asked.search)).all(
+        session, params
+    )
+    return rows, int(total or 0)
+
+
+_PAGE_AND_COUNT = Gathered("community.members", _page_and_count)
+
+
 async def members(
     session: AsyncSession,
     currency: str,
@@ -244,15 +275,9 @@ async def members(
     offset: int,
 ) -> tuple[list[MemberView], int]:
     """A page of members and how many match in all."""
-    params: dict[str, Any] = {"unit": currency, "limit": limit, "offset": offset}
-    if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params["pattern"] = f"%{escaped}%"
-        total = await _COUNT_SEARCH.scalar(session, {"pattern": params["pattern"]})
-    else:
-        total = await _COUNT_ALL.scalar(session, {})
-    rows = await _page_statement(sort_by, descending, bool(search)).all(session, params)
-    return [_member(row) for row in rows], int(total or 0)
+    asked = _PageAsked(currency, search or "", sort_by, descending, limit, offset)
+    rows, total = await _PAGE_AND_COUNT.get(session, asked)
+    return [_member(row) for row in rows], total
 
 
 async def _profile(session: AsyncSession, account_id: int) -> Profile:

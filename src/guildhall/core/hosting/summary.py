@@ -10,6 +10,10 @@ identity's account is joined to its plan, its balance, its panel user and its
 servers (LEFT JOINs: one row per server, the rest repeated), and each module
 turns its own columns back into its own view (``plans.view_of``,
 ``Hosting.summary_of``).
+
+A bot or panel asks for the same account many times a second; on PostgreSQL
+the requests of one process that ask at once share one read
+(``db/gathered.py``), each still seeing every change committed before it asked.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from guildhall.core.hosting.service import SUMMARY_COLUMNS, Hosting, ServerView
 from guildhall.core.plans import service as plans
 from guildhall.core.plans.models import Plan
 from guildhall.core.plans.service import Catalogue, PlanView
-from guildhall.db.prepared import Prepared
+from guildhall.db.gathered import Gathered
+from guildhall.db.prepared import Prepared, Row
 
 _accounts = Account.__table__
 _identities = Identity.__table__
@@ -70,6 +75,13 @@ _SUMMARY_BY_SUBJECT = Prepared(
 )
 
 
+async def _summary_rows(session: AsyncSession, subject: str) -> list[Row]:
+    return await _SUMMARY_BY_SUBJECT.all(session, {"subject": subject})
+
+
+_SUMMARY_ROWS = Gathered("hosting.summary", _summary_rows)
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerSummary:
     account: AccountView
@@ -93,7 +105,7 @@ async def summary_by_identity(
     user object if ``with_panel_user`` (a panel is configured: a document left from an
     earlier panel is not shown)."""
     found = accounts.plausible_subject(subject)
-    rows = await _SUMMARY_BY_SUBJECT.all(session, {"subject": subject}) if found else []
+    rows = await _SUMMARY_ROWS.get(session, subject) if found else []
     best = accounts.preferred(rows)
     if best is None:
         raise NotFound(f"no account has the id {subject!r}", code="account_not_found")
