@@ -190,3 +190,22 @@ async def test_clients_asking_for_pages_at_once_each_get_the_page_they_asked_for
     assert (alone[4], alone[5]) == ((["kit", "ivy"], 2), (["ivy", "kit"], 2))
     at_once = await asyncio.gather(*(page(query) for query in queries * 5))
     assert at_once == alone * 5
+
+
+async def test_clients_asking_for_users_at_once_each_get_the_user_they_asked_for(
+    aurora: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """One member is read once for everyone asking for it at once; each client still gets
+    the member it asked for, in the currency it asked in, and an unknown id is still 404."""
+    for index, (name, coins) in enumerate([("lou", 11), ("max", 12)]):
+        ref = await make_account(runtime, name, discord=f"400{index}")
+        async with runtime.database.unit_of_work() as session:
+            await economy.adjust(session, ref, coins, actor=TEST_ACTOR)
+
+    async def user(discord_id: str) -> tuple[int, str | None, str | None]:
+        response = await aurora.get(f"/api/users/{discord_id}")
+        body = response.json()
+        return response.status_code, body.get("username"), body.get("balance")
+
+    at_once = await asyncio.gather(*(user(id_) for id_ in ["4000", "4001", "4009"] * 6))
+    assert at_once == [(200, "lou", "11"), (200, "max", "12"), (404, None, None)] * 6

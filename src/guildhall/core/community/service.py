@@ -223,12 +223,18 @@ def _member(row: Any) -> MemberView:
     )
 
 
+async def _member_row(session: AsyncSession, asked: tuple[str, str]) -> Row | None:
+    discord_id, currency = asked
+    return await _ONE_MEMBER.first(session, {"subject": discord_id, "unit": currency})
+
+
+_MEMBER_ROW = Gathered("community.member", _member_row)
+"""A bot asks for the same member many times a second: requests asking at once share
+the read (``db/gathered.py``)."""
+
+
 async def member(session: AsyncSession, discord_id: str, currency: str) -> MemberView:
-    row = (
-        await _ONE_MEMBER.first(session, {"subject": discord_id, "unit": currency})
-        if storable(discord_id)
-        else None
-    )
+    row = await _MEMBER_ROW.get(session, (discord_id, currency)) if storable(discord_id) else None
     if row is None:
         raise NotFound(f"no user has the Discord id {discord_id}", code="user_not_found")
     return _member(row)
