@@ -450,7 +450,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--workers", type=int, default=1, help="guildhall serve --workers")
     ap.add_argument(
-        "--spread", type=int, default=10_000, help="accounts addcoins spread moves coins among"
+        "--spread",
+        type=int,
+        default=10_000,
+        help="accounts addcoins spread moves coins among and userinfo spread reads",
     )
     ap.add_argument(
         "--matrix",
@@ -571,7 +574,8 @@ asyncio.run(main())
 
 
 def spread_id(n: int) -> str:
-    """The Discord id of the n-th account addcoins spread moves coins to."""
+    """The Discord id of the n-th spread account (addcoins spread pays them, userinfo spread
+    reads them)."""
     return f"3{n:017d}"
 
 
@@ -782,6 +786,15 @@ def set_up(
             gh_port,
             [build_request("GET", f"/api/v3/userinfo?id={PANEL_DISCORD_ID}", gh_port, key)],
             "panel_user",
+        ),
+        # Each request for another account: what no two requests share.
+        Scenario(
+            "userinfo spread",
+            gh_port,
+            [
+                build_request("GET", f"/api/v3/userinfo?id={spread_id(n)}", gh_port, key)
+                for n in range(args.spread)
+            ],
         ),
         addcoins,
         spread,

@@ -5,7 +5,7 @@ where the load generator shares the cores with the server and PostgreSQL. A Lua 
 it do what the benchmark needs beyond req/s:
 
 - it sends the scenario's pre-encoded requests in turn (one request for most scenarios, one per
-  account for addcoins spread), starting at a different place on each run;
+  account for addcoins spread and userinfo spread), starting at a different place on each run;
 - it checks every response the way the scenario says (a Heliactyl error is an HTTP 200 whose
   JSON ``status`` is an error string, which wrk alone would count as a success);
 - it counts the requests it issued and the successes, so the ledger check can bound what the
