@@ -63,6 +63,12 @@ class Asking:
             # Nothing awaits between here and the request's place in the queue.
             return await self.balances.gathered.get(session, account_id)
 
+    async def first_on_its_way(self, account_id: int) -> asyncio.Task[int]:
+        """A request whose read has read and now waits for ``release``."""
+        first = self.ask(account_id)
+        await self.balances.first_read.wait()
+        return first
+
     async def all_asked(self) -> None:
         """Until every request began asking (its unit of work is open)."""
         while self.entered < len(self.tasks):
@@ -103,9 +109,8 @@ async def test_requests_asking_while_a_read_is_on_its_way_see_changes_committed_
     """The read on its way read the balance before 10 coins were paid; those who ask
     after the payment must see it, as they would by reading for themselves."""
     async with asking_on(runtime) as (asking, player):
-        first = asking.ask(player.id)
         async with asyncio.timeout(10):
-            await asking.balances.first_read.wait()
+            first = await asking.first_on_its_way(player.id)
             await pay(runtime, player, 10)
             later = [asking.ask(player.id) for _ in range(5)]
             await asking.all_asked()
@@ -118,9 +123,8 @@ async def test_requests_asking_at_once_share_one_read_on_postgresql(
     runtime: Runtime,
 ) -> None:
     async with asking_on(runtime) as (asking, player):
-        first = asking.ask(player.id)
         async with asyncio.timeout(10):
-            await asking.balances.first_read.wait()
+            first = await asking.first_on_its_way(player.id)
             later = [asking.ask(player.id) for _ in range(6)]
             await asking.all_asked()
             asking.balances.release.set()
@@ -135,9 +139,8 @@ async def test_a_read_of_another_key_does_not_wait_for_one_on_its_way(
     async with asking_on(runtime) as (asking, player):
         other = await make_account(runtime, "other", discord="7002")
         await pay(runtime, other, 3)
-        first = asking.ask(player.id)
         async with asyncio.timeout(10):
-            await asking.balances.first_read.wait()
+            first = await asking.first_on_its_way(player.id)
             assert await asking.ask(other.id) == 3
             assert not first.done()
 
@@ -147,9 +150,8 @@ async def test_postgresql_a_failed_read_fails_only_the_requests_it_carried(
 ) -> None:
     async with asking_on(postgres_runtime) as (asking, player):
         asking.balances.fail_after_first = True
-        first = asking.ask(player.id)
         async with asyncio.timeout(10):
-            await asking.balances.first_read.wait()
+            first = await asking.first_on_its_way(player.id)
             carried = [asking.ask(player.id) for _ in range(3)]
             await asking.all_asked()
             asking.balances.release.set()
@@ -168,9 +170,8 @@ async def test_postgresql_a_cancelled_read_hands_the_next_one_on(
     """The client of the read on its way hangs up, and so does the first one waiting:
     the others still get their answer, from a read sent by one of them."""
     async with asking_on(postgres_runtime) as (asking, player):
-        first = asking.ask(player.id)
         async with asyncio.timeout(10):
-            await asking.balances.first_read.wait()
+            first = await asking.first_on_its_way(player.id)
             await pay(postgres_runtime, player, 4)
             waiting = [asking.ask(player.id) for _ in range(3)]
             await asking.all_asked()
@@ -189,9 +190,8 @@ async def test_a_unit_of_work_that_writes_reads_its_own_changes(
     """Its change is seen by no other unit of work until it commits: it reads for itself,
     at once, even while a read of the same key is on its way."""
     async with asking_on(runtime) as (asking, player):
-        first = asking.ask(player.id)
         async with asyncio.timeout(10):
-            await asking.balances.first_read.wait()
+            first = await asking.first_on_its_way(player.id)
             async with runtime.database.unit_of_work() as session:
                 await economy.adjust(session, player, 25, actor=TEST_ACTOR)
                 assert await asking.balances.gathered.get(session, player.id) == 25

@@ -7,7 +7,8 @@ is a round trip whose cost to the serving process (asyncpg's protocol, a
 wake-up of the event loop, and of a PostgreSQL backend that then preempts a
 worker on a small machine) is larger than the lookup itself: with two
 workers on two cores, userinfo on one account answered at 1.07 times one
-worker's rate (bench/README.md, "The same read, sent once at a time").
+worker's rate, and at 1.36 to 1.50 times with its reads gathered (bench/README.md,
+"The same read, sent once at a time").
 
 So :class:`Gathered` keeps at most one read per key on its way in this
 process. A request that asks while one is on its way waits, holding only
@@ -24,32 +25,23 @@ unit of work sees: both read for themselves.
 
 A read that fails fails every request that waited for it, as one that
 carried a single request would; a read whose leader is cancelled fails
-those it carried (:class:`_Interrupted`), and the next waiting request
+those it carried (``turns.Interrupted``), and the next waiting request
 leads the next read. The value a read returns is shared by every request it
 answered: it must not be changed by any of them.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guildhall.db import held, sqlite_inline
+from guildhall.db import held, sqlite_inline, turns
 from guildhall.db.engine import DRIVER_KEY, LOCAL_CACHES
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
-Queues = dict[Hashable, deque["asyncio.Future[Any]"]]
-_LEAD = object()
-"""A waiting request's answer that says: send the next read, for those waiting then."""
-
-
-class _Interrupted(Exception):
-    """The read that was to answer this request was cancelled before it answered."""
 
 
 class Gathered(Generic[Key, Value]):
@@ -63,7 +55,7 @@ class Gathered(Generic[Key, Value]):
     async def get(self, session: AsyncSession, key: Key) -> Value:
         """What ``read`` answers for ``key``, read after this call began."""
         info = session.info
-        caches: dict[str, Any] | None = info.get(LOCAL_CACHES)
+        caches: dict[str, turns.Queues] | None = info.get(LOCAL_CACHES)
         driver = info.get(DRIVER_KEY)
         if (
             caches is None
@@ -74,51 +66,20 @@ class Gathered(Generic[Key, Value]):
             or driver.is_in_transaction()  # one that has begun writing
         ):
             return await self._read(session, key)
-        queues: Queues = caches.setdefault(self._name, {})
-        queue = queues.get(key)
-        if queue is None:
-            queues[key] = deque()  # no read on its way: this one goes now
-            return await self._lead(session, queues, key)
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        queue.append(answer)
-        try:
-            value = await answer
-        except asyncio.CancelledError:
-            if answer.done() and not answer.cancelled() and answer.result() is _LEAD:
-                _hand_on(queues, key)  # the turn it was given must not be lost
-            raise
-        if value is _LEAD:
-            return await self._lead(session, queues, key)
-        return value  # type: ignore[no-any-return]
+        queues = caches.setdefault(self._name, {})
+        if not turns.start(queues, key):
+            value = await turns.wait_for_turn(queues, key, None)
+            if value is not turns.LEAD:
+                return value  # type: ignore[no-any-return]
+        return await self._lead(session, queues, key)
 
-    async def _lead(self, session: AsyncSession, queues: Queues, key: Key) -> Value:
+    async def _lead(self, session: AsyncSession, queues: turns.Queues, key: Key) -> Value:
         """Send the read for this request and every one waiting on ``key`` now, answer
         each, and hand the next read to whichever request asked after it was sent."""
-        queue = queues[key]
-        carried = [answer for answer in queue if not answer.done()]
-        queue.clear()  # those that ask from now on wait for the next read
-        try:
+        with turns.Turn(queues, key) as turn:
+            carried = turn.take_waiting()
             value = await self._read(session, key)
-        except BaseException as error:
-            failure = error if isinstance(error, Exception) else _Interrupted()
-            for answer in carried:
-                if not answer.done():
-                    answer.set_exception(failure)
-            raise
-        finally:
-            _hand_on(queues, key)
-        for answer in carried:
-            if not answer.done():
-                answer.set_result(value)
+        for waiting in carried:
+            if not waiting.answer.done():
+                waiting.answer.set_result(value)
         return value
-
-
-def _hand_on(queues: Queues, key: Hashable) -> None:
-    """Give the next read on ``key`` to the first request still waiting, or end the queue."""
-    queue = queues.get(key)
-    while queue:
-        answer = queue.popleft()
-        if not answer.done():
-            answer.set_result(_LEAD)
-            return
-    queues.pop(key, None)

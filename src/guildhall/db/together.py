@@ -25,32 +25,23 @@ single change would; none of them is retried, because none can know whether
 PostgreSQL committed it before the failure reached this process.
 
 This is PostgreSQL's counterpart of SQLite's group commit (``engine._Writer``),
-which shares one transaction among every writer of the process.
+which shares one transaction among every writer of the process. The turns
+themselves (who leads, who waits, who is handed on) are ``turns.py``'s, shared
+with the reads of ``gathered.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guildhall.db import turns
 from guildhall.db.engine import Database
 from guildhall.db.prepared import Row
 
 Change = TypeVar("Change")
-Queues = dict[Hashable, deque["_Waiting[Any]"]]
-_LEAD = object()
-"""A waiting change's answer that says: lead the next turn, with those waiting then."""
-
-
-@dataclass(slots=True)
-class _Waiting(Generic[Change]):
-    change: Change
-    answer: asyncio.Future[Any]
 
 
 class Together(Generic[Change]):
@@ -72,64 +63,28 @@ class Together(Generic[Change]):
     async def run(self, database: Database, key: Hashable, change: Change) -> list[Row]:
         """The rows of ``change`` (without their first column), run with the changes of
         other requests on ``key`` that meet it; committed if there are any."""
-        queues: Queues = database.local_caches.setdefault(self._name, {})
-        queue = queues.get(key)
-        if queue is not None:
-            answer = asyncio.get_running_loop().create_future()
-            queue.append(_Waiting(change, answer))
-            try:
-                rows = await answer
-            except asyncio.CancelledError:
-                if answer.done() and not answer.cancelled() and answer.result() is _LEAD:
-                    _hand_on(queues, key)  # the turn it was given must not be lost
-                raise
-            if rows is not _LEAD:
+        queues: turns.Queues = database.local_caches.setdefault(self._name, {})
+        if not turns.start(queues, key):
+            rows = await turns.wait_for_turn(queues, key, change)
+            if rows is not turns.LEAD:
                 return list(rows)
-        else:
-            queues[key] = deque()  # this change leads: its statement runs now
         return await self._lead(database, queues, key, change)
 
     async def _lead(
-        self, database: Database, queues: Queues, key: Hashable, change: Change
+        self, database: Database, queues: turns.Queues, key: Hashable, change: Change
     ) -> list[Row]:
         """Run ``change`` and every change waiting on ``key`` as one statement, answer
         each, and hand the next turn to whichever change waits after them."""
-        carried: list[_Waiting[Change]] = []
-        try:
+        with turns.Turn(queues, key) as turn:
             async with database.unit_of_work() as session:
                 # Those that came while it waited for a connection go with it.
-                queue = queues[key]
-                carried = [waiting for waiting in queue if not waiting.answer.done()]
-                queue.clear()
-                changes = [change, *(waiting.change for waiting in carried)]
+                carried = turn.take_waiting()
+                changes = [change, *(waiting.item for waiting in carried)]
                 rows = await self._run(session, changes)
-        except BaseException as error:
-            failure = error if isinstance(error, Exception) else _Interrupted()
-            for waiting in carried:
-                if not waiting.answer.done():
-                    waiting.answer.set_exception(failure)
-            raise
-        finally:
-            _hand_on(queues, key)
         for place, waiting in enumerate(carried, start=2):
             if not waiting.answer.done():
                 waiting.answer.set_result(_rows_of(rows, place))
         return _rows_of(rows, 1)
-
-
-class _Interrupted(Exception):
-    """The statement that carried this change was cancelled before it answered."""
-
-
-def _hand_on(queues: Queues, key: Hashable) -> None:
-    """Give the next turn on ``key`` to the first change still waiting, or end the queue."""
-    queue = queues.get(key)
-    while queue:
-        waiting = queue.popleft()
-        if not waiting.answer.done():
-            waiting.answer.set_result(_LEAD)
-            return
-    queues.pop(key, None)
 
 
 def _rows_of(rows: list[Row], place: int) -> list[Row]:
